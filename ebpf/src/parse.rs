@@ -1,0 +1,265 @@
+//! Wire parsing for the kernel side: Ethernet (up to two VLAN tags), IPv4 (options, fragments),
+//! IPv6 (a bounded walk over extension headers), and the TCP/UDP/ICMP header checks that decide
+//! whether a packet is well formed. Every read goes through [`load`], the one bounds-checked
+//! accessor. The semantics are specified in filter/README.md; the reference model in
+//! filter/src/model.rs implements them independently.
+
+use aya_ebpf::programs::XdpContext;
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// VLAN tags accepted in front of the IP header; one more makes the frame malformed.
+const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers walked; a chain that is longer makes the packet malformed.
+const MAX_EXT_HEADERS: usize = 8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// The fields the classifier needs.
+pub struct Packet {
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// Source address; IPv4 in the first four bytes.
+    pub src: [u8; 16],
+    /// Destination address; IPv4 in the first four bytes.
+    pub dst: [u8; 16],
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// TCP or UDP with its header present (not a non-first fragment).
+    pub has_ports: bool,
+    /// Source port, host order.
+    pub sport: u16,
+    /// Destination port, host order.
+    pub dport: u16,
+}
+
+impl Packet {
+    /// An empty packet to parse into.
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Packet {
+            v6: false,
+            src: [0; 16],
+            dst: [0; 16],
+            proto: 0,
+            has_ports: false,
+            sport: 0,
+            dport: 0,
+        }
+    }
+}
+
+/// What parsing found out about a frame.
+pub enum Parsed {
+    /// An IPv4 or IPv6 packet, fields in the [`Packet`].
+    Ip,
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...).
+    NonIp,
+    /// Truncated or inconsistent headers.
+    Malformed,
+}
+
+/// Reads a `T` at `off` bytes into the frame, or `None` past its end.
+#[inline(always)]
+fn load<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+    // Volatile reads of the frame bounds: otherwise LLVM proves this check redundant from the
+    // length checks above (total length, payload length) and drops it, and the verifier, which
+    // only trusts comparisons against data_end, rejects the access.
+    // SAFETY: ctx.ctx points at the kernel's xdp_md for the whole program run.
+    let (start, end) = unsafe {
+        (
+            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+        )
+    };
+    if start + off + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: the range [start + off, start + off + size) lies inside the frame (checked above).
+    Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// Parses `ctx`'s frame into `pkt`.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Parsed {
+    match parse_inner(ctx, pkt) {
+        Some(p) => p,
+        None => Parsed::Malformed,
+    }
+}
+
+#[inline(always)]
+fn parse_inner(ctx: &XdpContext, pkt: &mut Packet) -> Option<Parsed> {
+    let mut ethertype = be16(load(ctx, 12)?);
+    let mut off = 14usize;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        ethertype = be16(load(ctx, off + 2)?);
+        off += 4;
+    }
+    let frame_len = ctx.data_end() - ctx.data();
+    let parsed = match ethertype {
+        ETH_P_IPV4 => parse_ipv4(ctx, pkt, off, frame_len - off),
+        ETH_P_IPV6 => parse_ipv6(ctx, pkt, off, frame_len - off),
+        ETH_P_8021Q | ETH_P_8021AD => None,
+        _ => return Some(Parsed::NonIp),
+    };
+    if parsed? {
+        Some(Parsed::Ip)
+    } else {
+        None
+    }
+}
+
+/// Parses an IPv4 header at `l3` with `avail` bytes left in the frame. `Some(true)` when well formed.
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Option<bool> {
+    let h: [u8; 20] = load(ctx, l3)?;
+    let ihl = (h[0] & 0x0f) as usize;
+    if h[0] >> 4 != 4 || ihl < 5 {
+        return Some(false);
+    }
+    let hlen = ihl * 4;
+    let total = be16([h[2], h[3]]) as usize;
+    if total < hlen || total > avail {
+        return Some(false);
+    }
+    pkt.v6 = false;
+    pkt.proto = h[9];
+    pkt.src[..4].copy_from_slice(&h[12..16]);
+    pkt.dst[..4].copy_from_slice(&h[16..20]);
+    let frag_offset = be16([h[6], h[7]]) & 0x1fff;
+    if frag_offset != 0 {
+        // A non-first fragment: the protocol is known, the ports are not.
+        return Some(true);
+    }
+    parse_l4(ctx, pkt, l3 + hlen, total - hlen)
+}
+
+/// Parses an IPv6 header at `l3` with `avail` bytes left in the frame.
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Option<bool> {
+    let h: [u8; 40] = load(ctx, l3)?;
+    if h[0] >> 4 != 6 {
+        return Some(false);
+    }
+    let payload = be16([h[4], h[5]]) as usize;
+    if 40 + payload > avail {
+        return Some(false);
+    }
+    pkt.v6 = true;
+    pkt.src.copy_from_slice(&h[8..24]);
+    pkt.dst.copy_from_slice(&h[24..40]);
+    let mut next = h[6];
+    let mut off = l3 + 40;
+    let mut left = payload;
+    for _ in 0..MAX_EXT_HEADERS {
+        let len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
+                if left < 2 {
+                    return Some(false);
+                }
+                let e: [u8; 2] = load(ctx, off)?;
+                let len = if next == IPPROTO_AH {
+                    (e[1] as usize + 2) * 4
+                } else {
+                    (e[1] as usize + 1) * 8
+                };
+                next = e[0];
+                len
+            }
+            IPPROTO_FRAGMENT => {
+                if left < 8 {
+                    return Some(false);
+                }
+                let f: [u8; 8] = load(ctx, off)?;
+                next = f[0];
+                if be16([f[2], f[3]]) >> 3 != 0 {
+                    pkt.proto = next;
+                    return Some(true);
+                }
+                8
+            }
+            _ => break,
+        };
+        if len > left {
+            return Some(false);
+        }
+        off += len;
+        left -= len;
+    }
+    if is_ext_header(next) {
+        return Some(false);
+    }
+    pkt.proto = next;
+    parse_l4(ctx, pkt, off, left)
+}
+
+#[inline(always)]
+fn is_ext_header(proto: u8) -> bool {
+    matches!(
+        proto,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS
+    )
+}
+
+/// Checks the transport header at `l4`, which has `len` bytes inside the IP packet, and reads
+/// the ports of TCP and UDP.
+#[inline(always)]
+fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4: usize, len: usize) -> Option<bool> {
+    match pkt.proto {
+        IPPROTO_TCP => {
+            if len < 20 {
+                return Some(false);
+            }
+            let t: [u8; 20] = load(ctx, l4)?;
+            let doff = (t[12] >> 4) as usize;
+            if doff < 5 || doff * 4 > len {
+                return Some(false);
+            }
+            set_ports(pkt, t[0], t[1], t[2], t[3]);
+        }
+        IPPROTO_UDP => {
+            if len < 8 {
+                return Some(false);
+            }
+            let u: [u8; 8] = load(ctx, l4)?;
+            let ulen = be16([u[4], u[5]]) as usize;
+            if ulen < 8 || ulen > len {
+                return Some(false);
+            }
+            set_ports(pkt, u[0], u[1], u[2], u[3]);
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if len < 8 {
+                return Some(false);
+            }
+        }
+        _ => {}
+    }
+    Some(true)
+}
+
+#[inline(always)]
+fn set_ports(pkt: &mut Packet, s0: u8, s1: u8, d0: u8, d1: u8) {
+    pkt.has_ports = true;
+    pkt.sport = be16([s0, s1]);
+    pkt.dport = be16([d0, d1]);
+}

@@ -1,0 +1,375 @@
+//! Compiles a [`RuleSet`] into the kernel's lookup tables (see common/src/lib.rs): one rule
+//! bitmap per distinct value of each matcher dimension, deduplicated into slots.
+//!
+//! The result is plain data; `loader` writes it into one generation of the maps.
+
+use std::collections::HashMap;
+
+use ipnet::IpNet;
+use xdpwall_common::{
+    dim, matcher, Bitmap, GenInfo, RuleEntry, BITMAP_WORDS, MAX_RULES, NO_PORT, PORT_ENTRIES,
+    PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
+};
+
+use crate::rules::{PortRange, RuleSet};
+
+/// One LPM entry: a network and the slot of its bitmap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LpmEntry {
+    /// The network (a `/0` is always present per family).
+    pub net: IpNet,
+    /// Bitmap slot.
+    pub slot: u32,
+}
+
+/// The compiled tables of one rule set.
+#[derive(Clone, Debug)]
+pub struct Tables {
+    /// Sizes and policies.
+    pub info: GenInfo,
+    /// One entry per rule.
+    pub rules: Vec<RuleEntry>,
+    /// Distinct bitmaps; index = slot. Slot [`SLOT_ALL`] has every rule's bit.
+    pub bitmaps: Vec<Bitmap>,
+    /// Source networks, both families.
+    pub src: Vec<LpmEntry>,
+    /// Destination networks, both families.
+    pub dst: Vec<LpmEntry>,
+    /// Slot per protocol number.
+    pub proto: Vec<u32>,
+    /// Slot per source port, plus [`NO_PORT`] (empty when no rule matches source ports).
+    pub sport: Vec<u32>,
+    /// Slot per destination port, plus [`NO_PORT`] (empty when no rule matches them).
+    pub dport: Vec<u32>,
+}
+
+/// A rule set that cannot be compiled (cannot happen for a validated [`RuleSet`] within limits).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// More rules than the kernel tables hold.
+    #[error("{0} rules: at most {MAX_RULES} fit in the kernel tables")]
+    TooManyRules(usize),
+}
+
+struct Slots {
+    bitmaps: Vec<Bitmap>,
+    index: HashMap<Bitmap, u32>,
+}
+
+impl Slots {
+    fn slot(&mut self, b: Bitmap) -> u32 {
+        if let Some(&s) = self.index.get(&b) {
+            return s;
+        }
+        let s = self.bitmaps.len() as u32;
+        self.bitmaps.push(b);
+        self.index.insert(b, s);
+        s
+    }
+}
+
+fn bitmap_of(n: usize, mut f: impl FnMut(usize) -> bool) -> Bitmap {
+    let mut b = Bitmap([0; BITMAP_WORDS]);
+    for i in 0..n {
+        if f(i) {
+            b.0[i / 64] |= 1 << (i % 64);
+        }
+    }
+    b
+}
+
+/// Compiles `set` into kernel tables.
+pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
+    let n = set.rules.len();
+    if n > MAX_RULES {
+        return Err(CompileError::TooManyRules(n));
+    }
+    let rules = &set.rules;
+    let mut slots = Slots {
+        bitmaps: Vec::new(),
+        index: HashMap::new(),
+    };
+    let all = slots.slot(bitmap_of(n, |_| true));
+    debug_assert_eq!(all, SLOT_ALL);
+
+    let mut dims = 0;
+    let uses = |f: &dyn Fn(usize) -> bool| (0..n).any(f);
+    if uses(&|i| rules[i].src.is_some()) {
+        dims |= dim::SRC;
+    }
+    if uses(&|i| rules[i].dst.is_some()) {
+        dims |= dim::DST;
+    }
+    if uses(&|i| rules[i].proto.is_some()) {
+        dims |= dim::PROTO;
+    }
+    if uses(&|i| rules[i].sport.is_some()) {
+        dims |= dim::SPORT;
+    }
+    if uses(&|i| rules[i].dport.is_some()) {
+        dims |= dim::DPORT;
+    }
+
+    let src = lpm_entries(&mut slots, n, |i| rules[i].src);
+    let dst = lpm_entries(&mut slots, n, |i| rules[i].dst);
+    let proto = (0..PROTO_ENTRIES)
+        .map(|p| {
+            let b = bitmap_of(n, |i| rules[i].proto.is_none_or(|rp| rp as u32 == p));
+            slots.slot(b)
+        })
+        .collect();
+    let sport = if dims & dim::SPORT != 0 {
+        port_slots(&mut slots, n, |i| rules[i].sport)
+    } else {
+        Vec::new()
+    };
+    let dport = if dims & dim::DPORT != 0 {
+        port_slots(&mut slots, n, |i| rules[i].dport)
+    } else {
+        Vec::new()
+    };
+    assert!(
+        slots.bitmaps.len() <= SLOTS_PER_GEN as usize,
+        "slot bound in xdpwall-common is wrong"
+    );
+
+    Ok(Tables {
+        info: GenInfo {
+            nrules: n as u32,
+            nwords: n.div_ceil(64) as u32,
+            dims,
+            default_action: set.default.code(),
+            malformed_action: set.malformed.code(),
+            non_ip_action: set.non_ip.code(),
+            _pad: 0,
+        },
+        rules: rules.iter().map(rule_entry).collect(),
+        bitmaps: slots.bitmaps,
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+    })
+}
+
+/// For each family: every distinct network some rule names, plus the /0. The bitmap of network
+/// `p` holds the rules with no network in this dimension and those whose network contains `p`.
+/// The longest-prefix match of an address `a` is the longest such `p` containing `a`; every rule
+/// network containing `a` contains that `p` (both contain `a`, so they nest), so the bitmap is
+/// exactly the set of rules whose matcher accepts `a`.
+fn lpm_entries(
+    slots: &mut Slots,
+    n: usize,
+    net_of: impl Fn(usize) -> Option<IpNet>,
+) -> Vec<LpmEntry> {
+    let mut nets: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+    for i in 0..n {
+        if let Some(net) = net_of(i) {
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+    }
+    nets.into_iter()
+        .map(|p| {
+            let b = bitmap_of(n, |i| net_of(i).is_none_or(|q| q.contains(&p)));
+            LpmEntry {
+                net: p,
+                slot: slots.slot(b),
+            }
+        })
+        .collect()
+}
+
+/// One slot per port and one for packets without ports: computed per elementary interval
+/// between range boundaries, so the work is O(rules x boundaries), not O(rules x 65536).
+fn port_slots(slots: &mut Slots, n: usize, range_of: impl Fn(usize) -> Option<PortRange>) -> Vec<u32> {
+    let mut cuts: Vec<u32> = vec![0, 65536];
+    for i in 0..n {
+        if let Some(r) = range_of(i) {
+            cuts.push(r.lo as u32);
+            cuts.push(r.hi as u32 + 1);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut table = vec![0u32; PORT_ENTRIES as usize];
+    for w in cuts.windows(2) {
+        let port = w[0] as u16;
+        let b = bitmap_of(n, |i| range_of(i).is_none_or(|r| r.contains(port)));
+        let s = slots.slot(b);
+        table[w[0] as usize..w[1] as usize].fill(s);
+    }
+    table[NO_PORT as usize] = slots.slot(bitmap_of(n, |i| range_of(i).is_none()));
+    table
+}
+
+fn rule_entry(r: &crate::rules::Rule) -> RuleEntry {
+    let mut e = RuleEntry {
+        action: r.action.code(),
+        flags: 0,
+        proto: r.proto.unwrap_or(0),
+        src_family: 0,
+        src_len: 0,
+        dst_family: 0,
+        dst_len: 0,
+        _pad: 0,
+        sport: [0, 0],
+        dport: [0, 0],
+        src: [0; 16],
+        dst: [0; 16],
+        name: [0; 32],
+    };
+    if let Some(net) = r.src {
+        e.flags |= matcher::SRC;
+        (e.src_family, e.src_len, e.src) = net_fields(net);
+    }
+    if let Some(net) = r.dst {
+        e.flags |= matcher::DST;
+        (e.dst_family, e.dst_len, e.dst) = net_fields(net);
+    }
+    if r.proto.is_some() {
+        e.flags |= matcher::PROTO;
+    }
+    if let Some(p) = r.sport {
+        e.flags |= matcher::SPORT;
+        e.sport = [p.lo, p.hi];
+    }
+    if let Some(p) = r.dport {
+        e.flags |= matcher::DPORT;
+        e.dport = [p.lo, p.hi];
+    }
+    if let Some(name) = &r.name {
+        let b = name.as_bytes();
+        let len = b.len().min(31);
+        e.name[..len].copy_from_slice(&b[..len]);
+    }
+    e
+}
+
+fn net_fields(net: IpNet) -> (u8, u8, [u8; 16]) {
+    let mut a = [0u8; 16];
+    match net {
+        IpNet::V4(n) => {
+            a[..4].copy_from_slice(&n.addr().octets());
+            (4, n.prefix_len(), a)
+        }
+        IpNet::V6(n) => (6, n.prefix_len(), n.addr().octets()),
+    }
+}
+
+/// Turns a kernel [`RuleEntry`] back into a rule (for `xdpwall status`).
+pub fn decode_rule(e: &RuleEntry) -> crate::rules::Rule {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let net = |family: u8, len: u8, a: [u8; 16]| -> Option<IpNet> {
+        let addr = if family == 4 {
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(a))
+        };
+        IpNet::new(addr, len).ok()
+    };
+    let has = |bit| e.flags & bit != 0;
+    let name_len = e.name.iter().position(|&b| b == 0).unwrap_or(e.name.len());
+    let name = String::from_utf8_lossy(&e.name[..name_len]).into_owned();
+    crate::rules::Rule {
+        name: (!name.is_empty()).then_some(name),
+        action: crate::rules::Action::from_code(e.action),
+        src: if has(matcher::SRC) { net(e.src_family, e.src_len, e.src) } else { None },
+        dst: if has(matcher::DST) { net(e.dst_family, e.dst_len, e.dst) } else { None },
+        proto: has(matcher::PROTO).then_some(e.proto),
+        sport: has(matcher::SPORT).then_some(PortRange { lo: e.sport[0], hi: e.sport[1] }),
+        dport: has(matcher::DPORT).then_some(PortRange { lo: e.dport[0], hi: e.dport[1] }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{Action, Rule};
+
+    fn set(rules: Vec<Rule>) -> RuleSet {
+        RuleSet {
+            rules,
+            ..RuleSet::default()
+        }
+    }
+
+    fn bit(b: &Bitmap, i: usize) -> bool {
+        b.0[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    #[test]
+    fn empty_set_has_no_words_and_no_dims() {
+        let t = compile(&RuleSet::default()).unwrap();
+        assert_eq!(t.info.nwords, 0);
+        assert_eq!(t.info.dims, 0);
+        assert!(t.sport.is_empty() && t.dport.is_empty());
+        assert_eq!(t.src.len(), 2, "a /0 per family");
+    }
+
+    #[test]
+    fn nested_prefixes_inherit_the_shorter_prefix_rules() {
+        let mut a = Rule::new(Action::Drop);
+        a.src = Some("10.0.0.0/8".parse().unwrap());
+        let mut b = Rule::new(Action::Pass);
+        b.src = Some("10.1.0.0/16".parse().unwrap());
+        let c = Rule::new(Action::Pass);
+        let t = compile(&set(vec![a, b, c])).unwrap();
+        let slot = |net: &str| {
+            let net: IpNet = net.parse().unwrap();
+            t.bitmaps[t.src.iter().find(|e| e.net == net).unwrap().slot as usize]
+        };
+        let s16 = slot("10.1.0.0/16");
+        assert!(bit(&s16, 0) && bit(&s16, 1) && bit(&s16, 2));
+        let s8 = slot("10.0.0.0/8");
+        assert!(bit(&s8, 0) && !bit(&s8, 1) && bit(&s8, 2));
+        let s0 = slot("0.0.0.0/0");
+        assert!(!bit(&s0, 0) && !bit(&s0, 1) && bit(&s0, 2));
+        let s6 = slot("::/0");
+        assert_eq!(s6, s0, "no IPv6 rule: same bitmap, same slot");
+    }
+
+    #[test]
+    fn port_tables_cover_range_edges_and_portless_packets() {
+        let mut a = Rule::new(Action::Drop);
+        a.dport = Some(PortRange { lo: 80, hi: 90 });
+        let b = Rule::new(Action::Pass);
+        let t = compile(&set(vec![a, b])).unwrap();
+        assert_eq!(t.dport.len(), PORT_ENTRIES as usize);
+        let has0 = |p: usize| bit(&t.bitmaps[t.dport[p] as usize], 0);
+        assert!(!has0(79) && has0(80) && has0(90) && !has0(91) && !has0(NO_PORT as usize));
+        assert!(bit(&t.bitmaps[t.dport[NO_PORT as usize] as usize], 1));
+        assert!(t.sport.is_empty());
+        assert_eq!(t.info.dims, dim::DPORT);
+    }
+
+    #[test]
+    fn worst_case_slot_count_fits() {
+        let rules = (0..MAX_RULES)
+            .map(|i| {
+                let mut r = Rule::new(Action::Drop);
+                r.src = Some(IpNet::new(std::net::Ipv4Addr::from(i as u32 * 256).into(), 24).unwrap());
+                r.dst = Some(IpNet::new(std::net::Ipv4Addr::from(i as u32 * 65536).into(), 16).unwrap());
+                r.proto = Some(if i % 2 == 0 { 6 } else { 17 });
+                r.sport = Some(PortRange { lo: i as u16 * 60, hi: i as u16 * 60 + 1 });
+                r.dport = Some(PortRange { lo: i as u16 * 60 + 2, hi: i as u16 * 60 + 3 });
+                r
+            })
+            .collect();
+        let t = compile(&set(rules)).unwrap();
+        assert!(t.bitmaps.len() > MAX_RULES, "{}", t.bitmaps.len());
+        assert!(t.bitmaps.len() <= SLOTS_PER_GEN as usize);
+    }
+
+    #[test]
+    fn rule_entries_decode_to_the_same_rule() {
+        let text = "[[rule]]\nname = \"x\"\naction = \"drop\"\nsrc = \"2001:db8::/48\"\ndst = \"2001:db8:1::1\"\nproto = \"udp\"\nsport = \"1-2\"\ndport = 53\n\
+                    [[rule]]\naction = \"pass\"\n";
+        let s: RuleSet = text.parse().unwrap();
+        let t = compile(&s).unwrap();
+        let back: Vec<Rule> = t.rules.iter().map(decode_rule).collect();
+        assert_eq!(back, s.rules);
+    }
+}

@@ -1,0 +1,15 @@
+//! xdpwall: an XDP packet filter with live, atomic rule updates.
+//!
+//! Data flows one way: a rule file is read into the [`rules`] model, [`compile`]d into lookup
+//! tables, and the [`loader`] writes those into the kernel maps the XDP program reads. The
+//! [`model`] is the independent reference every kernel verdict is checked against.
+#![deny(missing_docs)]
+
+pub mod compile;
+pub mod loader;
+pub mod model;
+pub mod rules;
+
+pub use loader::{Filter, LoadError, Maps, Mode};
+pub use model::{verdict, Cause, Verdict};
+pub use rules::{Action, PortRange, Rule, RuleError, RuleSet};

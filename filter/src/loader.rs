@@ -1,0 +1,836 @@
+//! The loader: loads the XDP object (the real kernel verifier runs here), owns the map handles,
+//! writes compiled tables into a generation and flips to it, reads counters, attaches to
+//! interfaces and pins everything under `/sys/fs/bpf/xdpwall/<name>/` so that a second process
+//! can steer a running filter.
+//!
+//! # Live, atomic updates
+//! [`Maps::apply`] writes the whole new rule set into the inactive generation, then flips
+//! [`Config::active_gen`] with one map write. Each packet reads the generation once, so it is
+//! judged entirely by the old or entirely by the new rule set. Before the inactive generation
+//! is rewritten, [`wait_for_readers`] waits for an RCU grace period (XDP programs run inside
+//! RCU read-side sections), so no packet that started before the previous flip still reads it.
+
+use std::{
+    fs,
+    io::ErrorKind,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLinkId, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
+    },
+    Ebpf,
+};
+use serde::Serialize;
+use xdpwall_common::{
+    map_names, stat, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key, RuleEntry, ABI_VERSION,
+    GEN_PREFIX_BITS, MAX_RULES, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES, SLOTS_PER_GEN,
+};
+
+use crate::{
+    compile::{compile, decode_rule, LpmEntry, Tables},
+    rules::{Action, Rule, RuleSet},
+};
+
+/// The XDP object, built by build.rs from ebpf/.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpwall-xdp"));
+
+/// Where filters are pinned: one folder per filter name (by default the interface name).
+pub const PIN_ROOT: &str = "/sys/fs/bpf/xdpwall";
+const LINK_PIN: &str = "link";
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+/// Errors of the loader, each with what a user needs to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The caller lacks the privileges for BPF or XDP.
+    #[error("permission denied while {what}: run as root (needs CAP_BPF, CAP_NET_ADMIN)")]
+    Permission {
+        /// What was being done.
+        what: String,
+    },
+    /// The kernel refused the program.
+    #[error("the kernel verifier rejected the XDP program: {0}")]
+    Verifier(String),
+    /// Loading failed for another reason.
+    #[error("loading the XDP object failed: {0}")]
+    Load(String),
+    /// The interface does not exist.
+    #[error("interface '{0}' does not exist (see `ip link`; in another namespace? run inside it)")]
+    NoInterface(String),
+    /// Attaching failed.
+    #[error("attaching to '{iface}' in {mode} mode failed: {reason}")]
+    Attach {
+        /// Interface.
+        iface: String,
+        /// Requested mode.
+        mode: Mode,
+        /// Why, with a hint.
+        reason: String,
+    },
+    /// A map operation failed.
+    #[error("map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// Cause.
+        source: MapError,
+    },
+    /// No filter is pinned under that name.
+    #[error("no xdpwall filter named '{0}' is running (nothing pinned at {PIN_ROOT}/{0}); start one with `xdpwall attach`")]
+    NotRunning(String),
+    /// The pinned maps were made by an incompatible version.
+    #[error("the filter pinned at {0} uses map layout {1}, this xdpwall uses {ABI_VERSION}: detach it first")]
+    Abi(PathBuf, u32),
+    /// Pinning or bpffs problems.
+    #[error("{0}")]
+    Pin(String),
+    /// The rule set does not fit the tables.
+    #[error(transparent)]
+    Compile(#[from] crate::compile::CompileError),
+    /// BPF_PROG_TEST_RUN failed.
+    #[error("BPF_PROG_TEST_RUN failed: {0}")]
+    TestRun(String),
+}
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// In the driver (`xdpdrv`); fails if the driver has no XDP support.
+    Native,
+    /// In the generic network stack path (`xdpgeneric`); works everywhere, slower.
+    Generic,
+    /// Native, falling back to generic with a message.
+    Auto,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Native => "native",
+            Mode::Generic => "generic",
+            Mode::Auto => "auto",
+        })
+    }
+}
+
+fn map_err(map: &'static str) -> impl Fn(MapError) -> LoadError {
+    move |source| LoadError::Map { map, source }
+}
+
+fn is_eperm(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn full_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        s.push_str(": ");
+        s.push_str(&err.to_string());
+        cur = err.source();
+    }
+    s
+}
+
+/// Handles on every map of one filter (loaded here or opened from pins).
+pub struct Maps {
+    config: Array<MapData, Config>,
+    gen_info: Array<MapData, GenInfo>,
+    rules: Array<MapData, RuleEntry>,
+    bitmaps: Array<MapData, Bitmap>,
+    src4: LpmTrie<MapData, Lpm4Key, u32>,
+    dst4: LpmTrie<MapData, Lpm4Key, u32>,
+    src6: LpmTrie<MapData, Lpm6Key, u32>,
+    dst6: LpmTrie<MapData, Lpm6Key, u32>,
+    proto: Array<MapData, u32>,
+    sport: Array<MapData, u32>,
+    dport: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, Counter>,
+    rule_stats: PerCpuArray<MapData, Counter>,
+}
+
+/// Packets and bytes.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Count {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// How long an update took and how big it was.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApplyReport {
+    /// The generation now active.
+    pub generation: u32,
+    /// Rules in the new set.
+    pub rules: usize,
+    /// Distinct bitmaps written.
+    pub bitmaps: usize,
+    /// Time to compile.
+    pub compile: Duration,
+    /// Time to write the maps and flip.
+    pub write: Duration,
+}
+
+/// Counters of a running filter, summed over CPUs.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Active generation.
+    pub generation: u32,
+    /// Policies of the active rule set.
+    pub default: Action,
+    /// Malformed-frame policy.
+    pub malformed_action: Action,
+    /// Non-IP policy.
+    pub non_ip_action: Action,
+    /// Packets passed.
+    pub pass: Count,
+    /// Packets dropped.
+    pub drop: Count,
+    /// Packets that matched no rule.
+    pub default_hits: Count,
+    /// Malformed frames.
+    pub malformed: Count,
+    /// Non-IP frames.
+    pub non_ip: Count,
+    /// The active rules with their counters.
+    pub rules: Vec<RuleCounter>,
+}
+
+/// One rule and its counters.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RuleCounter {
+    /// 0-based position.
+    pub index: usize,
+    /// The rule.
+    pub rule: Rule,
+    /// Packets and bytes it matched since it was applied.
+    pub hits: Count,
+}
+
+impl Maps {
+    fn from_source(
+        mut take: impl FnMut(&'static str) -> Result<Map, LoadError>,
+    ) -> Result<Maps, LoadError> {
+        macro_rules! typed {
+            ($name:expr, $ty:ident) => {{
+                let name = $name;
+                $ty::try_from(take(name)?).map_err(map_err(name))?
+            }};
+        }
+        Ok(Maps {
+            config: typed!(map_names::CONFIG, Array),
+            gen_info: typed!(map_names::GEN_INFO, Array),
+            rules: typed!(map_names::RULES, Array),
+            bitmaps: typed!(map_names::BITMAPS, Array),
+            src4: typed!(map_names::SRC4, LpmTrie),
+            dst4: typed!(map_names::DST4, LpmTrie),
+            src6: typed!(map_names::SRC6, LpmTrie),
+            dst6: typed!(map_names::DST6, LpmTrie),
+            proto: typed!(map_names::PROTO, Array),
+            sport: typed!(map_names::SPORT, Array),
+            dport: typed!(map_names::DPORT, Array),
+            stats: typed!(map_names::STATS, PerCpuArray),
+            rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
+        })
+    }
+
+    /// Opens the maps of the filter pinned under `name`.
+    pub fn open_pinned(name: &str) -> Result<Maps, LoadError> {
+        let dir = pin_dir(name);
+        if !dir.join(map_names::CONFIG).exists() {
+            return Err(LoadError::NotRunning(name.to_string()));
+        }
+        let maps = Maps::from_source(|map| {
+            let data = MapData::from_pin(dir.join(map)).map_err(|e| {
+                if is_eperm(&e) {
+                    LoadError::Permission {
+                        what: format!("opening pinned map {}", dir.join(map).display()),
+                    }
+                } else {
+                    LoadError::Map { map, source: e }
+                }
+            })?;
+            Map::from_map_data(data).map_err(map_err(map))
+        })?;
+        let cfg = maps.config.get(&0, 0).map_err(map_err(map_names::CONFIG))?;
+        if cfg.abi != ABI_VERSION {
+            return Err(LoadError::Abi(dir, cfg.abi));
+        }
+        Ok(maps)
+    }
+
+    /// The generation packets use now.
+    pub fn active_generation(&self) -> Result<u32, LoadError> {
+        Ok(self
+            .config
+            .get(&0, 0)
+            .map_err(map_err(map_names::CONFIG))?
+            .active_gen
+            & 1)
+    }
+
+    /// Compiles `set` and makes it the active rule set, atomically (see the module docs).
+    /// On error the active rule set is unchanged.
+    pub fn apply(&mut self, set: &RuleSet) -> Result<ApplyReport, LoadError> {
+        let t0 = std::time::Instant::now();
+        let tables = compile(set)?;
+        let compiled = t0.elapsed();
+        let t1 = std::time::Instant::now();
+        let active = self.active_generation()?;
+        let gen = 1 - active;
+        wait_for_readers();
+        self.write_generation(gen, &tables)?;
+        self.config
+            .set(
+                0,
+                Config {
+                    active_gen: gen,
+                    abi: ABI_VERSION,
+                },
+                0,
+            )
+            .map_err(map_err(map_names::CONFIG))?;
+        Ok(ApplyReport {
+            generation: gen,
+            rules: tables.rules.len(),
+            bitmaps: tables.bitmaps.len(),
+            compile: compiled,
+            write: t1.elapsed(),
+        })
+    }
+
+    fn write_generation(&mut self, gen: u32, t: &Tables) -> Result<(), LoadError> {
+        clear_trie(&mut self.src4, gen, map_names::SRC4)?;
+        clear_trie(&mut self.dst4, gen, map_names::DST4)?;
+        clear_trie(&mut self.src6, gen, map_names::SRC6)?;
+        clear_trie(&mut self.dst6, gen, map_names::DST6)?;
+        let slot_base = gen * SLOTS_PER_GEN;
+        for (i, b) in t.bitmaps.iter().enumerate() {
+            self.bitmaps
+                .set(slot_base + i as u32, b, 0)
+                .map_err(map_err(map_names::BITMAPS))?;
+        }
+        write_lpm(&mut self.src4, &mut self.src6, gen, &t.src, map_names::SRC4)?;
+        write_lpm(&mut self.dst4, &mut self.dst6, gen, &t.dst, map_names::DST4)?;
+        write_array(&mut self.proto, gen * PROTO_ENTRIES, &t.proto, map_names::PROTO)?;
+        write_array(&mut self.sport, gen * PORT_ENTRIES, &t.sport, map_names::SPORT)?;
+        write_array(&mut self.dport, gen * PORT_ENTRIES, &t.dport, map_names::DPORT)?;
+        let rule_base = gen * MAX_RULES as u32;
+        let zero = zero_per_cpu()?;
+        for (i, r) in t.rules.iter().enumerate() {
+            let idx = rule_base + i as u32;
+            self.rules
+                .set(idx, r, 0)
+                .map_err(map_err(map_names::RULES))?;
+            self.rule_stats
+                .set(idx, zero.clone_values()?, 0)
+                .map_err(map_err(map_names::RULE_STATS))?;
+        }
+        self.gen_info
+            .set(gen, t.info, 0)
+            .map_err(map_err(map_names::GEN_INFO))
+    }
+
+    /// The active rule set's policies and rules, as the kernel holds them.
+    pub fn active_rules(&self) -> Result<(GenInfo, Vec<Rule>), LoadError> {
+        let gen = self.active_generation()?;
+        let info = self
+            .gen_info
+            .get(&gen, 0)
+            .map_err(map_err(map_names::GEN_INFO))?;
+        let rules = (0..info.nrules)
+            .map(|i| {
+                self.rules
+                    .get(&(gen * MAX_RULES as u32 + i), 0)
+                    .map(|e| decode_rule(&e))
+                    .map_err(map_err(map_names::RULES))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((info, rules))
+    }
+
+    /// Reads all counters, summed over CPUs.
+    pub fn snapshot(&self) -> Result<Snapshot, LoadError> {
+        let gen = self.active_generation()?;
+        let (info, rules) = self.active_rules()?;
+        let stat = |i: u32| sum(&self.stats, i, map_names::STATS);
+        let rules = rules
+            .into_iter()
+            .enumerate()
+            .map(|(index, rule)| {
+                Ok(RuleCounter {
+                    index,
+                    rule,
+                    hits: sum(
+                        &self.rule_stats,
+                        gen * MAX_RULES as u32 + index as u32,
+                        map_names::RULE_STATS,
+                    )?,
+                })
+            })
+            .collect::<Result<_, LoadError>>()?;
+        Ok(Snapshot {
+            generation: gen,
+            default: Action::from_code(info.default_action),
+            malformed_action: Action::from_code(info.malformed_action),
+            non_ip_action: Action::from_code(info.non_ip_action),
+            pass: stat(stat::PASS)?,
+            drop: stat(stat::DROP)?,
+            default_hits: stat(stat::DEFAULT)?,
+            malformed: stat(stat::MALFORMED)?,
+            non_ip: stat(stat::NON_IP)?,
+            rules,
+        })
+    }
+
+    /// Sets every global counter of every CPU back to zero (rule counters restart with each
+    /// applied rule set anyway).
+    pub fn reset_stats(&mut self) -> Result<(), LoadError> {
+        let zero = zero_per_cpu()?;
+        for i in 0..stat::COUNT {
+            self.stats
+                .set(i, zero.clone_values()?, 0)
+                .map_err(map_err(map_names::STATS))?;
+        }
+        Ok(())
+    }
+}
+
+struct ZeroPerCpu(usize);
+
+impl ZeroPerCpu {
+    fn clone_values(&self) -> Result<PerCpuValues<Counter>, LoadError> {
+        PerCpuValues::try_from(vec![Counter::default(); self.0])
+            .map_err(|e| LoadError::Load(format!("per-CPU values: {e}")))
+    }
+}
+
+fn zero_per_cpu() -> Result<ZeroPerCpu, LoadError> {
+    let n = aya::util::nr_cpus().map_err(|(what, e)| LoadError::Load(format!("{what}: {e}")))?;
+    Ok(ZeroPerCpu(n))
+}
+
+fn sum(map: &PerCpuArray<MapData, Counter>, i: u32, name: &'static str) -> Result<Count, LoadError> {
+    let v = map.get(&i, 0).map_err(map_err(name))?;
+    Ok(v.iter().fold(Count::default(), |a, c| Count {
+        packets: a.packets + c.packets,
+        bytes: a.bytes + c.bytes,
+    }))
+}
+
+fn write_array(
+    map: &mut Array<MapData, u32>,
+    base: u32,
+    values: &[u32],
+    name: &'static str,
+) -> Result<(), LoadError> {
+    for (i, v) in values.iter().enumerate() {
+        map.set(base + i as u32, v, 0).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+trait GenKey: aya::Pod {
+    fn generation(&self) -> u32;
+}
+impl GenKey for Lpm4Key {
+    fn generation(&self) -> u32 {
+        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
+    }
+}
+impl GenKey for Lpm6Key {
+    fn generation(&self) -> u32 {
+        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
+    }
+}
+
+fn clear_trie<K: GenKey>(
+    trie: &mut LpmTrie<MapData, K, u32>,
+    gen: u32,
+    name: &'static str,
+) -> Result<(), LoadError> {
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| k.data().generation() == gen)
+        .collect();
+    for k in stale {
+        trie.remove(&k).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+fn write_lpm(
+    v4: &mut LpmTrie<MapData, Lpm4Key, u32>,
+    v6: &mut LpmTrie<MapData, Lpm6Key, u32>,
+    gen: u32,
+    entries: &[LpmEntry],
+    name: &'static str,
+) -> Result<(), LoadError> {
+    let g = gen.to_be_bytes();
+    for e in entries {
+        match e.net {
+            ipnet::IpNet::V4(n) => {
+                let mut k = [0u8; 8];
+                k[..4].copy_from_slice(&g);
+                k[4..].copy_from_slice(&n.addr().octets());
+                let key = Key::new(GEN_PREFIX_BITS + n.prefix_len() as u32, Lpm4Key(k));
+                v4.insert(&key, e.slot, 0).map_err(map_err(name))?;
+            }
+            ipnet::IpNet::V6(n) => {
+                let mut k = [0u8; 20];
+                k[..4].copy_from_slice(&g);
+                k[4..].copy_from_slice(&n.addr().octets());
+                let key = Key::new(GEN_PREFIX_BITS + n.prefix_len() as u32, Lpm6Key(k));
+                v6.insert(&key, e.slot, 0).map_err(map_err(name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every XDP program run that started before now has finished: XDP runs inside
+/// RCU read-side critical sections, and `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for an RCU
+/// grace period. Where that command is unavailable (nohz_full kernels) a 50 ms sleep, far
+/// longer than any program run, stands in.
+pub fn wait_for_readers() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if r != 0 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The pin folder of the filter called `name`.
+pub fn pin_dir(name: &str) -> PathBuf {
+    Path::new(PIN_ROOT).join(name)
+}
+
+/// Makes sure a bpffs is mounted at /sys/fs/bpf (mounting one if not).
+pub fn ensure_bpffs() -> Result<(), LoadError> {
+    let path = c"/sys/fs/bpf";
+    // SAFETY: statfs writes into the zeroed struct we pass.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statfs(path.as_ptr(), &mut st) };
+    if r == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    fs::create_dir_all("/sys/fs/bpf").ok();
+    // SAFETY: constant C strings, no data argument.
+    let r = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            path.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(LoadError::Pin(format!(
+            "no BPF filesystem at /sys/fs/bpf and mounting one failed ({e}): run as root, or `mount -t bpf bpf /sys/fs/bpf`"
+        )));
+    }
+    Ok(())
+}
+
+/// A loaded (not necessarily attached) filter.
+pub struct Filter {
+    ebpf: Ebpf,
+    /// The filter's maps.
+    pub maps: Maps,
+    attached: Option<(String, Mode)>,
+    link: Option<XdpLinkId>,
+}
+
+/// The result of one BPF_PROG_TEST_RUN.
+#[derive(Clone, Copy, Debug)]
+pub struct RunResult {
+    /// The XDP action code (`XDP_DROP` = 1, `XDP_PASS` = 2).
+    pub xdp_action: u32,
+    /// Kernel-measured time per run.
+    pub duration: Duration,
+}
+
+/// Kernel-side size figures of the loaded program.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ProgramStats {
+    /// Instructions after the verifier's rewrites.
+    pub xlated_instructions: u32,
+    /// Instructions the verifier processed (explored) to prove the program safe.
+    pub verified_instructions: Option<u32>,
+    /// Bytes of JITed machine code.
+    pub jited_bytes: u32,
+}
+
+impl Filter {
+    /// Loads the XDP object into the kernel (runs the verifier) with an empty rule set that
+    /// passes everything.
+    pub fn load() -> Result<Filter, LoadError> {
+        Filter::load_inner(None)
+    }
+
+    /// Like [`Filter::load`], and pins the maps under [`PIN_ROOT`]/`name` at once so other
+    /// processes can steer the filter; [`Filter::pin_link`] later pins the attachment.
+    /// On error nothing stays pinned.
+    pub fn load_pinned(name: &str) -> Result<Filter, LoadError> {
+        ensure_bpffs()?;
+        let dir = pin_dir(name);
+        if dir.exists() {
+            return Err(LoadError::Pin(format!(
+                "{} already exists: a filter named '{name}' is running (`xdpwall detach {name}` removes it)",
+                dir.display()
+            )));
+        }
+        fs::create_dir_all(&dir)
+            .map_err(|e| LoadError::Pin(format!("creating {}: {e}", dir.display())))?;
+        let r = Filter::load_inner(Some(&dir));
+        if r.is_err() {
+            let _ = remove_pins(name);
+        }
+        r
+    }
+
+    fn load_inner(pin: Option<&Path>) -> Result<Filter, LoadError> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
+            if is_eperm(&e) {
+                LoadError::Permission {
+                    what: "creating BPF maps".into(),
+                }
+            } else {
+                LoadError::Load(full_chain(&e))
+            }
+        })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| LoadError::Load(format!("no program {PROGRAM_NAME} in the object")))?
+            .try_into()
+            .map_err(|e: ProgramError| LoadError::Load(e.to_string()))?;
+        prog.load().map_err(|e| match &e {
+            ProgramError::LoadError { verifier_log, .. } => {
+                LoadError::Verifier(verifier_log.to_string())
+            }
+            _ if is_eperm(&e) => LoadError::Permission {
+                what: "loading the XDP program".into(),
+            },
+            _ => LoadError::Load(full_chain(&e)),
+        })?;
+        let mut maps = Maps::from_source(|name| {
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| LoadError::Load(format!("map {name} missing from the object")))?;
+            if let Some(dir) = pin {
+                map.pin(dir.join(name)).map_err(|e| {
+                    LoadError::Pin(format!("pinning {name} under {}: {}", dir.display(), full_chain(&e)))
+                })?;
+            }
+            Ok(map)
+        })?;
+        maps.config
+            .set(
+                0,
+                Config {
+                    active_gen: 0,
+                    abi: ABI_VERSION,
+                },
+                0,
+            )
+            .map_err(map_err(map_names::CONFIG))?;
+        maps.apply(&RuleSet::default())?;
+        Ok(Filter {
+            ebpf,
+            maps,
+            attached: None,
+            link: None,
+        })
+    }
+
+    /// Loads the filter and applies `set`.
+    pub fn with_rules(set: &RuleSet) -> Result<Filter, LoadError> {
+        let mut f = Filter::load()?;
+        f.maps.apply(set)?;
+        Ok(f)
+    }
+
+    fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Filter::load")
+    }
+
+    fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Filter::load")
+    }
+
+    /// Size figures the kernel reports for the loaded program.
+    pub fn program_stats(&self) -> Result<ProgramStats, LoadError> {
+        let info = self
+            .program()
+            .info()
+            .map_err(|e| LoadError::Load(full_chain(&e)))?;
+        Ok(ProgramStats {
+            xlated_instructions: info.size_translated().unwrap_or(0) / 8,
+            verified_instructions: info.verified_instruction_count(),
+            jited_bytes: info.size_jitted(),
+        })
+    }
+
+    /// Runs one frame through the loaded program with BPF_PROG_TEST_RUN, `repeat` times.
+    /// Frames shorter than an Ethernet header cannot be injected (the kernel refuses them).
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadError> {
+        let mut out = vec![0u8; frame.len() + 512];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.repeat = repeat.max(1);
+        let r = self
+            .program()
+            .test_run(opts)
+            .map_err(|e| LoadError::TestRun(full_chain(&e)))?;
+        Ok(RunResult {
+            xdp_action: r.return_value,
+            duration: r.duration,
+        })
+    }
+
+    /// Attaches to `iface`. With [`Mode::Auto`], native is tried first and generic is used
+    /// (and reported in the returned mode) when the driver refuses.
+    pub fn attach(&mut self, iface: &str, mode: Mode) -> Result<Mode, LoadError> {
+        if !Path::new("/sys/class/net").join(iface).exists() {
+            return Err(LoadError::NoInterface(iface.to_string()));
+        }
+        let try_mode = |f: &mut Filter, m: Mode| {
+            let xm = if m == Mode::Generic { XdpMode::Skb } else { XdpMode::Driver };
+            f.program_mut().attach(iface, xm).map(|id| f.link = Some(id)).map_err(|e| {
+                let chain = full_chain(&e);
+                let hint = if chain.contains("busy") || chain.contains("EBUSY") {
+                    format!(
+                        "another XDP program is attached (`xdpwall detach {iface}` or `ip link set dev {iface} xdp off`)"
+                    )
+                } else if is_eperm(&e) {
+                    "permission denied: run as root (needs CAP_NET_ADMIN)".to_string()
+                } else if m == Mode::Native {
+                    format!("{chain} (the driver may lack native XDP: try --mode generic or auto)")
+                } else {
+                    chain
+                };
+                LoadError::Attach {
+                    iface: iface.to_string(),
+                    mode: m,
+                    reason: hint,
+                }
+            })
+        };
+        let used = match mode {
+            Mode::Auto => match try_mode(self, Mode::Native) {
+                Ok(()) => Mode::Native,
+                Err(e) => {
+                    eprintln!("xdpwall: native XDP unavailable on {iface} ({e}); using generic mode");
+                    try_mode(self, Mode::Generic)?;
+                    Mode::Generic
+                }
+            },
+            m => {
+                try_mode(self, m)?;
+                m
+            }
+        };
+        self.attached = Some((iface.to_string(), used));
+        Ok(used)
+    }
+
+    /// The interface and mode this filter is attached with, if any.
+    pub fn attached(&self) -> Option<&(String, Mode)> {
+        self.attached.as_ref()
+    }
+
+    /// Pins the attachment under [`PIN_ROOT`]/`name`/link, so it outlives this process
+    /// (`xdpwall detach` or [`remove_pins`] ends it). Call after [`Filter::attach`].
+    pub fn pin_link(&mut self, name: &str) -> Result<(), LoadError> {
+        let dir = pin_dir(name);
+        let id = self
+            .link
+            .take()
+            .ok_or_else(|| LoadError::Pin("not attached: nothing to pin".into()))?;
+        let link = self
+            .program_mut()
+            .take_link(id)
+            .map_err(|e| LoadError::Pin(full_chain(&e)))?;
+        let fd_link = FdLink::try_from(link).map_err(|e| {
+            LoadError::Pin(format!(
+                "the kernel attached without a BPF link, which cannot be pinned: {}",
+                full_chain(&e)
+            ))
+        })?;
+        fd_link.pin(dir.join(LINK_PIN)).map_err(|e| {
+            LoadError::Pin(format!("pinning the link under {}: {}", dir.display(), full_chain(&e)))
+        })?;
+        Ok(())
+    }
+}
+
+/// Detaches and removes the filter pinned under `name`: unpinning the link detaches the
+/// program, unpinning the maps frees them once nothing else holds them. Idempotent.
+pub fn remove_pins(name: &str) -> Result<bool, LoadError> {
+    let dir = pin_dir(name);
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let link = dir.join(LINK_PIN);
+    if link.exists() {
+        match PinnedLink::from_pin(&link) {
+            Ok(l) => {
+                let _ = l.unpin();
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&link);
+            }
+        }
+    }
+    let entries = fs::read_dir(&dir)
+        .map_err(|e| LoadError::Pin(format!("reading {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        if let Err(e) = fs::remove_file(entry.path()) {
+            if e.kind() != ErrorKind::NotFound {
+                return Err(LoadError::Pin(format!("removing {}: {e}", entry.path().display())));
+            }
+        }
+    }
+    fs::remove_dir(&dir).map_err(|e| LoadError::Pin(format!("removing {}: {e}", dir.display())))?;
+    Ok(true)
+}
+
+/// Names of every pinned filter.
+pub fn pinned_filters() -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(PIN_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    v
+}

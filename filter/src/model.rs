@@ -1,0 +1,425 @@
+//! The reference model: the oracle every kernel verdict is checked against.
+//!
+//! It shares no parsing or matching code with the XDP program: frames are read through pnet's
+//! packet views and rules are tried one by one in order, exactly as filter/README.md states the
+//! semantics. It is meant to be obviously right, not fast.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use pnet_packet::{
+    ethernet::EthernetPacket,
+    ipv4::Ipv4Packet,
+    ipv6::{ExtensionPacket, FragmentPacket, Ipv6Packet},
+    tcp::TcpPacket,
+    udp::UdpPacket,
+    vlan::VlanPacket,
+};
+use serde::Serialize;
+use xdpwall_common::stat;
+
+use crate::rules::{proto, Action, RuleSet};
+
+/// Why a packet got its action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "rule")]
+pub enum Cause {
+    /// The rule with this index (0-based) matched first.
+    Rule(usize),
+    /// No rule matched.
+    Default,
+    /// The frame is malformed.
+    Malformed,
+    /// The frame is not IPv4/IPv6.
+    NonIp,
+}
+
+/// The model's decision for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// What happens to the frame.
+    pub action: Action,
+    /// Why.
+    pub cause: Cause,
+}
+
+/// The header fields rules look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Headers {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Transport protocol number (after IPv6 extension headers).
+    pub proto: u8,
+    /// (source, destination) ports of TCP/UDP packets that carry their header.
+    pub ports: Option<(u16, u16)>,
+}
+
+/// What reading a frame found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// An IP packet.
+    Ip(Headers),
+    /// Not IPv4/IPv6.
+    NonIp,
+    /// Malformed, with the reason.
+    Malformed(&'static str),
+}
+
+const MAX_VLAN_TAGS: usize = 2;
+const MAX_EXT_HEADERS: usize = 8;
+
+/// Reads a frame according to the documented semantics.
+pub fn read_frame(frame: &[u8]) -> Frame {
+    let Some(eth) = EthernetPacket::new(frame) else {
+        return Frame::Malformed("frame shorter than an Ethernet header");
+    };
+    let mut ethertype = eth.get_ethertype().0;
+    let mut rest = &frame[14..];
+    let mut tags = 0;
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        if tags == MAX_VLAN_TAGS {
+            return Frame::Malformed("more than two VLAN tags");
+        }
+        let Some(tag) = VlanPacket::new(rest) else {
+            return Frame::Malformed("truncated VLAN tag");
+        };
+        ethertype = tag.get_ethertype().0;
+        rest = &rest[4..];
+        tags += 1;
+    }
+    match ethertype {
+        0x0800 => read_ipv4(rest),
+        0x86dd => read_ipv6(rest),
+        _ => Frame::NonIp,
+    }
+}
+
+fn read_ipv4(l3: &[u8]) -> Frame {
+    let Some(ip) = Ipv4Packet::new(l3) else {
+        return Frame::Malformed("truncated IPv4 header");
+    };
+    if ip.get_version() != 4 {
+        return Frame::Malformed("IPv4 ethertype but IP version is not 4");
+    }
+    let hlen = ip.get_header_length() as usize * 4;
+    if hlen < 20 {
+        return Frame::Malformed("IPv4 IHL below 5");
+    }
+    if hlen > l3.len() {
+        return Frame::Malformed("IPv4 options truncated");
+    }
+    let total = ip.get_total_length() as usize;
+    if total < hlen {
+        return Frame::Malformed("IPv4 total length shorter than its header");
+    }
+    if total > l3.len() {
+        return Frame::Malformed("IPv4 total length beyond the frame");
+    }
+    let src = IpAddr::V4(Ipv4Addr::from(ip.get_source()));
+    let dst = IpAddr::V4(Ipv4Addr::from(ip.get_destination()));
+    let protocol = ip.get_next_level_protocol().0;
+    let first_fragment = ip.get_fragment_offset() == 0;
+    transport(src, dst, protocol, first_fragment, &l3[hlen..total])
+}
+
+fn read_ipv6(l3: &[u8]) -> Frame {
+    let Some(ip) = Ipv6Packet::new(l3) else {
+        return Frame::Malformed("truncated IPv6 header");
+    };
+    if ip.get_version() != 6 {
+        return Frame::Malformed("IPv6 ethertype but IP version is not 6");
+    }
+    let end = 40 + ip.get_payload_length() as usize;
+    if end > l3.len() {
+        return Frame::Malformed("IPv6 payload length beyond the frame");
+    }
+    let src = IpAddr::V6(Ipv6Addr::from(ip.get_source()));
+    let dst = IpAddr::V6(Ipv6Addr::from(ip.get_destination()));
+    let mut next = ip.get_next_header().0;
+    let mut payload = &l3[40..end];
+    let mut walked = 0;
+    loop {
+        let ext_len = match next {
+            0 | 43 | 60 | 51 => {
+                if walked == MAX_EXT_HEADERS {
+                    return Frame::Malformed("more than eight IPv6 extension headers");
+                }
+                let Some(ext) = ExtensionPacket::new(payload) else {
+                    return Frame::Malformed("truncated IPv6 extension header");
+                };
+                let len = if next == 51 {
+                    (ext.get_hdr_ext_len() as usize + 2) * 4
+                } else {
+                    (ext.get_hdr_ext_len() as usize + 1) * 8
+                };
+                next = ext.get_next_header().0;
+                len
+            }
+            44 => {
+                if walked == MAX_EXT_HEADERS {
+                    return Frame::Malformed("more than eight IPv6 extension headers");
+                }
+                let Some(frag) = FragmentPacket::new(payload) else {
+                    return Frame::Malformed("truncated IPv6 fragment header");
+                };
+                next = frag.get_next_header().0;
+                if frag.get_fragment_offset_with_flags() >> 3 != 0 {
+                    return Frame::Ip(Headers {
+                        src,
+                        dst,
+                        proto: next,
+                        ports: None,
+                    });
+                }
+                8
+            }
+            _ => return transport(src, dst, next, true, payload),
+        };
+        if ext_len > payload.len() {
+            return Frame::Malformed("IPv6 extension header longer than the payload");
+        }
+        payload = &payload[ext_len..];
+        walked += 1;
+    }
+}
+
+/// Checks the transport header (inside the IP packet's own length) of a first fragment or
+/// whole packet, and reads TCP/UDP ports.
+fn transport(src: IpAddr, dst: IpAddr, protocol: u8, first: bool, l4: &[u8]) -> Frame {
+    let mut h = Headers {
+        src,
+        dst,
+        proto: protocol,
+        ports: None,
+    };
+    if !first {
+        return Frame::Ip(h);
+    }
+    match protocol {
+        proto::TCP => {
+            let Some(tcp) = TcpPacket::new(l4) else {
+                return Frame::Malformed("truncated TCP header");
+            };
+            let doff = tcp.get_data_offset() as usize;
+            if doff < 5 {
+                return Frame::Malformed("TCP data offset below 5");
+            }
+            if doff * 4 > l4.len() {
+                return Frame::Malformed("TCP options truncated");
+            }
+            h.ports = Some((tcp.get_source(), tcp.get_destination()));
+        }
+        proto::UDP => {
+            let Some(udp) = UdpPacket::new(l4) else {
+                return Frame::Malformed("truncated UDP header");
+            };
+            let len = udp.get_length() as usize;
+            if len < 8 || len > l4.len() {
+                return Frame::Malformed("bad UDP length");
+            }
+            h.ports = Some((udp.get_source(), udp.get_destination()));
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            if l4.len() < 8 {
+                return Frame::Malformed("truncated ICMP header");
+            }
+        }
+        _ => {}
+    }
+    Frame::Ip(h)
+}
+
+/// Whether rule `r` accepts the headers.
+fn matches(r: &crate::rules::Rule, h: &Headers) -> bool {
+    r.src.is_none_or(|n| n.contains(&h.src))
+        && r.dst.is_none_or(|n| n.contains(&h.dst))
+        && r.proto.is_none_or(|p| p == h.proto)
+        && r.sport
+            .is_none_or(|p| h.ports.is_some_and(|(s, _)| p.contains(s)))
+        && r.dport
+            .is_none_or(|p| h.ports.is_some_and(|(_, d)| p.contains(d)))
+}
+
+/// The verdict of `set` on `frame`.
+pub fn verdict(set: &RuleSet, frame: &[u8]) -> Verdict {
+    match read_frame(frame) {
+        Frame::NonIp => Verdict {
+            action: set.non_ip,
+            cause: Cause::NonIp,
+        },
+        Frame::Malformed(_) => Verdict {
+            action: set.malformed,
+            cause: Cause::Malformed,
+        },
+        Frame::Ip(h) => match set.rules.iter().position(|r| matches(r, &h)) {
+            Some(i) => Verdict {
+                action: set.rules[i].action,
+                cause: Cause::Rule(i),
+            },
+            None => Verdict {
+                action: set.default,
+                cause: Cause::Default,
+            },
+        },
+    }
+}
+
+/// Packet and byte counts the kernel should show after a batch of frames.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Indexed by [`xdpwall_common::stat`]: (packets, bytes).
+    pub stats: [(u64, u64); stat::COUNT as usize],
+    /// Per rule: (packets, bytes).
+    pub rules: Vec<(u64, u64)>,
+}
+
+impl Counts {
+    /// Zero counts for a rule set of `nrules` rules.
+    pub fn new(nrules: usize) -> Counts {
+        Counts {
+            stats: Default::default(),
+            rules: vec![(0, 0); nrules],
+        }
+    }
+
+    /// Adds one frame of `len` bytes judged `v`.
+    pub fn record(&mut self, len: usize, v: &Verdict) {
+        let len = len as u64;
+        let add = |c: &mut (u64, u64)| {
+            c.0 += 1;
+            c.1 += len;
+        };
+        add(&mut self.stats[match v.action {
+            Action::Pass => stat::PASS,
+            Action::Drop => stat::DROP,
+        } as usize]);
+        match v.cause {
+            Cause::Rule(i) => add(&mut self.rules[i]),
+            Cause::Default => add(&mut self.stats[stat::DEFAULT as usize]),
+            Cause::Malformed => add(&mut self.stats[stat::MALFORMED as usize]),
+            Cause::NonIp => add(&mut self.stats[stat::NON_IP as usize]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eth(ethertype: u16, l3: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(l3);
+        f
+    }
+
+    fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+        let total = (20 + l4.len()) as u16;
+        let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&dst);
+        h.extend_from_slice(l4);
+        h
+    }
+
+    fn udp(sport: u16, dport: u16) -> Vec<u8> {
+        let mut u = Vec::new();
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&[0, 8, 0, 0]);
+        u
+    }
+
+    fn client_server() -> RuleSet {
+        RuleSet::from_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/client-server.toml"))
+            .unwrap()
+    }
+
+    #[test]
+    fn client_server_example() {
+        let set = client_server();
+        let f = |s, d| eth(0x0800, &ipv4(17, s, d, &udp(1000, 53)));
+        let v = |s, d| verdict(&set, &f(s, d));
+        assert_eq!(v([192, 168, 1, 1], [10, 0, 0, 9]).action, Action::Pass);
+        assert_eq!(v([192, 168, 1, 1], [10, 0, 0, 9]).cause, Cause::Rule(0));
+        assert_eq!(v([10, 9, 9, 9], [192, 168, 1, 2]).action, Action::Pass);
+        assert_eq!(v([10, 9, 9, 9], [192, 168, 1, 2]).cause, Cause::Rule(1));
+        assert_eq!(v([192, 168, 1, 3], [192, 168, 1, 4]).action, Action::Drop);
+        assert_eq!(v([192, 168, 1, 2], [192, 168, 1, 1]).cause, Cause::Default);
+    }
+
+    #[test]
+    fn malformed_frames_take_the_malformed_policy() {
+        let good = eth(0x0800, &ipv4(17, [1, 1, 1, 1], [2, 2, 2, 2], &udp(1, 2)));
+        assert!(matches!(read_frame(&good), Frame::Ip(_)));
+        // Every truncation inside the headers is malformed.
+        for cut in 0..good.len() {
+            assert!(
+                matches!(read_frame(&good[..cut]), Frame::Malformed(_)),
+                "cut at {cut}"
+            );
+        }
+        let mut bad_ihl = good.clone();
+        bad_ihl[14] = 0x44;
+        assert_eq!(read_frame(&bad_ihl), Frame::Malformed("IPv4 IHL below 5"));
+        let mut bad_ver = good.clone();
+        bad_ver[14] = 0x65;
+        assert!(matches!(read_frame(&bad_ver), Frame::Malformed(_)));
+        let mut long_total = good.clone();
+        long_total[17] += 1;
+        assert!(matches!(read_frame(&long_total), Frame::Malformed(_)));
+        let set = client_server();
+        assert_eq!(
+            verdict(&set, &bad_ihl),
+            Verdict {
+                action: Action::Drop,
+                cause: Cause::Malformed
+            }
+        );
+    }
+
+    #[test]
+    fn padding_after_the_ip_packet_is_fine() {
+        let mut f = eth(0x0800, &ipv4(17, [1, 1, 1, 1], [2, 2, 2, 2], &udp(1, 2)));
+        f.extend_from_slice(&[0; 6]);
+        assert!(matches!(read_frame(&f), Frame::Ip(_)));
+    }
+
+    #[test]
+    fn non_ip_and_vlan() {
+        assert_eq!(read_frame(&eth(0x0806, &[0; 28])), Frame::NonIp);
+        let ip = ipv4(6, [1, 1, 1, 1], [2, 2, 2, 2], &[0; 20]);
+        let mut tagged = eth(0x8100, &[0, 5, 0x88, 0xa8, 0, 6, 0x08, 0x00]);
+        tagged.extend_from_slice(&ip);
+        // data offset 0 in the zeroed TCP header
+        assert_eq!(read_frame(&tagged), Frame::Malformed("TCP data offset below 5"));
+        let mut three = eth(0x8100, &[0, 5, 0x81, 0x00, 0, 6, 0x81, 0x00, 0, 7, 0x08, 0x00]);
+        three.extend_from_slice(&ip);
+        assert_eq!(read_frame(&three), Frame::Malformed("more than two VLAN tags"));
+    }
+
+    #[test]
+    fn non_first_fragments_have_no_ports() {
+        let mut ip = ipv4(17, [1, 1, 1, 1], [2, 2, 2, 2], &[0; 3]);
+        ip[6] = 0x00;
+        ip[7] = 0x10; // offset 16 * 8 bytes
+        let Frame::Ip(h) = read_frame(&eth(0x0800, &ip)) else {
+            panic!("fragment should parse")
+        };
+        assert_eq!(h.ports, None);
+        assert_eq!(h.proto, 17);
+    }
+
+    #[test]
+    fn counts_follow_verdicts() {
+        let set = client_server();
+        let mut c = Counts::new(set.rules.len());
+        c.record(100, &verdict(&set, &eth(0x0806, &[0; 28])));
+        c.record(60, &verdict(&set, &eth(0x0800, &ipv4(17, [192, 168, 1, 1], [9, 9, 9, 9], &udp(1, 2)))));
+        assert_eq!(c.stats[stat::PASS as usize], (2, 160));
+        assert_eq!(c.stats[stat::NON_IP as usize], (1, 100));
+        assert_eq!(c.rules[0], (1, 60));
+    }
+}

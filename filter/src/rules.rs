@@ -1,0 +1,591 @@
+//! The rule model: what a rule set is, and how it is read from a TOML rule file.
+//!
+//! A [`RuleSet`] is an ordered list of [`Rule`]s plus the default, malformed and non-IP
+//! policies. Reading never panics; every error names the file, the line and what is wrong
+//! ([`RuleError`]). Semantics are written down in filter/README.md.
+
+use std::{fmt, net::IpAddr, path::Path, str::FromStr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use xdpwall_common::MAX_RULES;
+
+/// What happens to a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Let it through (`XDP_PASS`).
+    Pass,
+    /// Drop it (`XDP_DROP`).
+    Drop,
+}
+
+impl Action {
+    /// The code the kernel tables use.
+    pub fn code(self) -> u8 {
+        match self {
+            Action::Pass => xdpwall_common::action::PASS,
+            Action::Drop => xdpwall_common::action::DROP,
+        }
+    }
+
+    /// The action for a kernel code (unknown codes read as `Pass`, like the program does).
+    pub fn from_code(code: u8) -> Action {
+        if code == xdpwall_common::action::DROP {
+            Action::Drop
+        } else {
+            Action::Pass
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+        })
+    }
+}
+
+/// An inclusive port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortRange {
+    /// Lowest port.
+    pub lo: u16,
+    /// Highest port.
+    pub hi: u16,
+}
+
+impl PortRange {
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// IP protocol numbers with a name in rule files.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+
+    /// The rule-file name of a protocol number.
+    pub fn name(p: u8) -> String {
+        match p {
+            ICMP => "icmp".into(),
+            TCP => "tcp".into(),
+            UDP => "udp".into(),
+            ICMPV6 => "icmpv6".into(),
+            n => n.to_string(),
+        }
+    }
+}
+
+/// One rule: the AND of its matchers; `None` matches anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Optional name, shown in status output (at most 31 bytes are kept in the kernel).
+    pub name: Option<String>,
+    /// What to do with a matching packet.
+    pub action: Action,
+    /// Source network.
+    pub src: Option<IpNet>,
+    /// Destination network.
+    pub dst: Option<IpNet>,
+    /// IP protocol number (after IPv6 extension headers).
+    pub proto: Option<u8>,
+    /// Source port range (only TCP and UDP packets carrying ports can match).
+    pub sport: Option<PortRange>,
+    /// Destination port range (only TCP and UDP packets carrying ports can match).
+    pub dport: Option<PortRange>,
+}
+
+impl Rule {
+    /// A rule with no matchers (matches every IP packet).
+    pub fn new(action: Action) -> Rule {
+        Rule {
+            name: None,
+            action,
+            src: None,
+            dst: None,
+            proto: None,
+            sport: None,
+            dport: None,
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.action)?;
+        if let Some(s) = &self.src {
+            write!(f, " src {s}")?;
+        }
+        if let Some(d) = &self.dst {
+            write!(f, " dst {d}")?;
+        }
+        if let Some(p) = self.proto {
+            write!(f, " proto {}", proto::name(p))?;
+        }
+        if let Some(p) = &self.sport {
+            write!(f, " sport {p}")?;
+        }
+        if let Some(p) = &self.dport {
+            write!(f, " dport {p}")?;
+        }
+        if self.src.is_none()
+            && self.dst.is_none()
+            && self.proto.is_none()
+            && self.sport.is_none()
+            && self.dport.is_none()
+        {
+            write!(f, " all")?;
+        }
+        Ok(())
+    }
+}
+
+/// An ordered rule set with its policies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSet {
+    /// Rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// Action when no rule matches (default `pass`).
+    pub default: Action,
+    /// Action for malformed packets (default `drop`).
+    pub malformed: Action,
+    /// Action for frames that are not IPv4/IPv6 (default `pass`).
+    pub non_ip: Action,
+}
+
+impl Default for RuleSet {
+    fn default() -> Self {
+        RuleSet {
+            rules: Vec::new(),
+            default: Action::Pass,
+            malformed: Action::Drop,
+            non_ip: Action::Pass,
+        }
+    }
+}
+
+/// A rule file that could not be read or accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but is wrong at a line.
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The file (or `<input>`).
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl RuleError {
+    /// The line the error points at, if any.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            RuleError::Invalid { line, .. } => Some(*line),
+            RuleError::Io { .. } => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    default: Option<Spanned<String>>,
+    malformed: Option<Spanned<String>>,
+    non_ip: Option<Spanned<String>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    action: Option<Spanned<String>>,
+    src: Option<Spanned<String>>,
+    dst: Option<Spanned<String>>,
+    proto: Option<Spanned<NumOrStr>>,
+    sport: Option<Spanned<NumOrStr>>,
+    dport: Option<Spanned<NumOrStr>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrStr {
+    Num(i64),
+    Str(String),
+}
+
+impl RuleSet {
+    /// Reads and validates a rule file.
+    pub fn from_file(path: &Path) -> Result<RuleSet, RuleError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RuleError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        RuleSet::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates rule-file text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        let err = |span: std::ops::Range<usize>, message: String| RuleError::Invalid {
+            path: origin.to_string(),
+            line: line_of(text, span.start),
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            err(span, e.message().trim().to_string())
+        })?;
+        let mut set = RuleSet::default();
+        if let Some(a) = &raw.default {
+            set.default = parse_action(a).map_err(|m| err(a.span(), m))?;
+        }
+        if let Some(a) = &raw.malformed {
+            set.malformed = parse_action(a).map_err(|m| err(a.span(), m))?;
+        }
+        if let Some(a) = &raw.non_ip {
+            set.non_ip = parse_action(a).map_err(|m| err(a.span(), m))?;
+        }
+        if raw.rule.len() > MAX_RULES {
+            let span = raw.rule[MAX_RULES].span();
+            return Err(err(
+                span,
+                format!(
+                    "too many rules: {} (at most {MAX_RULES} per rule set)",
+                    raw.rule.len()
+                ),
+            ));
+        }
+        for (i, r) in raw.rule.iter().enumerate() {
+            let rule = parse_rule(r.get_ref()).map_err(|(span, m)| {
+                err(
+                    span.unwrap_or(r.span()),
+                    format!("rule {} ({}): {m}", i + 1, rule_label(r.get_ref())),
+                )
+            })?;
+            set.rules.push(rule);
+        }
+        Ok(set)
+    }
+
+    /// Renders the rule set as a rule file that [`RuleSet::parse`] reads back unchanged.
+    pub fn to_toml(&self) -> String {
+        let mut s = format!(
+            "default = \"{}\"\nmalformed = \"{}\"\nnon_ip = \"{}\"\n",
+            self.default, self.malformed, self.non_ip
+        );
+        for r in &self.rules {
+            s.push_str("\n[[rule]]\n");
+            if let Some(n) = &r.name {
+                s.push_str(&format!("name = {}\n", toml_string(n)));
+            }
+            s.push_str(&format!("action = \"{}\"\n", r.action));
+            if let Some(n) = &r.src {
+                s.push_str(&format!("src = \"{n}\"\n"));
+            }
+            if let Some(n) = &r.dst {
+                s.push_str(&format!("dst = \"{n}\"\n"));
+            }
+            if let Some(p) = r.proto {
+                s.push_str(&format!("proto = \"{}\"\n", proto::name(p)));
+            }
+            if let Some(p) = &r.sport {
+                s.push_str(&format!("sport = \"{p}\"\n"));
+            }
+            if let Some(p) = &r.dport {
+                s.push_str(&format!("dport = \"{p}\"\n"));
+            }
+        }
+        s
+    }
+}
+
+impl FromStr for RuleSet {
+    type Err = RuleError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuleSet::parse(s, "<input>")
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn rule_label(r: &RawRule) -> String {
+    match &r.name {
+        Some(n) => format!("\"{}\"", n.get_ref()),
+        None => "unnamed".into(),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn parse_action(s: &Spanned<String>) -> Result<Action, String> {
+    match s.get_ref().as_str() {
+        "pass" => Ok(Action::Pass),
+        "drop" => Ok(Action::Drop),
+        other => Err(format!(
+            "unknown action \"{other}\" (expected \"pass\" or \"drop\")"
+        )),
+    }
+}
+
+type FieldError = (Option<std::ops::Range<usize>>, String);
+
+fn parse_rule(r: &RawRule) -> Result<Rule, FieldError> {
+    let at = |s: std::ops::Range<usize>| move |m: String| (Some(s.clone()), m);
+    let action = match &r.action {
+        Some(a) => parse_action(a).map_err(at(a.span()))?,
+        None => return Err((None, "missing `action` (\"pass\" or \"drop\")".into())),
+    };
+    let name = match &r.name {
+        Some(n) if n.get_ref().len() > 31 => {
+            return Err((
+                Some(n.span()),
+                "name is longer than 31 bytes (the kernel keeps 31)".into(),
+            ))
+        }
+        Some(n) => Some(n.get_ref().clone()),
+        None => None,
+    };
+    let net = |f: &Option<Spanned<String>>, what: &str| -> Result<Option<IpNet>, FieldError> {
+        match f {
+            Some(s) => parse_net(s.get_ref())
+                .map(Some)
+                .map_err(|m| (Some(s.span()), format!("{what}: {m}"))),
+            None => Ok(None),
+        }
+    };
+    let src = net(&r.src, "src")?;
+    let dst = net(&r.dst, "dst")?;
+    if let (Some(s), Some(d)) = (&src, &dst) {
+        if s.addr().is_ipv4() != d.addr().is_ipv4() {
+            let span = r.dst.as_ref().map(|d| d.span());
+            return Err((
+                span,
+                format!("src {s} and dst {d} are of different address families: the rule could never match"),
+            ));
+        }
+    }
+    let proto = match &r.proto {
+        Some(p) => Some(parse_proto(p.get_ref()).map_err(at(p.span()))?),
+        None => None,
+    };
+    let port = |f: &Option<Spanned<NumOrStr>>, what: &str| -> Result<_, FieldError> {
+        match f {
+            Some(p) => parse_ports(p.get_ref())
+                .map(Some)
+                .map_err(|m| (Some(p.span()), format!("{what}: {m}"))),
+            None => Ok(None),
+        }
+    };
+    let sport = port(&r.sport, "sport")?;
+    let dport = port(&r.dport, "dport")?;
+    if sport.is_some() || dport.is_some() {
+        if let Some(p) = proto {
+            if p != proto::TCP && p != proto::UDP {
+                let span = r.proto.as_ref().map(|p| p.span());
+                return Err((
+                    span,
+                    format!(
+                        "ports need protocol tcp, udp or any, not {}",
+                        proto::name(p)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Rule {
+        name,
+        action,
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+    })
+}
+
+/// Parses `addr` or `addr/len`; host bits must be zero.
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    let net = if s.contains('/') {
+        IpNet::from_str(s).map_err(|_| format!("\"{s}\" is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32)"))?
+    } else {
+        let a = IpAddr::from_str(s)
+            .map_err(|_| format!("\"{s}\" is not an IP address or network"))?;
+        IpNet::from(a)
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "\"{s}\" has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+fn parse_proto(p: &NumOrStr) -> Result<u8, String> {
+    match p {
+        NumOrStr::Num(n) => u8::try_from(*n)
+            .map_err(|_| format!("protocol number {n} is out of range 0-255")),
+        NumOrStr::Str(s) => match s.as_str() {
+            "tcp" => Ok(proto::TCP),
+            "udp" => Ok(proto::UDP),
+            "icmp" => Ok(proto::ICMP),
+            "icmpv6" => Ok(proto::ICMPV6),
+            other => other.parse::<u8>().map_err(|_| {
+                format!("unknown protocol \"{other}\" (tcp, udp, icmp, icmpv6 or a number 0-255; leave it out for any)")
+            }),
+        },
+    }
+}
+
+fn parse_ports(p: &NumOrStr) -> Result<PortRange, String> {
+    let port = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("\"{s}\" is not a port (0-65535)"))
+    };
+    let r = match p {
+        NumOrStr::Num(n) => {
+            let v = u16::try_from(*n).map_err(|_| format!("port {n} is out of range 0-65535"))?;
+            PortRange { lo: v, hi: v }
+        }
+        NumOrStr::Str(s) => match s.split_once('-') {
+            Some((a, b)) => PortRange {
+                lo: port(a)?,
+                hi: port(b)?,
+            },
+            None => {
+                let v = port(s)?;
+                PortRange { lo: v, hi: v }
+            }
+        },
+    };
+    if r.lo > r.hi {
+        return Err(format!("empty range {}-{} (low end above high end)", r.lo, r.hi));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<RuleSet, RuleError> {
+        RuleSet::parse(s, "t.toml")
+    }
+
+    #[test]
+    fn full_rule_parses() {
+        let set = parse(
+            "default = \"drop\"\nnon_ip = \"drop\"\n[[rule]]\nname = \"web\"\naction = \"pass\"\n\
+             src = \"10.0.0.0/8\"\ndst = \"192.168.1.2\"\nproto = \"tcp\"\nsport = \"1024-65535\"\ndport = 443\n",
+        )
+        .unwrap();
+        assert_eq!(set.default, Action::Drop);
+        assert_eq!(set.non_ip, Action::Drop);
+        assert_eq!(set.malformed, Action::Drop);
+        let r = &set.rules[0];
+        assert_eq!(r.src, Some("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(r.dst, Some("192.168.1.2/32".parse().unwrap()));
+        assert_eq!(r.proto, Some(6));
+        assert_eq!(r.sport, Some(PortRange { lo: 1024, hi: 65535 }));
+        assert_eq!(r.dport, Some(PortRange { lo: 443, hi: 443 }));
+    }
+
+    #[test]
+    fn defaults_apply_when_policies_are_missing() {
+        let set = parse("").unwrap();
+        assert_eq!(set, RuleSet::default());
+    }
+
+    fn err_line(s: &str) -> (usize, String) {
+        let e = parse(s).unwrap_err();
+        (e.line().unwrap(), e.to_string())
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_problem() {
+        let cases = [
+            ("[[rule]]\naction = \"pass\"\nsrc = \"10.0.0.1/8\"\n", 3, "host bits set"),
+            ("[[rule]]\naction = \"pass\"\n\nsrc = \"nonsense\"\n", 4, "not an IP address"),
+            ("[[rule]]\naction = \"allow\"\n", 2, "unknown action"),
+            ("[[rule]]\nsrc = \"1.2.3.4\"\n", 1, "missing `action`"),
+            ("[[rule]]\naction = \"drop\"\nproto = \"icmp\"\ndport = 80\n", 3, "ports need protocol"),
+            ("[[rule]]\naction = \"drop\"\ndport = \"90-80\"\n", 3, "empty range"),
+            ("[[rule]]\naction = \"drop\"\ndport = 70000\n", 3, "out of range"),
+            ("[[rule]]\naction = \"drop\"\nproto = \"gre\"\n", 3, "unknown protocol"),
+            ("[[rule]]\naction = \"drop\"\nsrc = \"1.2.3.4\"\ndst = \"::1\"\n", 4, "different address families"),
+            ("default = \"drop\"\n[[rule]]\naction = \"drop\"\nsprt = 5\n", 4, "unknown field"),
+            ("default = \"drop\"\n\n[[rule]\n", 3, ""),
+        ];
+        for (text, line, what) in cases {
+            let (l, msg) = err_line(text);
+            assert_eq!(l, line, "{text:?} -> {msg}");
+            assert!(msg.contains(what), "{text:?} -> {msg}");
+            assert!(msg.starts_with(&format!("t.toml:{line}: ")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn too_many_rules_is_rejected_with_the_limit() {
+        let mut s = String::new();
+        for _ in 0..=MAX_RULES {
+            s.push_str("[[rule]]\naction = \"drop\"\n");
+        }
+        let e = parse(&s).unwrap_err().to_string();
+        assert!(e.contains("too many rules: 1025"), "{e}");
+        assert!(e.contains(&format!(":{}:", 2 * MAX_RULES + 1)), "{e}");
+        s.truncate(s.len() - "[[rule]]\naction = \"drop\"\n".len());
+        assert_eq!(parse(&s).unwrap().rules.len(), MAX_RULES);
+    }
+
+    #[test]
+    fn to_toml_round_trips() {
+        let text = "default = \"drop\"\n[[rule]]\nname = \"a \\\"b\\\"\"\naction = \"pass\"\nsrc = \"2001:db8::/32\"\nproto = 47\n\
+                    [[rule]]\naction = \"drop\"\ndst = \"10.1.0.0/16\"\nproto = \"udp\"\nsport = 53\ndport = \"1-1023\"\n";
+        let set = parse(text).unwrap();
+        assert_eq!(parse(&set.to_toml()).unwrap(), set);
+    }
+}
