@@ -1,1 +1,6 @@
-//! placeholder
+//! pktgen: builds Ethernet/IP/TCP/UDP/ICMP frames for xdpwall's tests and benchmarks.
+#![deny(missing_docs)]
+
+pub mod frame;
+
+pub use frame::{FrameSpec, IpSpec, Ipv6Ext, L4Spec};
