@@ -519,6 +519,15 @@ pub fn wait_for_readers() {
     }
 }
 
+/// The index of `iface` in the current thread's network namespace (sysfs would show the
+/// namespace it was mounted in instead).
+pub fn if_index(iface: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(iface).ok()?;
+    // SAFETY: valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
 /// The pin folder of the filter called `name`.
 pub fn pin_dir(name: &str) -> PathBuf {
     Path::new(PIN_ROOT).join(name)
@@ -719,7 +728,7 @@ impl Filter {
     /// Attaches to `iface`. With [`Mode::Auto`], native is tried first and generic is used
     /// (and reported in the returned mode) when the driver refuses.
     pub fn attach(&mut self, iface: &str, mode: Mode) -> Result<Mode, LoadError> {
-        if !Path::new("/sys/class/net").join(iface).exists() {
+        if if_index(iface).is_none() {
             return Err(LoadError::NoInterface(iface.to_string()));
         }
         let try_mode = |f: &mut Filter, m: Mode| {

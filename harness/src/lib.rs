@@ -1,1 +1,10 @@
-//! placeholder
+//! The harness: what makes every claim about the filter checkable.
+//!
+//! - [`netns`]: named network namespaces and a per-thread guard to enter them;
+//! - [`topo`]: veth topologies built with rtnetlink, removed on drop.
+#![deny(missing_docs)]
+
+pub mod netns;
+pub mod topo;
+
+pub use topo::{Options, Topology};

@@ -1,0 +1,362 @@
+//! Topologies built with rtnetlink: network namespaces joined by veth pairs, with addresses,
+//! MTU, GRO, permanent neighbour entries and links up. Everything a [`Topology`] creates is
+//! removed when it is dropped (also on panic); `harness topo down --all` (or `cargo xtask
+//! clean`) removes what a crashed run left.
+//!
+//! The standard topology: namespace `xw-NAME-gen` holds `gen0`, namespace `xw-NAME-dut` holds
+//! `dut0`, on 198.18.0.0/24 (RFC 2544's benchmarking range) and 2001:db8:18::/64.
+
+use std::{
+    fs::File,
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+};
+
+use futures_util::TryStreamExt;
+use rtnetlink::{
+    packet_route::{
+        address::{AddressAttribute, AddressFlags},
+        neighbour::NeighbourState,
+    },
+    Handle, LinkUnspec, LinkVeth,
+};
+
+use crate::netns::{self, NetnsError, NetnsGuard};
+
+/// Prefix of every namespace the harness creates (so leftovers can be found).
+pub const PREFIX: &str = "xw-";
+
+/// A failed topology step.
+#[derive(Debug, thiserror::Error)]
+pub enum TopoError {
+    /// Namespace handling.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// A netlink request.
+    #[error("{step}: {source}")]
+    Netlink {
+        /// What was being done.
+        step: String,
+        /// Why it failed.
+        source: rtnetlink::Error,
+    },
+    /// Another system call.
+    #[error("{step}: {source}")]
+    Io {
+        /// What was being done.
+        step: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The name is unusable.
+    #[error("topology name '{0}' is invalid: use at most 20 characters of [a-z0-9-]")]
+    BadName(String),
+}
+
+/// One end of the veth pair.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Namespace name.
+    pub netns: String,
+    /// Interface name (inside the namespace).
+    pub iface: String,
+    /// MAC address.
+    pub mac: [u8; 6],
+    /// IPv4 address.
+    pub ip4: Ipv4Addr,
+    /// IPv6 address.
+    pub ip6: Ipv6Addr,
+}
+
+impl Endpoint {
+    /// Enters this end's namespace on the current thread.
+    pub fn enter(&self) -> Result<NetnsGuard, NetnsError> {
+        NetnsGuard::enter(&self.netns)
+    }
+
+    /// The IPv4 or IPv6 address.
+    pub fn ip(&self, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(self.ip6)
+        } else {
+            IpAddr::V4(self.ip4)
+        }
+    }
+}
+
+/// Knobs of the standard topology.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// MTU of both veth ends.
+    pub mtu: u32,
+    /// Generic receive offload on the DUT end (needed for frames redirected by XDP to reach a
+    /// generic-mode program; see README).
+    pub gro: bool,
+    /// Queues per veth end (one per sending thread avoids drops).
+    pub queues: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mtu: 1500,
+            gro: false,
+            queues: 1,
+        }
+    }
+}
+
+/// A generator namespace and a device-under-test namespace joined by a veth pair.
+pub struct Topology {
+    /// The topology's name.
+    pub name: String,
+    /// The generator side.
+    pub gen: Endpoint,
+    /// The device under test.
+    pub dut: Endpoint,
+}
+
+fn nl(step: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> TopoError {
+    let step = step.into();
+    move |source| TopoError::Netlink { step, source }
+}
+
+/// Runs an async netlink job on a thread inside `ns` (the netlink socket is opened there,
+/// so it speaks for that namespace).
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    job: impl FnOnce(Handle) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, TopoError>>>>
+        + Send
+        + 'static,
+) -> Result<T, TopoError> {
+    netns::run_in(ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| TopoError::Io {
+                step: "starting a tokio runtime".into(),
+                source: e,
+            })?;
+        rt.block_on(async move {
+            let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| TopoError::Io {
+                step: "opening a netlink socket".into(),
+                source: e,
+            })?;
+            let task = tokio::spawn(conn);
+            let r = job(handle).await;
+            task.abort();
+            r
+        })
+    })?
+}
+
+async fn index_of(h: &Handle, name: &str) -> Result<u32, TopoError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(l.header.index),
+        Ok(None) => Err(TopoError::Io {
+            step: format!("looking up {name}"),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        }),
+        Err(e) => Err(nl(format!("looking up {name}"))(e)),
+    }
+}
+
+/// Brings `iface` up with its MAC, MTU, addresses and a permanent neighbour entry for the
+/// peer; also brings `lo` up.
+async fn configure(h: Handle, me: Endpoint, peer: Endpoint, mtu: u32) -> Result<(), TopoError> {
+    let idx = index_of(&h, &me.iface).await?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(idx)
+                .address(me.mac.to_vec())
+                .mtu(mtu)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl(format!("setting up {}", me.iface)))?;
+    let lo = index_of(&h, "lo").await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(lo).up().build())
+        .execute()
+        .await
+        .map_err(nl("bringing lo up"))?;
+    for (addr, len) in [(IpAddr::V4(me.ip4), 24), (IpAddr::V6(me.ip6), 64)] {
+        let mut req = h.address().add(idx, addr, len);
+        // No duplicate address detection: the address is usable at once.
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        req.execute()
+            .await
+            .map_err(nl(format!("adding {addr} to {}", me.iface)))?;
+    }
+    for addr in [IpAddr::V4(peer.ip4), IpAddr::V6(peer.ip6)] {
+        h.neighbours()
+            .add(idx, addr)
+            .link_layer_address(&peer.mac)
+            .state(NeighbourState::Permanent)
+            .execute()
+            .await
+            .map_err(nl(format!("adding neighbour {addr}")))?;
+    }
+    Ok(())
+}
+
+const ETHTOOL_SGRO: u32 = 0x2c;
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+
+/// Switches generic receive offload on `iface` (in the current thread's namespace).
+pub fn set_gro(iface: &str, on: bool) -> Result<(), TopoError> {
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    let err = |source| TopoError::Io {
+        step: format!("setting GRO on {iface}"),
+        source,
+    };
+    // SAFETY: a plain datagram socket for the ioctl.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just opened and is owned here.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: on as u32,
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut value,
+        _pad: [0; 16],
+    };
+    req.name[..iface.len()].copy_from_slice(iface.as_bytes());
+    // SAFETY: req lives across the call and points at value.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) };
+    if r != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+impl Topology {
+    /// Builds the standard generator/DUT topology called `name`.
+    pub fn standard(name: &str, opts: &Options) -> Result<Topology, TopoError> {
+        if name.is_empty()
+            || name.len() > 20
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(TopoError::BadName(name.to_string()));
+        }
+        let gen = Endpoint {
+            netns: format!("{PREFIX}{name}-gen"),
+            iface: "gen0".into(),
+            mac: [0x02, 0x58, 0x57, 0, 0, 1],
+            ip4: Ipv4Addr::new(198, 18, 0, 1),
+            ip6: "2001:db8:18::1".parse().unwrap(),
+        };
+        let dut = Endpoint {
+            netns: format!("{PREFIX}{name}-dut"),
+            iface: "dut0".into(),
+            mac: [0x02, 0x58, 0x57, 0, 0, 2],
+            ip4: Ipv4Addr::new(198, 18, 0, 2),
+            ip6: "2001:db8:18::2".parse().unwrap(),
+        };
+        netns::create(&gen.netns)?;
+        // From here on, Drop cleans up whatever exists.
+        let topo = Topology {
+            name: name.to_string(),
+            gen,
+            dut,
+        };
+        netns::create(&topo.dut.netns)?;
+        topo.wire(opts)?;
+        Ok(topo)
+    }
+
+    fn wire(&self, opts: &Options) -> Result<(), TopoError> {
+        let (gen, dut) = (self.gen.clone(), self.dut.clone());
+        let dut_ns = File::open(netns::netns_path(&dut.netns)).map_err(|e| TopoError::Io {
+            step: format!("opening namespace {}", dut.netns),
+            source: e,
+        })?;
+        let queues = opts.queues.max(1);
+        let (g, d) = (gen.clone(), dut.clone());
+        in_ns(&gen.netns, move |h| {
+            Box::pin(async move {
+                let mut veth = LinkVeth::new(&g.iface, &d.iface).build();
+                if queues > 1 {
+                    use rtnetlink::packet_route::link::LinkAttribute;
+                    veth.attributes.push(LinkAttribute::NumTxQueues(queues));
+                    veth.attributes.push(LinkAttribute::NumRxQueues(queues));
+                }
+                h.link()
+                    .add(veth)
+                    .execute()
+                    .await
+                    .map_err(nl("creating the veth pair"))?;
+                h.link()
+                    .set(
+                        LinkUnspec::new_with_name(&d.iface)
+                            .setns_by_fd(dut_ns.as_raw_fd())
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .map_err(nl(format!("moving {} into {}", d.iface, d.netns)))?;
+                drop(dut_ns);
+                Ok(())
+            })
+        })?;
+        let mtu = opts.mtu;
+        let (g, d) = (gen.clone(), dut.clone());
+        in_ns(&gen.netns, move |h| Box::pin(configure(h, g, d, mtu)))?;
+        let (g, d) = (gen.clone(), dut.clone());
+        in_ns(&dut.netns, move |h| Box::pin(configure(h, d, g, mtu)))?;
+        let gro = opts.gro;
+        let iface = dut.iface.clone();
+        netns::run_in(&dut.netns, move || set_gro(&iface, gro))??;
+        Ok(())
+    }
+
+    /// Removes both namespaces (and with them the veth pair). Safe to call twice.
+    pub fn teardown(&self) -> Result<(), TopoError> {
+        netns::remove(&self.gen.netns)?;
+        netns::remove(&self.dut.netns)?;
+        Ok(())
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            eprintln!("harness: cleaning up topology {}: {e}", self.name);
+        }
+    }
+}
+
+/// Removes every namespace the harness created (by prefix); returns their names.
+pub fn remove_all() -> Result<Vec<String>, TopoError> {
+    let mut removed = Vec::new();
+    for ns in netns::list() {
+        if ns.starts_with(PREFIX) {
+            netns::remove(&ns)?;
+            removed.push(ns);
+        }
+    }
+    Ok(removed)
+}
