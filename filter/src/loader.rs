@@ -829,6 +829,8 @@ pub fn remove_pins(name: &str) -> Result<bool, LoadError> {
         }
     }
     fs::remove_dir(&dir).map_err(|e| LoadError::Pin(format!("removing {}: {e}", dir.display())))?;
+    // The root folder goes too once no filter is left (another one may race us: ignore).
+    let _ = fs::remove_dir(PIN_ROOT);
     Ok(true)
 }
 

@@ -1,10 +1,12 @@
 //! The harness: what makes every claim about the filter checkable.
 //!
 //! - [`netns`]: named network namespaces and a per-thread guard to enter them;
-//! - [`topo`]: veth topologies built with rtnetlink, removed on drop.
+//! - [`topo`]: veth topologies built with rtnetlink, removed on drop;
+//! - [`probe`]: exact socket-level UDP probes across a topology.
 #![deny(missing_docs)]
 
 pub mod netns;
+pub mod probe;
 pub mod topo;
 
 pub use topo::{Options, Topology};

@@ -2,10 +2,7 @@
 //! creates, in native and in generic mode, judging real UDP traffic sent through the kernel
 //! stack. Needs root; fails (never skips) without it.
 
-use std::{
-    net::{SocketAddr, UdpSocket},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use harness::{netns, Options, Topology};
 use xdpwall::{Filter, Mode, RuleSet};
@@ -24,64 +21,10 @@ fn rules(topo: &Topology) -> RuleSet {
     RuleSet::parse(&text, "e2e").unwrap()
 }
 
-/// Binds the four receivers in the DUT namespace and counts datagrams until `quiet` passes
-/// without any.
-fn receive(topo: &Topology, quiet: Duration) -> std::thread::JoinHandle<Vec<u64>> {
-    let dut = topo.dut.clone();
-    let ready = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let r2 = ready.clone();
-    let h = std::thread::spawn(move || {
-        let _ns = dut.enter().unwrap();
-        let socks: Vec<UdpSocket> = [(false, 7000), (false, 7001), (true, 7000), (true, 7001)]
-            .iter()
-            .map(|&(v6, port)| {
-                let s = UdpSocket::bind(SocketAddr::new(dut.ip(v6), port)).unwrap();
-                s.set_nonblocking(true).unwrap();
-                s
-            })
-            .collect();
-        r2.wait();
-        let mut counts = vec![0u64; socks.len()];
-        let mut last = Instant::now();
-        let mut buf = [0u8; 2048];
-        while last.elapsed() < quiet {
-            let mut any = false;
-            for (i, s) in socks.iter().enumerate() {
-                while s.recv(&mut buf).is_ok() {
-                    counts[i] += 1;
-                    any = true;
-                }
-            }
-            if any {
-                last = Instant::now();
-            } else {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        counts
-    });
-    ready.wait();
-    h
-}
+const TARGETS: [(bool, u16); 4] = [(false, 7000), (false, 7001), (true, 7000), (true, 7001)];
 
-fn send(topo: &Topology, n: u64) {
-    let (gen, dut) = (topo.gen.clone(), topo.dut.clone());
-    netns::run_in(&gen.netns.clone(), move || {
-        for v6 in [false, true] {
-            let s = UdpSocket::bind(SocketAddr::new(gen.ip(v6), 0)).unwrap();
-            for i in 0..n {
-                for port in [7000, 7001] {
-                    s.send_to(&i.to_be_bytes(), SocketAddr::new(dut.ip(v6), port))
-                        .unwrap();
-                }
-                if i % 50 == 0 {
-                    // Stay below the veth and socket queues: this test is about verdicts.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    })
-    .unwrap();
+fn round(topo: &Topology, n: u64) -> Vec<u64> {
+    harness::probe::udp_round(topo, &TARGETS, n, Duration::from_millis(500))
 }
 
 fn run(mode: Mode, name: &str) {
@@ -94,9 +37,7 @@ fn run(mode: Mode, name: &str) {
         f
     };
     filter.maps.reset_stats().unwrap();
-    let rx = receive(&topo, Duration::from_millis(500));
-    send(&topo, N);
-    let got = rx.join().unwrap();
+    let got = round(&topo, N);
     assert_eq!(got, vec![N, 0, N, 0], "datagrams received on v4:7000, v4:7001, v6:7000, v6:7001");
     let snap = filter.maps.snapshot().unwrap();
     let hits: Vec<u64> = snap.rules.iter().map(|r| r.hits.packets).collect();
@@ -111,15 +52,11 @@ fn run(mode: Mode, name: &str) {
     )
     .unwrap();
     filter.maps.apply(&flipped).unwrap();
-    let rx = receive(&topo, Duration::from_millis(500));
-    send(&topo, N);
-    assert_eq!(rx.join().unwrap(), vec![0, N, 0, N], "after the live update");
+    assert_eq!(round(&topo, N), vec![0, N, 0, N], "after the live update");
 
     // Detaching restores plain delivery.
     drop(filter);
-    let rx = receive(&topo, Duration::from_millis(500));
-    send(&topo, 20);
-    assert_eq!(rx.join().unwrap(), vec![20, 20, 20, 20], "after detaching");
+    assert_eq!(round(&topo, 20), vec![20, 20, 20, 20], "after detaching");
     let (gen_ns, dut_ns) = (topo.gen.netns.clone(), topo.dut.netns.clone());
     drop(topo);
     let left = netns::list();

@@ -1,1 +1,311 @@
-fn main() {}
+//! `xdpwall`: attach the filter to an interface, replace its rules live, show its counters,
+//! detach it. Filters are pinned under /sys/fs/bpf/xdpwall/NAME (NAME defaults to the
+//! interface), so every command after `attach` may run in another process.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use xdpwall::{
+    loader::{self, remove_pins, Snapshot},
+    Filter, Maps, Mode, RuleSet,
+};
+
+#[derive(Parser)]
+#[command(name = "xdpwall", version, about = "XDP packet filter with live, atomic rule updates")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load the filter with a rule file and attach it to an interface.
+    Attach {
+        /// The interface.
+        iface: String,
+        /// The rule file (TOML; see filter/README.md).
+        #[arg(short, long)]
+        rules: PathBuf,
+        /// XDP mode.
+        #[arg(short, long, value_enum, default_value_t = Mode::Auto)]
+        mode: Mode,
+        /// Name to pin the filter under (default: the interface name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Network namespace (under /run/netns) that holds the interface.
+        #[arg(long)]
+        netns: Option<String>,
+        /// Stay in the foreground and detach on Ctrl-C (otherwise the filter stays attached
+        /// after this command returns, until `xdpwall detach`).
+        #[arg(short, long)]
+        foreground: bool,
+        /// With --foreground: print the counters every this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        interval: u64,
+    },
+    /// Replace the rules of a running filter, atomically. A bad file changes nothing.
+    Update {
+        /// The filter's name (its interface, unless --name was given to attach).
+        name: String,
+        /// The new rule file.
+        #[arg(short, long)]
+        rules: PathBuf,
+    },
+    /// Show the rules and counters of running filters.
+    Status {
+        /// One filter (default: all).
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach a filter and remove its pins (also cleans up after a crashed run).
+    Detach {
+        /// The filter's name.
+        #[arg(required_unless_present = "all")]
+        name: Option<String>,
+        /// Every xdpwall filter on this machine.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Check a rule file without touching any filter.
+    Check {
+        /// The rule file.
+        rules: PathBuf,
+    },
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn enter_netns(name: &str) -> Result<()> {
+    let path = Path::new("/run/netns").join(name);
+    let f = File::open(&path)
+        .with_context(|| format!("network namespace '{name}' not found at {}", path.display()))?;
+    // SAFETY: valid namespace fd; the process is still single-threaded here.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "entering network namespace '{name}': {} (run as root)",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Serialises updates of one filter between processes.
+fn lock(name: &str) -> Result<File> {
+    let dir = Path::new("/run/xdpwall");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let f = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: valid fd.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("xdpwall: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Attach {
+            iface,
+            rules,
+            mode,
+            name,
+            netns,
+            foreground,
+            interval,
+        } => {
+            let set = RuleSet::from_file(&rules)?;
+            if let Some(ns) = &netns {
+                enter_netns(ns)?;
+            }
+            let name = name.unwrap_or_else(|| iface.clone());
+            attach(&iface, &rules, &set, mode, &name, foreground, interval)
+        }
+        Cmd::Update { name, rules } => {
+            let set = RuleSet::from_file(&rules)?;
+            let _lock = lock(&name)?;
+            let mut maps = Maps::open_pinned(&name)?;
+            let r = maps.apply(&set)?;
+            println!(
+                "updated '{name}': {} rules from {} (generation {}, compiled in {:.1} ms, written in {:.1} ms)",
+                r.rules,
+                rules.display(),
+                r.generation,
+                r.compile.as_secs_f64() * 1e3,
+                r.write.as_secs_f64() * 1e3
+            );
+            Ok(())
+        }
+        Cmd::Status { name, json } => {
+            let names = match name {
+                Some(n) => vec![n],
+                None => loader::pinned_filters(),
+            };
+            let mut all = Vec::new();
+            for n in &names {
+                let snap = Maps::open_pinned(n)?.snapshot()?;
+                all.push((n.clone(), snap));
+            }
+            if json {
+                let v: Vec<_> = all
+                    .iter()
+                    .map(|(n, s)| serde_json::json!({ "name": n, "status": s }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if all.is_empty() {
+                println!("no xdpwall filter is running");
+            } else {
+                for (n, s) in &all {
+                    print_status(n, s);
+                }
+            }
+            Ok(())
+        }
+        Cmd::Detach { name, all } => {
+            let names = if all {
+                loader::pinned_filters()
+            } else {
+                name.into_iter().collect()
+            };
+            for n in names {
+                if remove_pins(&n)? {
+                    println!("detached '{n}'");
+                } else if !all {
+                    bail!("no xdpwall filter named '{n}' is running");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Check { rules } => {
+            let set = RuleSet::from_file(&rules)?;
+            xdpwall::compile::compile(&set)?;
+            println!(
+                "{}: {} rules, default {}, malformed {}, non-ip {}",
+                rules.display(),
+                set.rules.len(),
+                set.default,
+                set.malformed,
+                set.non_ip
+            );
+            for (i, r) in set.rules.iter().enumerate() {
+                println!("  {i:>4}  {:<20} {r}", r.name.as_deref().unwrap_or("-"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn attach(
+    iface: &str,
+    rules: &Path,
+    set: &RuleSet,
+    mode: Mode,
+    name: &str,
+    foreground: bool,
+    interval: u64,
+) -> Result<()> {
+    if foreground {
+        install_signal_handlers();
+    }
+    let mut filter = Filter::load_pinned(name)?;
+    // From here on, any failure must leave nothing pinned or attached.
+    let result = (|| -> Result<Mode> {
+        filter.maps.apply(set)?;
+        let used = filter.attach(iface, mode)?;
+        if !foreground {
+            filter.pin_link(name)?;
+        }
+        Ok(used)
+    })();
+    let used = match result {
+        Ok(m) => m,
+        Err(e) => {
+            drop(filter);
+            let _ = remove_pins(name);
+            return Err(e);
+        }
+    };
+    println!(
+        "xdpwall attached to {iface} in {used} mode: {} rules from {}; pinned at {}",
+        set.rules.len(),
+        rules.display(),
+        loader::pin_dir(name).display()
+    );
+    if !foreground {
+        println!("(`xdpwall status {name}` shows counters, `xdpwall detach {name}` removes it)");
+        return Ok(());
+    }
+    println!("running in the foreground; Ctrl-C detaches");
+    let mut last = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        if interval > 0 && last.elapsed() >= Duration::from_secs(interval) {
+            last = Instant::now();
+            match filter.maps.snapshot() {
+                Ok(s) => print_status(name, &s),
+                Err(e) => eprintln!("xdpwall: reading counters: {e}"),
+            }
+        }
+    }
+    drop(filter);
+    remove_pins(name)?;
+    println!("detached from {iface}");
+    Ok(())
+}
+
+fn print_status(name: &str, s: &Snapshot) {
+    println!(
+        "filter '{name}': generation {}, default {}, malformed {}, non-ip {}",
+        s.generation, s.default, s.malformed_action, s.non_ip_action
+    );
+    println!(
+        "  {:>4}  {:<20} {:<50} {:>12} {:>14}",
+        "#", "name", "rule", "packets", "bytes"
+    );
+    for r in &s.rules {
+        println!(
+            "  {:>4}  {:<20} {:<50} {:>12} {:>14}",
+            r.index,
+            r.rule.name.as_deref().unwrap_or("-"),
+            r.rule.to_string(),
+            r.hits.packets,
+            r.hits.bytes
+        );
+    }
+    for (label, c) in [
+        ("passed", s.pass),
+        ("dropped", s.drop),
+        ("no rule (default)", s.default_hits),
+        ("malformed", s.malformed),
+        ("non-IP", s.non_ip),
+    ] {
+        println!("  {label:<18} {:>12} packets {:>14} bytes", c.packets, c.bytes);
+    }
+}

@@ -1,0 +1,133 @@
+//! The `xdpwall` binary as a user drives it: check, attach into a namespace, status --json,
+//! a rejected update that changes nothing, a live update, detach, and a foreground attach
+//! ended by SIGINT. Needs root; fails (never skips) without it.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use harness::{probe::udp_round, Options, Topology};
+
+fn xdpwall(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xdpwall"))
+        .args(args)
+        .output()
+        .expect("running xdpwall")
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xdpwall-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_accepts_the_example_and_names_the_bad_line() {
+    let ok = xdpwall(&["check", &example("client-server.toml")]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 rules"));
+    let bad = scratch("bad.toml", "default = \"drop\"\n[[rule]]\naction = \"pass\"\nsrc = \"10.0.0.300\"\n");
+    let out = xdpwall(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:4:") && err.contains("10.0.0.300"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn missing_interface_is_one_clear_line() {
+    let out = xdpwall(&["attach", "xw-nonexistent0", "--rules", &example("client-server.toml"), "--name", "xw-missing-if"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'xw-nonexistent0' does not exist"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!Path::new("/sys/fs/bpf/xdpwall/xw-missing-if").exists(), "pins left after a failed attach");
+}
+
+struct Detach(String);
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = xdpwall(&["detach", &self.0]);
+    }
+}
+
+#[test]
+fn attach_status_update_detach_and_foreground_sigint() {
+    let id = std::process::id() % 10000;
+    let topo = Topology::standard(&format!("cli-{id}"), &Options::default()).unwrap();
+    let name = format!("xw-cli-{id}");
+    let _cleanup = Detach(name.clone());
+    let targets = [(false, 7000u16)];
+    let quiet = Duration::from_millis(400);
+
+    // The client/server example drops everything between the topology's own addresses.
+    let out = xdpwall(&[
+        "attach", "dut0", "--netns", &topo.dut.netns, "--mode", "generic", "--name", &name,
+        "--rules", &example("client-server.toml"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(udp_round(&topo, &targets, 50, quiet), vec![0]);
+
+    let status = xdpwall(&["status", &name, "--json"]);
+    assert!(status.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let s = &v[0]["status"];
+    assert_eq!(s["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(s["rules"][0]["rule"]["name"], "from-client");
+    assert!(s["default_hits"]["packets"].as_u64().unwrap() >= 50, "{s}");
+
+    // A bad file is rejected with its line, and the running rules stay.
+    let bad = scratch("bad2.toml", "default = \"pass\"\n[[rule]]\naction = \"drop\"\ndport = \"9-1\"\n");
+    let out = xdpwall(&["update", &name, "--rules", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad2.toml:4:"));
+    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![0], "still the old rules");
+
+    let open = scratch("open.toml", "default = \"pass\"\n");
+    let out = xdpwall(&["update", &name, "--rules", open.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![20], "new rules are live");
+
+    let out = xdpwall(&["detach", &name]);
+    assert!(out.status.success());
+    assert!(!Path::new("/sys/fs/bpf/xdpwall").join(&name).exists());
+    let out = xdpwall(&["status", &name]);
+    assert_eq!(out.status.code(), Some(1), "status of a detached filter fails");
+
+    // Foreground: runs until SIGINT, then detaches and removes its pins.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
+        .args([
+            "attach", "dut0", "--netns", &topo.dut.netns, "--mode", "generic", "--name", &name,
+            "--rules", &example("client-server.toml"), "--foreground",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("foreground attach ended early").unwrap();
+        if l.contains("Ctrl-C detaches") {
+            break;
+        }
+    }
+    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![0], "foreground filter is live");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!Path::new("/sys/fs/bpf/xdpwall").join(&name).exists(), "pins left after Ctrl-C");
+    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![20], "detached after Ctrl-C");
+}
