@@ -7,9 +7,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, dim, stat, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key, RuleEntry,
-    BITMAP_WORDS, GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAX_RULES, NO_PORT,
-    PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
+    action, dim, stat, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key, RuleEntry, BITMAP_WORDS,
+    GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAX_RULES, NO_PORT, PORT_ENTRIES,
+    PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -178,11 +178,15 @@ fn addr_slot(
         let mut k = [0u8; 20];
         k[..4].copy_from_slice(&g);
         k[4..].copy_from_slice(addr);
-        trie6.get(Key::new(GEN_PREFIX_BITS + 128, Lpm6Key(k))).copied()
+        trie6
+            .get(Key::new(GEN_PREFIX_BITS + 128, Lpm6Key(k)))
+            .copied()
     } else {
         let mut k = [0u8; 8];
         k[..4].copy_from_slice(&g);
         k[4..].copy_from_slice(&addr[..4]);
-        trie4.get(Key::new(GEN_PREFIX_BITS + 32, Lpm4Key(k))).copied()
+        trie4
+            .get(Key::new(GEN_PREFIX_BITS + 32, Lpm4Key(k)))
+            .copied()
     }
 }

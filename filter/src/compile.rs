@@ -184,7 +184,11 @@ fn lpm_entries(
 
 /// One slot per port and one for packets without ports: computed per elementary interval
 /// between range boundaries, so the work is O(rules x boundaries), not O(rules x 65536).
-fn port_slots(slots: &mut Slots, n: usize, range_of: impl Fn(usize) -> Option<PortRange>) -> Vec<u32> {
+fn port_slots(
+    slots: &mut Slots,
+    n: usize,
+    range_of: impl Fn(usize) -> Option<PortRange>,
+) -> Vec<u32> {
     let mut cuts: Vec<u32> = vec![0, 65536];
     for i in 0..n {
         if let Some(r) = range_of(i) {
@@ -276,11 +280,25 @@ pub fn decode_rule(e: &RuleEntry) -> crate::rules::Rule {
     crate::rules::Rule {
         name: (!name.is_empty()).then_some(name),
         action: crate::rules::Action::from_code(e.action),
-        src: if has(matcher::SRC) { net(e.src_family, e.src_len, e.src) } else { None },
-        dst: if has(matcher::DST) { net(e.dst_family, e.dst_len, e.dst) } else { None },
+        src: if has(matcher::SRC) {
+            net(e.src_family, e.src_len, e.src)
+        } else {
+            None
+        },
+        dst: if has(matcher::DST) {
+            net(e.dst_family, e.dst_len, e.dst)
+        } else {
+            None
+        },
         proto: has(matcher::PROTO).then_some(e.proto),
-        sport: has(matcher::SPORT).then_some(PortRange { lo: e.sport[0], hi: e.sport[1] }),
-        dport: has(matcher::DPORT).then_some(PortRange { lo: e.dport[0], hi: e.dport[1] }),
+        sport: has(matcher::SPORT).then_some(PortRange {
+            lo: e.sport[0],
+            hi: e.sport[1],
+        }),
+        dport: has(matcher::DPORT).then_some(PortRange {
+            lo: e.dport[0],
+            hi: e.dport[1],
+        }),
     }
 }
 
@@ -350,11 +368,20 @@ mod tests {
         let rules = (0..MAX_RULES)
             .map(|i| {
                 let mut r = Rule::new(Action::Drop);
-                r.src = Some(IpNet::new(std::net::Ipv4Addr::from(i as u32 * 256).into(), 24).unwrap());
-                r.dst = Some(IpNet::new(std::net::Ipv4Addr::from(i as u32 * 65536).into(), 16).unwrap());
+                r.src =
+                    Some(IpNet::new(std::net::Ipv4Addr::from(i as u32 * 256).into(), 24).unwrap());
+                r.dst = Some(
+                    IpNet::new(std::net::Ipv4Addr::from(i as u32 * 65536).into(), 16).unwrap(),
+                );
                 r.proto = Some(if i % 2 == 0 { 6 } else { 17 });
-                r.sport = Some(PortRange { lo: i as u16 * 60, hi: i as u16 * 60 + 1 });
-                r.dport = Some(PortRange { lo: i as u16 * 60 + 2, hi: i as u16 * 60 + 3 });
+                r.sport = Some(PortRange {
+                    lo: i as u16 * 60,
+                    hi: i as u16 * 60 + 1,
+                });
+                r.dport = Some(PortRange {
+                    lo: i as u16 * 60 + 2,
+                    hi: i as u16 * 60 + 3,
+                });
                 r
             })
             .collect();

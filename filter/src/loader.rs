@@ -21,7 +21,8 @@ use aya::{
     maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
         links::{FdLink, PinnedLink},
-        xdp::XdpLinkId, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
+        xdp::XdpLinkId,
+        ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
     },
     Ebpf,
 };
@@ -329,9 +330,24 @@ impl Maps {
         }
         write_lpm(&mut self.src4, &mut self.src6, gen, &t.src, map_names::SRC4)?;
         write_lpm(&mut self.dst4, &mut self.dst6, gen, &t.dst, map_names::DST4)?;
-        write_array(&mut self.proto, gen * PROTO_ENTRIES, &t.proto, map_names::PROTO)?;
-        write_array(&mut self.sport, gen * PORT_ENTRIES, &t.sport, map_names::SPORT)?;
-        write_array(&mut self.dport, gen * PORT_ENTRIES, &t.dport, map_names::DPORT)?;
+        write_array(
+            &mut self.proto,
+            gen * PROTO_ENTRIES,
+            &t.proto,
+            map_names::PROTO,
+        )?;
+        write_array(
+            &mut self.sport,
+            gen * PORT_ENTRIES,
+            &t.sport,
+            map_names::SPORT,
+        )?;
+        write_array(
+            &mut self.dport,
+            gen * PORT_ENTRIES,
+            &t.dport,
+            map_names::DPORT,
+        )?;
         let rule_base = gen * MAX_RULES as u32;
         let zero = zero_per_cpu()?;
         for (i, r) in t.rules.iter().enumerate() {
@@ -427,7 +443,11 @@ fn zero_per_cpu() -> Result<ZeroPerCpu, LoadError> {
     Ok(ZeroPerCpu(n))
 }
 
-fn sum(map: &PerCpuArray<MapData, Counter>, i: u32, name: &'static str) -> Result<Count, LoadError> {
+fn sum(
+    map: &PerCpuArray<MapData, Counter>,
+    i: u32,
+    name: &'static str,
+) -> Result<Count, LoadError> {
     let v = map.get(&i, 0).map_err(map_err(name))?;
     Ok(v.iter().fold(Count::default(), |a, c| Count {
         packets: a.packets + c.packets,
@@ -649,7 +669,11 @@ impl Filter {
                 .ok_or_else(|| LoadError::Load(format!("map {name} missing from the object")))?;
             if let Some(dir) = pin {
                 map.pin(dir.join(name)).map_err(|e| {
-                    LoadError::Pin(format!("pinning {name} under {}: {}", dir.display(), full_chain(&e)))
+                    LoadError::Pin(format!(
+                        "pinning {name} under {}: {}",
+                        dir.display(),
+                        full_chain(&e)
+                    ))
                 })?;
             }
             Ok(map)
@@ -732,7 +756,11 @@ impl Filter {
             return Err(LoadError::NoInterface(iface.to_string()));
         }
         let try_mode = |f: &mut Filter, m: Mode| {
-            let xm = if m == Mode::Generic { XdpMode::Skb } else { XdpMode::Driver };
+            let xm = if m == Mode::Generic {
+                XdpMode::Skb
+            } else {
+                XdpMode::Driver
+            };
             f.program_mut().attach(iface, xm).map(|id| f.link = Some(id)).map_err(|e| {
                 let chain = full_chain(&e);
                 let hint = if chain.contains("busy") || chain.contains("EBUSY") {
@@ -757,7 +785,9 @@ impl Filter {
             Mode::Auto => match try_mode(self, Mode::Native) {
                 Ok(()) => Mode::Native,
                 Err(e) => {
-                    eprintln!("xdpwall: native XDP unavailable on {iface} ({e}); using generic mode");
+                    eprintln!(
+                        "xdpwall: native XDP unavailable on {iface} ({e}); using generic mode"
+                    );
                     try_mode(self, Mode::Generic)?;
                     Mode::Generic
                 }
@@ -795,7 +825,11 @@ impl Filter {
             ))
         })?;
         fd_link.pin(dir.join(LINK_PIN)).map_err(|e| {
-            LoadError::Pin(format!("pinning the link under {}: {}", dir.display(), full_chain(&e)))
+            LoadError::Pin(format!(
+                "pinning the link under {}: {}",
+                dir.display(),
+                full_chain(&e)
+            ))
         })?;
         Ok(())
     }
@@ -824,7 +858,10 @@ pub fn remove_pins(name: &str) -> Result<bool, LoadError> {
     for entry in entries.flatten() {
         if let Err(e) = fs::remove_file(entry.path()) {
             if e.kind() != ErrorKind::NotFound {
-                return Err(LoadError::Pin(format!("removing {}: {e}", entry.path().display())));
+                return Err(LoadError::Pin(format!(
+                    "removing {}: {e}",
+                    entry.path().display()
+                )));
             }
         }
     }

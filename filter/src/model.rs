@@ -4,7 +4,7 @@
 //! packet views and rules are tried one by one in order, exactly as filter/README.md states the
 //! semantics. It is meant to be obviously right, not fast.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use pnet_packet::{
     ethernet::EthernetPacket,
@@ -116,8 +116,8 @@ fn read_ipv4(l3: &[u8]) -> Frame {
     if total > l3.len() {
         return Frame::Malformed("IPv4 total length beyond the frame");
     }
-    let src = IpAddr::V4(Ipv4Addr::from(ip.get_source()));
-    let dst = IpAddr::V4(Ipv4Addr::from(ip.get_destination()));
+    let src = IpAddr::V4(ip.get_source());
+    let dst = IpAddr::V4(ip.get_destination());
     let protocol = ip.get_next_level_protocol().0;
     let first_fragment = ip.get_fragment_offset() == 0;
     transport(src, dst, protocol, first_fragment, &l3[hlen..total])
@@ -134,8 +134,8 @@ fn read_ipv6(l3: &[u8]) -> Frame {
     if end > l3.len() {
         return Frame::Malformed("IPv6 payload length beyond the frame");
     }
-    let src = IpAddr::V6(Ipv6Addr::from(ip.get_source()));
-    let dst = IpAddr::V6(Ipv6Addr::from(ip.get_destination()));
+    let src = IpAddr::V6(ip.get_source());
+    let dst = IpAddr::V6(ip.get_destination());
     let mut next = ip.get_next_header().0;
     let mut payload = &l3[40..end];
     let mut walked = 0;
@@ -220,10 +220,8 @@ fn transport(src: IpAddr, dst: IpAddr, protocol: u8, first: bool, l4: &[u8]) -> 
             }
             h.ports = Some((udp.get_source(), udp.get_destination()));
         }
-        proto::ICMP | proto::ICMPV6 => {
-            if l4.len() < 8 {
-                return Frame::Malformed("truncated ICMP header");
-            }
+        proto::ICMP | proto::ICMPV6 if l4.len() < 8 => {
+            return Frame::Malformed("truncated ICMP header");
         }
         _ => {}
     }
@@ -333,8 +331,11 @@ mod tests {
     }
 
     fn client_server() -> RuleSet {
-        RuleSet::from_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/client-server.toml"))
-            .unwrap()
+        RuleSet::from_file(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/client-server.toml"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -394,10 +395,19 @@ mod tests {
         let mut tagged = eth(0x8100, &[0, 5, 0x88, 0xa8, 0, 6, 0x08, 0x00]);
         tagged.extend_from_slice(&ip);
         // data offset 0 in the zeroed TCP header
-        assert_eq!(read_frame(&tagged), Frame::Malformed("TCP data offset below 5"));
-        let mut three = eth(0x8100, &[0, 5, 0x81, 0x00, 0, 6, 0x81, 0x00, 0, 7, 0x08, 0x00]);
+        assert_eq!(
+            read_frame(&tagged),
+            Frame::Malformed("TCP data offset below 5")
+        );
+        let mut three = eth(
+            0x8100,
+            &[0, 5, 0x81, 0x00, 0, 6, 0x81, 0x00, 0, 7, 0x08, 0x00],
+        );
         three.extend_from_slice(&ip);
-        assert_eq!(read_frame(&three), Frame::Malformed("more than two VLAN tags"));
+        assert_eq!(
+            read_frame(&three),
+            Frame::Malformed("more than two VLAN tags")
+        );
     }
 
     #[test]
@@ -417,7 +427,16 @@ mod tests {
         let set = client_server();
         let mut c = Counts::new(set.rules.len());
         c.record(100, &verdict(&set, &eth(0x0806, &[0; 28])));
-        c.record(60, &verdict(&set, &eth(0x0800, &ipv4(17, [192, 168, 1, 1], [9, 9, 9, 9], &udp(1, 2)))));
+        c.record(
+            60,
+            &verdict(
+                &set,
+                &eth(
+                    0x0800,
+                    &ipv4(17, [192, 168, 1, 1], [9, 9, 9, 9], &udp(1, 2)),
+                ),
+            ),
+        );
         assert_eq!(c.stats[stat::PASS as usize], (2, 160));
         assert_eq!(c.stats[stat::NON_IP as usize], (1, 100));
         assert_eq!(c.rules[0], (1, 60));

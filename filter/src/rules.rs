@@ -449,10 +449,11 @@ fn parse_rule(r: &RawRule) -> Result<Rule, FieldError> {
 /// Parses `addr` or `addr/len`; host bits must be zero.
 fn parse_net(s: &str) -> Result<IpNet, String> {
     let net = if s.contains('/') {
-        IpNet::from_str(s).map_err(|_| format!("\"{s}\" is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32)"))?
+        IpNet::from_str(s)
+            .map_err(|_| format!("\"{s}\" is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32)"))?
     } else {
-        let a = IpAddr::from_str(s)
-            .map_err(|_| format!("\"{s}\" is not an IP address or network"))?;
+        let a =
+            IpAddr::from_str(s).map_err(|_| format!("\"{s}\" is not an IP address or network"))?;
         IpNet::from(a)
     };
     if net.trunc() != net {
@@ -503,7 +504,10 @@ fn parse_ports(p: &NumOrStr) -> Result<PortRange, String> {
         },
     };
     if r.lo > r.hi {
-        return Err(format!("empty range {}-{} (low end above high end)", r.lo, r.hi));
+        return Err(format!(
+            "empty range {}-{} (low end above high end)",
+            r.lo, r.hi
+        ));
     }
     Ok(r)
 }
@@ -530,7 +534,13 @@ mod tests {
         assert_eq!(r.src, Some("10.0.0.0/8".parse().unwrap()));
         assert_eq!(r.dst, Some("192.168.1.2/32".parse().unwrap()));
         assert_eq!(r.proto, Some(6));
-        assert_eq!(r.sport, Some(PortRange { lo: 1024, hi: 65535 }));
+        assert_eq!(
+            r.sport,
+            Some(PortRange {
+                lo: 1024,
+                hi: 65535
+            })
+        );
         assert_eq!(r.dport, Some(PortRange { lo: 443, hi: 443 }));
     }
 
@@ -548,16 +558,48 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_the_problem() {
         let cases = [
-            ("[[rule]]\naction = \"pass\"\nsrc = \"10.0.0.1/8\"\n", 3, "host bits set"),
-            ("[[rule]]\naction = \"pass\"\n\nsrc = \"nonsense\"\n", 4, "not an IP address"),
+            (
+                "[[rule]]\naction = \"pass\"\nsrc = \"10.0.0.1/8\"\n",
+                3,
+                "host bits set",
+            ),
+            (
+                "[[rule]]\naction = \"pass\"\n\nsrc = \"nonsense\"\n",
+                4,
+                "not an IP address",
+            ),
             ("[[rule]]\naction = \"allow\"\n", 2, "unknown action"),
             ("[[rule]]\nsrc = \"1.2.3.4\"\n", 1, "missing `action`"),
-            ("[[rule]]\naction = \"drop\"\nproto = \"icmp\"\ndport = 80\n", 3, "ports need protocol"),
-            ("[[rule]]\naction = \"drop\"\ndport = \"90-80\"\n", 3, "empty range"),
-            ("[[rule]]\naction = \"drop\"\ndport = 70000\n", 3, "out of range"),
-            ("[[rule]]\naction = \"drop\"\nproto = \"gre\"\n", 3, "unknown protocol"),
-            ("[[rule]]\naction = \"drop\"\nsrc = \"1.2.3.4\"\ndst = \"::1\"\n", 4, "different address families"),
-            ("default = \"drop\"\n[[rule]]\naction = \"drop\"\nsprt = 5\n", 4, "unknown field"),
+            (
+                "[[rule]]\naction = \"drop\"\nproto = \"icmp\"\ndport = 80\n",
+                3,
+                "ports need protocol",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\ndport = \"90-80\"\n",
+                3,
+                "empty range",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\ndport = 70000\n",
+                3,
+                "out of range",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\nproto = \"gre\"\n",
+                3,
+                "unknown protocol",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\nsrc = \"1.2.3.4\"\ndst = \"::1\"\n",
+                4,
+                "different address families",
+            ),
+            (
+                "default = \"drop\"\n[[rule]]\naction = \"drop\"\nsprt = 5\n",
+                4,
+                "unknown field",
+            ),
             ("default = \"drop\"\n\n[[rule]\n", 3, ""),
         ];
         for (text, line, what) in cases {

@@ -39,22 +39,38 @@ fn check_accepts_the_example_and_names_the_bad_line() {
     let ok = xdpwall(&["check", &example("client-server.toml")]);
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("2 rules"));
-    let bad = scratch("bad.toml", "default = \"drop\"\n[[rule]]\naction = \"pass\"\nsrc = \"10.0.0.300\"\n");
+    let bad = scratch(
+        "bad.toml",
+        "default = \"drop\"\n[[rule]]\naction = \"pass\"\nsrc = \"10.0.0.300\"\n",
+    );
     let out = xdpwall(&["check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:4:") && err.contains("10.0.0.300"), "{err}");
+    assert!(
+        err.contains("bad.toml:4:") && err.contains("10.0.0.300"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
 
 #[test]
 fn missing_interface_is_one_clear_line() {
-    let out = xdpwall(&["attach", "xw-nonexistent0", "--rules", &example("client-server.toml"), "--name", "xw-missing-if"]);
+    let out = xdpwall(&[
+        "attach",
+        "xw-nonexistent0",
+        "--rules",
+        &example("client-server.toml"),
+        "--name",
+        "xw-missing-if",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("'xw-nonexistent0' does not exist"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(!Path::new("/sys/fs/bpf/xdpwall/xw-missing-if").exists(), "pins left after a failed attach");
+    assert!(
+        !Path::new("/sys/fs/bpf/xdpwall/xw-missing-if").exists(),
+        "pins left after a failed attach"
+    );
 }
 
 struct Detach(String);
@@ -75,10 +91,22 @@ fn attach_status_update_detach_and_foreground_sigint() {
 
     // The client/server example drops everything between the topology's own addresses.
     let out = xdpwall(&[
-        "attach", "dut0", "--netns", &topo.dut.netns, "--mode", "generic", "--name", &name,
-        "--rules", &example("client-server.toml"),
+        "attach",
+        "dut0",
+        "--netns",
+        &topo.dut.netns,
+        "--mode",
+        "generic",
+        "--name",
+        &name,
+        "--rules",
+        &example("client-server.toml"),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(udp_round(&topo, &targets, 50, quiet), vec![0]);
 
     let status = xdpwall(&["status", &name, "--json"]);
@@ -90,44 +118,86 @@ fn attach_status_update_detach_and_foreground_sigint() {
     assert!(s["default_hits"]["packets"].as_u64().unwrap() >= 50, "{s}");
 
     // A bad file is rejected with its line, and the running rules stay.
-    let bad = scratch("bad2.toml", "default = \"pass\"\n[[rule]]\naction = \"drop\"\ndport = \"9-1\"\n");
+    let bad = scratch(
+        "bad2.toml",
+        "default = \"pass\"\n[[rule]]\naction = \"drop\"\ndport = \"9-1\"\n",
+    );
     let out = xdpwall(&["update", &name, "--rules", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad2.toml:4:"));
-    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![0], "still the old rules");
+    assert_eq!(
+        udp_round(&topo, &targets, 20, quiet),
+        vec![0],
+        "still the old rules"
+    );
 
     let open = scratch("open.toml", "default = \"pass\"\n");
     let out = xdpwall(&["update", &name, "--rules", open.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![20], "new rules are live");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        udp_round(&topo, &targets, 20, quiet),
+        vec![20],
+        "new rules are live"
+    );
 
     let out = xdpwall(&["detach", &name]);
     assert!(out.status.success());
     assert!(!Path::new("/sys/fs/bpf/xdpwall").join(&name).exists());
     let out = xdpwall(&["status", &name]);
-    assert_eq!(out.status.code(), Some(1), "status of a detached filter fails");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "status of a detached filter fails"
+    );
 
     // Foreground: runs until SIGINT, then detaches and removes its pins.
     let mut child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
         .args([
-            "attach", "dut0", "--netns", &topo.dut.netns, "--mode", "generic", "--name", &name,
-            "--rules", &example("client-server.toml"), "--foreground",
+            "attach",
+            "dut0",
+            "--netns",
+            &topo.dut.netns,
+            "--mode",
+            "generic",
+            "--name",
+            &name,
+            "--rules",
+            &example("client-server.toml"),
+            "--foreground",
         ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     loop {
-        let l = lines.next().expect("foreground attach ended early").unwrap();
+        let l = lines
+            .next()
+            .expect("foreground attach ended early")
+            .unwrap();
         if l.contains("Ctrl-C detaches") {
             break;
         }
     }
-    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![0], "foreground filter is live");
+    assert_eq!(
+        udp_round(&topo, &targets, 20, quiet),
+        vec![0],
+        "foreground filter is live"
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(!Path::new("/sys/fs/bpf/xdpwall").join(&name).exists(), "pins left after Ctrl-C");
-    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![20], "detached after Ctrl-C");
+    assert!(
+        !Path::new("/sys/fs/bpf/xdpwall").join(&name).exists(),
+        "pins left after Ctrl-C"
+    );
+    assert_eq!(
+        udp_round(&topo, &targets, 20, quiet),
+        vec![20],
+        "detached after Ctrl-C"
+    );
 }

@@ -4,12 +4,9 @@
 
 use std::net::IpAddr;
 
+use harness::verdict::Checker;
 use pktgen::{frame::Fragment, FrameSpec, IpSpec, Ipv6Ext, L4Spec};
-use xdpwall::{
-    model::{self, Counts},
-    Action, Cause, Filter, RuleSet,
-};
-use xdpwall_common::stat;
+use xdpwall::{model, Action, Cause, Filter, RuleSet};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -35,35 +32,15 @@ fn kernel_action(f: &Filter, frame: &[u8]) -> Action {
     }
 }
 
-/// Runs every frame (those of at least 14 bytes: the kernel refuses shorter ones) and checks
-/// each verdict and, at the end, every counter against the model.
+/// Runs every frame through kernel and model (see harness::verdict): each verdict and, at the
+/// end, every counter must agree.
 fn check_batch(set: &RuleSet, frames: &[Vec<u8>]) {
-    let mut f = load(set);
-    f.maps.reset_stats().unwrap();
-    let mut expect = Counts::new(set.rules.len());
-    let mut n = 0;
-    for frame in frames.iter().filter(|fr| fr.len() >= 14) {
-        let want = model::verdict(set, frame);
-        let got = kernel_action(&f, frame);
-        assert_eq!(
-            got,
-            want.action,
-            "frame {frame:02x?}: kernel {got}, model {want:?} ({:?})",
-            model::read_frame(frame)
-        );
-        expect.record(frame.len(), &want);
-        n += 1;
+    let mut c =
+        Checker::new(set.clone()).expect("loading the filter needs root and a BPF-capable kernel");
+    match c.check_batch(frames) {
+        Ok(r) => assert!(r.frames > 0, "no frame was run"),
+        Err(e) => panic!("{e}"),
     }
-    assert!(n > 0, "no frame was run");
-    let snap = f.maps.snapshot().unwrap();
-    let pair = |c: xdpwall::loader::Count| (c.packets, c.bytes);
-    assert_eq!(pair(snap.pass), expect.stats[stat::PASS as usize], "pass");
-    assert_eq!(pair(snap.drop), expect.stats[stat::DROP as usize], "drop");
-    assert_eq!(pair(snap.default_hits), expect.stats[stat::DEFAULT as usize], "default");
-    assert_eq!(pair(snap.malformed), expect.stats[stat::MALFORMED as usize], "malformed");
-    assert_eq!(pair(snap.non_ip), expect.stats[stat::NON_IP as usize], "non-ip");
-    let got_rules: Vec<_> = snap.rules.iter().map(|r| pair(r.hits)).collect();
-    assert_eq!(got_rules, expect.rules, "per-rule counters");
 }
 
 fn example() -> RuleSet {
@@ -81,15 +58,38 @@ fn client_server_example_verdicts() {
     let server = ip("192.168.1.2");
     let other = ip("192.168.1.3");
     let cases = [
-        (FrameSpec::udp(client, other, 5000, 53), Action::Pass, Cause::Rule(0)),
-        (FrameSpec::tcp(other, server, 40000, 80), Action::Pass, Cause::Rule(1)),
-        (FrameSpec::ping(client, server), Action::Pass, Cause::Rule(0)),
-        (FrameSpec::tcp(other, ip("192.168.1.4"), 1, 2), Action::Drop, Cause::Default),
-        (FrameSpec::udp(server, client, 53, 5000), Action::Drop, Cause::Default),
+        (
+            FrameSpec::udp(client, other, 5000, 53),
+            Action::Pass,
+            Cause::Rule(0),
+        ),
+        (
+            FrameSpec::tcp(other, server, 40000, 80),
+            Action::Pass,
+            Cause::Rule(1),
+        ),
+        (
+            FrameSpec::ping(client, server),
+            Action::Pass,
+            Cause::Rule(0),
+        ),
+        (
+            FrameSpec::tcp(other, ip("192.168.1.4"), 1, 2),
+            Action::Drop,
+            Cause::Default,
+        ),
+        (
+            FrameSpec::udp(server, client, 53, 5000),
+            Action::Drop,
+            Cause::Default,
+        ),
     ];
     for (spec, action, cause) in cases {
         let frame = spec.build();
-        assert_eq!(model::verdict(&set, &frame), xdpwall::Verdict { action, cause });
+        assert_eq!(
+            model::verdict(&set, &frame),
+            xdpwall::Verdict { action, cause }
+        );
         assert_eq!(kernel_action(&f, &frame), action, "{spec:?}");
     }
 }
@@ -130,14 +130,31 @@ fn feature_sets() -> Vec<RuleSet> {
 /// Frames around the boundaries of the rules above, in both families.
 fn feature_frames() -> Vec<Vec<u8>> {
     let v4 = [
-        "10.0.0.0", "10.1.2.3", "10.1.0.1", "10.1.255.255", "10.2.0.0", "9.255.255.255",
-        "11.0.0.0", "192.168.0.1", "192.168.1.127", "192.168.1.128", "192.168.1.255",
+        "10.0.0.0",
+        "10.1.2.3",
+        "10.1.0.1",
+        "10.1.255.255",
+        "10.2.0.0",
+        "9.255.255.255",
+        "11.0.0.0",
+        "192.168.0.1",
+        "192.168.1.127",
+        "192.168.1.128",
+        "192.168.1.255",
     ];
     let v6 = [
-        "2001:db8::1", "2001:db8:1::1", "2001:db8:1:ffff::1", "2001:db9::", "fe80::1",
-        "fe80::2", "::ffff:1.2.3.4", "::1",
+        "2001:db8::1",
+        "2001:db8:1::1",
+        "2001:db8:1:ffff::1",
+        "2001:db9::",
+        "fe80::1",
+        "fe80::2",
+        "::ffff:1.2.3.4",
+        "::1",
     ];
-    let ports = [0u16, 1, 53, 79, 80, 81, 999, 1000, 1023, 1024, 2000, 2001, 65534, 65535];
+    let ports = [
+        0u16, 1, 53, 79, 80, 81, 999, 1000, 1023, 1024, 2000, 2001, 65534, 65535,
+    ];
     let mut out = Vec::new();
     for family in [&v4[..], &v6[..]] {
         for (i, s) in family.iter().enumerate() {
@@ -150,7 +167,11 @@ fn feature_frames() -> Vec<Vec<u8>> {
                 out.push(FrameSpec::udp(d, s, q, p).build());
             }
             out.push(FrameSpec::ping(s, d).build());
-            out.push(FrameSpec::new(s, d, L4Spec::Other { proto: 47 }).payload(8).build());
+            out.push(
+                FrameSpec::new(s, d, L4Spec::Other { proto: 47 })
+                    .payload(8)
+                    .build(),
+            );
             let wrong_icmp = if s.is_ipv4() {
                 L4Spec::Icmpv6 { ty: 1, code: 0 }
             } else {
@@ -178,7 +199,9 @@ fn structural_frames() -> Vec<FrameSpec> {
     let b6 = ip("2001:db8:1::1");
     let mut specs = vec![
         FrameSpec::udp(a4, b4, 53, 1000).vlan(0x8100, 5),
-        FrameSpec::tcp(a6, b6, 1, 1500).vlan(0x88a8, 5).vlan(0x8100, 6),
+        FrameSpec::tcp(a6, b6, 1, 1500)
+            .vlan(0x88a8, 5)
+            .vlan(0x8100, 6),
         FrameSpec::tcp(a4, b4, 80, 1024).payload(10),
     ];
     let mut opts = FrameSpec::tcp(a4, b4, 80, 1024);
@@ -199,7 +222,11 @@ fn structural_frames() -> Vec<FrameSpec> {
         specs.push(s);
     }
     let chains: [&[Ipv6Ext]; 4] = [
-        &[Ipv6Ext::HopByHop(0), Ipv6Ext::Routing(1), Ipv6Ext::DestOpts(0)],
+        &[
+            Ipv6Ext::HopByHop(0),
+            Ipv6Ext::Routing(1),
+            Ipv6Ext::DestOpts(0),
+        ],
         &[Ipv6Ext::Ah(1), Ipv6Ext::DestOpts(2)],
         &[Ipv6Ext::DestOpts(0); 8],
         &[Ipv6Ext::DestOpts(0); 9],
@@ -212,7 +239,12 @@ fn structural_frames() -> Vec<FrameSpec> {
         specs.push(s);
     }
     specs.push(FrameSpec::ping(a6, b6).vlan(0x8100, 1));
-    specs.push(FrameSpec::udp(a4, b4, 1, 2).vlan(0x8100, 1).vlan(0x8100, 2).vlan(0x8100, 3));
+    specs.push(
+        FrameSpec::udp(a4, b4, 1, 2)
+            .vlan(0x8100, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3),
+    );
     specs
 }
 
@@ -239,7 +271,11 @@ fn truncation_at_every_length_agrees_with_the_model() {
         .iter()
         .filter(|f| model::verdict(set, f).cause == Cause::Malformed)
         .count();
-    assert!(malformed > frames.len() / 2, "{malformed} of {}", frames.len());
+    assert!(
+        malformed > frames.len() / 2,
+        "{malformed} of {}",
+        frames.len()
+    );
     for set in feature_sets() {
         check_batch(&set, &frames);
     }
@@ -247,7 +283,9 @@ fn truncation_at_every_length_agrees_with_the_model() {
 
 #[test]
 fn bad_header_fields_are_malformed() {
-    let good = FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2).payload(4).build();
+    let good = FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2)
+        .payload(4)
+        .build();
     let mut frames = Vec::new();
     let mut edit = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut fr = good.clone();
@@ -329,7 +367,11 @@ fn random_and_mutated_frames_agree_with_the_model() {
         let len = 14 + (next() % 120) as usize;
         let mut g: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         if next() % 2 == 0 {
-            g[12..14].copy_from_slice(if next() % 2 == 0 { &[8, 0] } else { &[0x86, 0xdd] });
+            g[12..14].copy_from_slice(if next() % 2 == 0 {
+                &[8, 0]
+            } else {
+                &[0x86, 0xdd]
+            });
         }
         frames.push(g);
     }
@@ -343,21 +385,28 @@ fn the_full_1024_rules_fit_and_word_boundaries_hold() {
     // Rule i drops UDP to port 1000 + i; each frame must be counted against exactly its rule.
     let mut text = String::from("default = \"pass\"\n");
     for i in 0..xdpwall_common::MAX_RULES {
-        text.push_str(&format!("[[rule]]\naction = \"drop\"\nproto = \"udp\"\ndport = {}\n", 1000 + i));
+        text.push_str(&format!(
+            "[[rule]]\naction = \"drop\"\nproto = \"udp\"\ndport = {}\n",
+            1000 + i
+        ));
     }
     let set = rules(&text);
     assert_eq!(set.rules.len(), 1024);
-    let frames: Vec<Vec<u8>> = [0usize, 1, 62, 63, 64, 65, 127, 128, 511, 512, 1022, 1023, 1024]
-        .iter()
-        .map(|&i| FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.2"), 9, 1000 + i as u16).build())
-        .collect();
+    let frames: Vec<Vec<u8>> = [
+        0usize, 1, 62, 63, 64, 65, 127, 128, 511, 512, 1022, 1023, 1024,
+    ]
+    .iter()
+    .map(|&i| FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.2"), 9, 1000 + i as u16).build())
+    .collect();
     check_batch(&set, &frames);
 }
 
 #[test]
 fn live_update_switches_whole_rule_sets() {
     let a = rules("default = \"pass\"\n[[rule]]\naction = \"drop\"\ndst = \"10.0.0.2\"\n");
-    let b = rules("default = \"drop\"\n[[rule]]\naction = \"pass\"\ndst = \"10.0.0.2\"\nproto = \"udp\"\n");
+    let b = rules(
+        "default = \"drop\"\n[[rule]]\naction = \"pass\"\ndst = \"10.0.0.2\"\nproto = \"udp\"\n",
+    );
     let mut f = load(&a);
     let to = FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2).build();
     let other = FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.3"), 1, 2).build();
@@ -374,7 +423,10 @@ fn live_update_switches_whole_rule_sets() {
         let snap = f.maps.snapshot().unwrap();
         assert_eq!(snap.rules.len(), 1);
         assert_eq!(snap.rules[0].rule, set.rules[0]);
-        assert_eq!(snap.rules[0].hits.packets, 1, "rule counters restart with a new set");
+        assert_eq!(
+            snap.rules[0].hits.packets, 1,
+            "rule counters restart with a new set"
+        );
     }
 }
 
@@ -395,7 +447,9 @@ fn swaps_under_traffic_never_show_a_half_written_table() {
             3000 + i
         ));
     }
-    a_text.push_str("[[rule]]\naction = \"drop\"\nsrc = \"10.9.0.0/16\"\nproto = \"udp\"\ndport = 53\n");
+    a_text.push_str(
+        "[[rule]]\naction = \"drop\"\nsrc = \"10.9.0.0/16\"\nproto = \"udp\"\ndport = 53\n",
+    );
     b_text = format!(
         "{b_text}[[rule]]\naction = \"drop\"\ndst = \"10.8.0.0/16\"\nsport = \"5000-6000\"\n"
     );

@@ -2,11 +2,15 @@
 //!
 //! - [`netns`]: named network namespaces and a per-thread guard to enter them;
 //! - [`topo`]: veth topologies built with rtnetlink, removed on drop;
-//! - [`probe`]: exact socket-level UDP probes across a topology.
+//! - [`probe`]: exact socket-level UDP probes across a topology;
+//! - [`verdict`]: frames through the loaded filter (BPF_PROG_TEST_RUN) against the model.
 #![deny(missing_docs)]
 
+pub mod bench;
+pub mod demo;
 pub mod netns;
 pub mod probe;
 pub mod topo;
+pub mod verdict;
 
 pub use topo::{Options, Topology};

@@ -73,7 +73,11 @@ pub fn create(name: &str) -> Result<(), NetnsError> {
     let result = std::thread::spawn(move || -> Result<(), NetnsError> {
         // SAFETY: plain syscalls on this thread's own namespace.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(sys(&name2, "unshare(CLONE_NEWNET)", io::Error::last_os_error()));
+            return Err(sys(
+                &name2,
+                "unshare(CLONE_NEWNET)",
+                io::Error::last_os_error(),
+            ));
         }
         let src = c"/proc/thread-self/ns/net";
         let dst = std::ffi::CString::new(netns_path(&name2).into_os_string().into_encoded_bytes())
@@ -89,7 +93,11 @@ pub fn create(name: &str) -> Result<(), NetnsError> {
             )
         };
         if r != 0 {
-            return Err(sys(&name2, "bind-mounting the namespace", io::Error::last_os_error()));
+            return Err(sys(
+                &name2,
+                "bind-mounting the namespace",
+                io::Error::last_os_error(),
+            ));
         }
         Ok(())
     })

@@ -38,7 +38,11 @@ fn run(mode: Mode, name: &str) {
     };
     filter.maps.reset_stats().unwrap();
     let got = round(&topo, N);
-    assert_eq!(got, vec![N, 0, N, 0], "datagrams received on v4:7000, v4:7001, v6:7000, v6:7001");
+    assert_eq!(
+        got,
+        vec![N, 0, N, 0],
+        "datagrams received on v4:7000, v4:7001, v6:7000, v6:7001"
+    );
     let snap = filter.maps.snapshot().unwrap();
     let hits: Vec<u64> = snap.rules.iter().map(|r| r.hits.packets).collect();
     assert_eq!(hits, vec![N, N, N, N], "per-rule counters in {mode} mode");
@@ -47,7 +51,10 @@ fn run(mode: Mode, name: &str) {
 
     // Rules change live: now 7000 is dropped and 7001 passes, without detaching.
     let flipped = RuleSet::parse(
-        &set.to_toml().replace("7001", "TMP").replace("7000", "7001").replace("TMP", "7000"),
+        &set.to_toml()
+            .replace("7001", "TMP")
+            .replace("7000", "7001")
+            .replace("TMP", "7000"),
         "flipped",
     )
     .unwrap();
@@ -60,15 +67,24 @@ fn run(mode: Mode, name: &str) {
     let (gen_ns, dut_ns) = (topo.gen.netns.clone(), topo.dut.netns.clone());
     drop(topo);
     let left = netns::list();
-    assert!(!left.contains(&gen_ns) && !left.contains(&dut_ns), "namespaces left: {left:?}");
+    assert!(
+        !left.contains(&gen_ns) && !left.contains(&dut_ns),
+        "namespaces left: {left:?}"
+    );
 }
 
 #[test]
 fn native_mode_on_veth_judges_real_traffic() {
-    run(Mode::Native, &format!("e2e-nat-{}", std::process::id() % 10000));
+    run(
+        Mode::Native,
+        &format!("e2e-nat-{}", std::process::id() % 10000),
+    );
 }
 
 #[test]
 fn generic_mode_on_veth_judges_real_traffic() {
-    run(Mode::Generic, &format!("e2e-gen-{}", std::process::id() % 10000));
+    run(
+        Mode::Generic,
+        &format!("e2e-gen-{}", std::process::id() % 10000),
+    );
 }

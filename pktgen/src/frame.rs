@@ -94,7 +94,9 @@ impl Ipv6Ext {
 
     fn len(&self) -> usize {
         match *self {
-            Ipv6Ext::HopByHop(l) | Ipv6Ext::Routing(l) | Ipv6Ext::DestOpts(l) => (l as usize + 1) * 8,
+            Ipv6Ext::HopByHop(l) | Ipv6Ext::Routing(l) | Ipv6Ext::DestOpts(l) => {
+                (l as usize + 1) * 8
+            }
             Ipv6Ext::Ah(l) => (l as usize + 2) * 4,
             Ipv6Ext::Fragment { .. } => 8,
         }

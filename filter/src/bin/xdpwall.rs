@@ -18,7 +18,11 @@ use xdpwall::{
 };
 
 #[derive(Parser)]
-#[command(name = "xdpwall", version, about = "XDP packet filter with live, atomic rule updates")]
+#[command(
+    name = "xdpwall",
+    version,
+    about = "XDP packet filter with live, atomic rule updates"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -117,7 +121,11 @@ fn lock(name: &str) -> Result<File> {
     let f = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: valid fd.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+        bail!(
+            "locking {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
     }
     Ok(f)
 }
@@ -306,6 +314,9 @@ fn print_status(name: &str, s: &Snapshot) {
         ("malformed", s.malformed),
         ("non-IP", s.non_ip),
     ] {
-        println!("  {label:<18} {:>12} packets {:>14} bytes", c.packets, c.bytes);
+        println!(
+            "  {label:<18} {:>12} packets {:>14} bytes",
+            c.packets, c.bytes
+        );
     }
 }

@@ -1,0 +1,210 @@
+//! Verdict checking through BPF_PROG_TEST_RUN: run frames through the real loaded filter and
+//! compare each verdict, and the counters after a batch, with the reference model.
+
+use std::time::Duration;
+
+use xdpwall::{
+    loader::Count,
+    model::{self, Counts},
+    Action, Filter, LoadError, RuleSet, Verdict,
+};
+use xdpwall_common::stat;
+
+/// `XDP_DROP`.
+pub const XDP_DROP: u32 = 1;
+/// `XDP_PASS`.
+pub const XDP_PASS: u32 = 2;
+/// The kernel refuses test_run frames shorter than an Ethernet header.
+pub const MIN_FRAME: usize = 14;
+
+/// A disagreement between the kernel and the model.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    /// One frame's verdict differs.
+    #[error("frame #{index} ({len} bytes): kernel {kernel}, model {model:?}; frame {hex}")]
+    Verdict {
+        /// Position in the batch.
+        index: usize,
+        /// Frame length.
+        len: usize,
+        /// What the kernel did (`aborted`/unknown codes are named).
+        kernel: String,
+        /// What the model says.
+        model: Verdict,
+        /// The frame in hex.
+        hex: String,
+    },
+    /// Counters after the batch differ.
+    #[error("counter {what}: kernel {kernel:?}, model {model:?}")]
+    Counter {
+        /// Which counter.
+        what: String,
+        /// Kernel (packets, bytes).
+        kernel: (u64, u64),
+        /// Model (packets, bytes).
+        model: (u64, u64),
+    },
+    /// The kernel side failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// One frame's result.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    /// The kernel's action, if it was pass or drop.
+    pub kernel: Option<Action>,
+    /// The raw XDP return code.
+    pub xdp_action: u32,
+    /// The model's verdict.
+    pub model: Verdict,
+    /// Kernel-measured run time.
+    pub duration: Duration,
+}
+
+/// Summary of a checked batch.
+#[derive(Clone, Debug, Default)]
+pub struct BatchReport {
+    /// Frames run through the kernel.
+    pub frames: usize,
+    /// Frames skipped as shorter than [`MIN_FRAME`] (checked against the model only).
+    pub too_short: usize,
+}
+
+/// A loaded filter plus the rule set it runs, for differential checks.
+pub struct Checker {
+    /// The loaded filter.
+    pub filter: Filter,
+    /// The rule set it runs (the model's input).
+    pub set: RuleSet,
+}
+
+fn hex(frame: &[u8]) -> String {
+    frame.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn action_of(code: u32) -> Option<Action> {
+    match code {
+        XDP_PASS => Some(Action::Pass),
+        XDP_DROP => Some(Action::Drop),
+        _ => None,
+    }
+}
+
+fn name_of(code: u32) -> String {
+    match code {
+        0 => "XDP_ABORTED".into(),
+        1 => "drop".into(),
+        2 => "pass".into(),
+        3 => "XDP_TX".into(),
+        4 => "XDP_REDIRECT".into(),
+        n => format!("unknown XDP code {n}"),
+    }
+}
+
+impl Checker {
+    /// Loads the filter with `set`.
+    pub fn new(set: RuleSet) -> Result<Checker, LoadError> {
+        let filter = Filter::with_rules(&set)?;
+        Ok(Checker { filter, set })
+    }
+
+    /// Replaces the rule set through the live-update path users use.
+    pub fn apply(&mut self, set: RuleSet) -> Result<(), LoadError> {
+        self.filter.maps.apply(&set)?;
+        self.set = set;
+        Ok(())
+    }
+
+    /// Runs one frame (at least [`MIN_FRAME`] bytes) through kernel and model.
+    pub fn run(&self, frame: &[u8]) -> Result<Outcome, LoadError> {
+        let r = self.filter.test_run(frame, 1)?;
+        Ok(Outcome {
+            kernel: action_of(r.xdp_action),
+            xdp_action: r.xdp_action,
+            model: model::verdict(&self.set, frame),
+            duration: r.duration,
+        })
+    }
+
+    /// Runs a batch from zeroed counters: every verdict and then every counter must match the
+    /// model. Frames shorter than [`MIN_FRAME`] are left out (they cannot reach XDP).
+    pub fn check_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Result<BatchReport, Mismatch> {
+        self.filter.maps.reset_stats()?;
+        // Rule counters restart when a rule set is applied.
+        self.filter.maps.apply(&self.set)?;
+        let mut expect = Counts::new(self.set.rules.len());
+        let mut report = BatchReport::default();
+        for (index, frame) in frames.iter().enumerate() {
+            let frame = frame.as_ref();
+            if frame.len() < MIN_FRAME {
+                report.too_short += 1;
+                continue;
+            }
+            let o = self.run(frame)?;
+            if o.kernel != Some(o.model.action) {
+                return Err(Mismatch::Verdict {
+                    index,
+                    len: frame.len(),
+                    kernel: name_of(o.xdp_action),
+                    model: o.model,
+                    hex: hex(frame),
+                });
+            }
+            expect.record(frame.len(), &o.model);
+            report.frames += 1;
+        }
+        self.compare_counters(&expect)?;
+        Ok(report)
+    }
+
+    fn compare_counters(&self, expect: &Counts) -> Result<(), Mismatch> {
+        let snap = self.filter.maps.snapshot()?;
+        let pair = |c: Count| (c.packets, c.bytes);
+        let globals = [
+            ("pass", snap.pass, stat::PASS),
+            ("drop", snap.drop, stat::DROP),
+            ("default", snap.default_hits, stat::DEFAULT),
+            ("malformed", snap.malformed, stat::MALFORMED),
+            ("non-ip", snap.non_ip, stat::NON_IP),
+        ];
+        for (what, got, idx) in globals {
+            if pair(got) != expect.stats[idx as usize] {
+                return Err(Mismatch::Counter {
+                    what: what.into(),
+                    kernel: pair(got),
+                    model: expect.stats[idx as usize],
+                });
+            }
+        }
+        for (i, r) in snap.rules.iter().enumerate() {
+            if pair(r.hits) != expect.rules[i] {
+                return Err(Mismatch::Counter {
+                    what: format!("rule {i} ({})", r.rule),
+                    kernel: pair(r.hits),
+                    model: expect.rules[i],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Kernel-measured nanoseconds per run of `frame`: `rounds` runs of `repeat` repetitions,
+    /// sorted (so callers can take median, min, max).
+    pub fn ns_per_packet(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+        rounds: usize,
+    ) -> Result<Vec<f64>, LoadError> {
+        let mut v = (0..rounds)
+            .map(|_| {
+                self.filter
+                    .test_run(frame, repeat)
+                    .map(|r| r.duration.as_nanos() as f64)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        v.sort_by(|a, b| a.total_cmp(b));
+        Ok(v)
+    }
+}

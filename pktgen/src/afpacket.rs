@@ -1,0 +1,88 @@
+//! Raw frames onto an interface through an AF_PACKET socket (the interface is looked up in the
+//! calling thread's network namespace). Frames go out exactly as built: any addresses, any
+//! malformation.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+/// An AF_PACKET socket bound to one interface.
+pub struct AfPacket {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl AfPacket {
+    /// Opens a socket on `iface`. Needs CAP_NET_RAW.
+    pub fn open(iface: &str) -> io::Result<AfPacket> {
+        let name = std::ffi::CString::new(iface)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+        // SAFETY: valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("interface '{iface}' does not exist in this network namespace"),
+            ));
+        }
+        // SAFETY: plain socket call; protocol 0 means the socket receives nothing.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::EPERM) {
+                io::Error::new(
+                    e.kind(),
+                    "opening a raw socket: permission denied (run as root; needs CAP_NET_RAW)",
+                )
+            } else {
+                e
+            });
+        }
+        // SAFETY: raw is a fresh fd owned from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: zeroed sockaddr_ll with family and index set; size passed correctly.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex;
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(AfPacket { fd, ifindex })
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+
+    /// Sends one frame, retrying while the socket buffer is full.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        loop {
+            // SAFETY: frame is a valid buffer for its length.
+            let n = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr() as *const libc::c_void,
+                    frame.len(),
+                    0,
+                )
+            };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => std::thread::yield_now(),
+                _ => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! `cargo xtask bench`: bootstraps, builds the harness in release mode and runs its benchmark.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::{require_root, root, setup, step};
+
+/// Options, passed through to `harness bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// native, generic or both.
+    #[arg(long, default_value = "native")]
+    mode: String,
+    /// A short smoke run (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    /// Further options for `harness bench` (see `harness bench --help`), after `--`.
+    #[arg(last = true)]
+    rest: Vec<String>,
+}
+
+/// Runs the benchmark.
+pub fn run(a: Args) -> Result<()> {
+    require_root("`cargo xtask bench`")?;
+    setup::run()?;
+    step("building the harness (release)");
+    let st = Command::new("cargo")
+        .current_dir(root())
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "harness",
+            "--bin",
+            "harness",
+        ])
+        .status()?;
+    if !st.success() {
+        bail!("building the harness failed");
+    }
+    step(&format!(
+        "benchmarking ({} mode{})",
+        a.mode,
+        if a.quick { ", quick" } else { "" }
+    ));
+    let mut cmd = Command::new(root().join("target/release/harness"));
+    cmd.args(["bench", "--mode", &a.mode]);
+    if a.quick {
+        cmd.arg("--quick");
+    }
+    let st = cmd.args(&a.rest).status()?;
+    if !st.success() {
+        bail!("the benchmark failed");
+    }
+    Ok(())
+}

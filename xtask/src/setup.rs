@@ -1,0 +1,158 @@
+//! Bootstrap, idempotent: everything the eBPF build and the tests need that a fresh machine
+//! (rustup with stable and nightly) lacks. Each step checks first and says what it does.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{root, step};
+
+/// bpf-linker version known to build with aya 0.14 here.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages the tests and benchmarks use.
+pub const APT_PACKAGES: &[&str] = &[];
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Runs every bootstrap step.
+pub fn run() -> Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    apt(APT_PACKAGES)?;
+    step("setup complete");
+    Ok(())
+}
+
+fn rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context(
+        "the nightly toolchain is needed for the eBPF build (`rustup toolchain install nightly`)",
+    )?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    step("installing rust-src for the nightly toolchain (eBPF builds core from source)");
+    status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// The folder bpf-linker is installed into (`.cargo/config.toml` points the bpf target at it).
+pub fn tools_dir() -> std::path::PathBuf {
+    root().join("target/xdpwall-tools")
+}
+
+fn bpf_linker() -> Result<()> {
+    let tools = tools_dir();
+    let bin = tools.join("bin/bpf-linker");
+    if bin.exists() {
+        if let Ok(v) = output(Command::new(&bin).arg("--version")) {
+            if v.contains(BPF_LINKER_VERSION) {
+                return Ok(());
+            }
+        }
+        step("the installed bpf-linker does not run (nightly updated?): reinstalling");
+    }
+    // bpf-linker must link the same LLVM major as rustc; nightly ships that LLVM as a shared
+    // library with the full C API, so no LLVM package is needed.
+    let verbose = output(Command::new("rustc").args(["+nightly", "--version", "--verbose"]))?;
+    let major = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("nightly rustc reports no LLVM version")?
+        .to_string();
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let libdir = Path::new(sysroot.trim()).join("lib");
+    let lib = std::fs::read_dir(&libdir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("libLLVM.so.{major}"))
+                    || n.starts_with(&format!("libLLVM-{major}"))
+            })
+        })
+        .with_context(|| format!("no libLLVM of version {major} in {}", libdir.display()))?;
+    let prefix = tools.join("llvm");
+    let plib = prefix.join("lib");
+    std::fs::create_dir_all(&plib)?;
+    for name in [
+        "libLLVM.so".to_string(),
+        lib.file_name().unwrap().to_string_lossy().into_owned(),
+    ] {
+        let link = plib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&lib, &link)?;
+    }
+    step(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM {major} into {} (about a minute, once)",
+        tools.display()
+    ));
+    status(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+                "--root",
+            ])
+            .arg(&tools)
+            .env("LLVM_PREFIX", &prefix)
+            .env_remove("RUSTUP_TOOLCHAIN"),
+    )
+}
+
+/// Installs missing Debian packages (apt-get update first, once).
+pub fn apt(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    crate::require_root("installing Debian packages")?;
+    step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
