@@ -12,13 +12,14 @@
 
 use std::{
     fs,
+    os::fd::{AsFd, AsRawFd},
     io::ErrorKind,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{lpm_trie::Key, Array, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLinkId,
@@ -74,7 +75,7 @@ pub enum LoadError {
         reason: String,
     },
     /// A map operation failed.
-    #[error("map {map}: {source}")]
+    #[error("map {map}: {}", full_chain(source))]
     Map {
         /// Map name.
         map: &'static str,
@@ -322,12 +323,7 @@ impl Maps {
         clear_trie(&mut self.dst4, gen, map_names::DST4)?;
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
         clear_trie(&mut self.dst6, gen, map_names::DST6)?;
-        let slot_base = gen * SLOTS_PER_GEN;
-        for (i, b) in t.bitmaps.iter().enumerate() {
-            self.bitmaps
-                .set(slot_base + i as u32, b, 0)
-                .map_err(map_err(map_names::BITMAPS))?;
-        }
+        update_batch(self.bitmaps.map(), gen * SLOTS_PER_GEN, &t.bitmaps, 1, map_names::BITMAPS)?;
         write_lpm(&mut self.src4, &mut self.src6, gen, &t.src, map_names::SRC4)?;
         write_lpm(&mut self.dst4, &mut self.dst6, gen, &t.dst, map_names::DST4)?;
         write_array(
@@ -349,16 +345,11 @@ impl Maps {
             map_names::DPORT,
         )?;
         let rule_base = gen * MAX_RULES as u32;
-        let zero = zero_per_cpu()?;
-        for (i, r) in t.rules.iter().enumerate() {
-            let idx = rule_base + i as u32;
-            self.rules
-                .set(idx, r, 0)
-                .map_err(map_err(map_names::RULES))?;
-            self.rule_stats
-                .set(idx, zero.clone_values()?, 0)
-                .map_err(map_err(map_names::RULE_STATS))?;
-        }
+        update_batch(self.rules.map(), rule_base, &t.rules, 1, map_names::RULES)?;
+        // Per-CPU values: one 16-byte Counter per possible CPU and key, all zero.
+        let cpus = zero_per_cpu()?.0;
+        let zeros = vec![Counter::default(); cpus * t.rules.len()];
+        update_batch(self.rule_stats.map(), rule_base, &zeros, cpus, map_names::RULE_STATS)?;
         self.gen_info
             .set(gen, t.info, 0)
             .map_err(map_err(map_names::GEN_INFO))
@@ -461,10 +452,86 @@ fn write_array(
     values: &[u32],
     name: &'static str,
 ) -> Result<(), LoadError> {
-    for (i, v) in values.iter().enumerate() {
-        map.set(base + i as u32, v, 0).map_err(map_err(name))?;
+    update_batch(map.map(), base, values, 1, name)
+}
+
+/// Writes `values` at consecutive keys from `first` with one BPF_MAP_UPDATE_BATCH call
+/// (a 65,537-entry port table in one syscall instead of 65,537). `values` holds one element
+/// per key (for per-CPU maps: one `round_up(size, 8)` slot per possible CPU, back to back).
+fn update_batch_raw(map: &MapData, first: u32, count: usize, values: &[u8]) -> std::io::Result<()> {
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    if count == 0 {
+        return Ok(());
+    }
+    let per = values.len() / count;
+    let keys: Vec<u32> = (first..first + count as u32).collect();
+    let fd = map.fd().as_fd().as_raw_fd() as u32;
+    let mut done = 0usize;
+    while done < count {
+        let mut attr = BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys: keys[done..].as_ptr() as u64,
+            values: values[done * per..].as_ptr() as u64,
+            count: (count - done) as u32,
+            map_fd: fd,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: attr points at live key and value buffers of `count - done` elements.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            // A partial batch reports how far it got; retry the rest on EAGAIN/EINTR.
+            done += attr.count as usize;
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                _ => return Err(e),
+            }
+        }
+        done = count;
     }
     Ok(())
+}
+
+/// Writes `values` (`per_key` elements per key: 1, or the number of possible CPUs for per-CPU
+/// maps) at consecutive keys from `first`.
+fn update_batch<V: aya::Pod>(
+    map: &MapData,
+    first: u32,
+    values: &[V],
+    per_key: usize,
+    name: &'static str,
+) -> Result<(), LoadError> {
+    // SAFETY: V is Pod: plain bytes without padding.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values))
+    };
+    update_batch_raw(map, first, values.len() / per_key, bytes).map_err(|e| LoadError::Map {
+        map: name,
+        source: MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_update_batch",
+            io_error: e,
+        }),
+    })
 }
 
 trait GenKey: aya::Pod {
