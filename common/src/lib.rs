@@ -78,6 +78,11 @@ pub mod map_names {
     ];
 }
 
+/// `BPF_F_MMAPABLE`: the big table arrays are written by user space through a shared mapping
+/// (one memcpy instead of one syscall per entry). Each element then takes
+/// `round_up(value_size, 8)` bytes in the mapping.
+pub const MAP_F_MMAPABLE: u32 = 1 << 10;
+
 /// Name of the XDP filter program in the object file.
 pub const PROGRAM_NAME: &str = "xdpwall";
 

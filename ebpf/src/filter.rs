@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use xdpwall_common::{
     action, dim, stat, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key, RuleEntry, BITMAP_WORDS,
-    GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAX_RULES, NO_PORT, PORT_ENTRIES,
-    PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
+    GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE, MAX_RULES, NO_PORT,
+    PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -21,7 +21,8 @@ static XW_GEN_INFO: Array<GenInfo> = Array::with_max_entries(GENERATIONS, 0);
 #[map]
 static XW_RULES: Array<RuleEntry> = Array::with_max_entries(GENERATIONS * MAX_RULES as u32, 0);
 #[map]
-static XW_BITMAPS: Array<Bitmap> = Array::with_max_entries(GENERATIONS * SLOTS_PER_GEN, 0);
+static XW_BITMAPS: Array<Bitmap> =
+    Array::with_max_entries(GENERATIONS * SLOTS_PER_GEN, MAP_F_MMAPABLE);
 #[map]
 static XW_SRC4: LpmTrie<Lpm4Key, u32> =
     LpmTrie::with_max_entries(GENERATIONS * LPM_ENTRIES_PER_GEN, 0);
@@ -35,11 +36,11 @@ static XW_SRC6: LpmTrie<Lpm6Key, u32> =
 static XW_DST6: LpmTrie<Lpm6Key, u32> =
     LpmTrie::with_max_entries(GENERATIONS * LPM_ENTRIES_PER_GEN, 0);
 #[map]
-static XW_PROTO: Array<u32> = Array::with_max_entries(GENERATIONS * PROTO_ENTRIES, 0);
+static XW_PROTO: Array<u32> = Array::with_max_entries(GENERATIONS * PROTO_ENTRIES, MAP_F_MMAPABLE);
 #[map]
-static XW_SPORT: Array<u32> = Array::with_max_entries(GENERATIONS * PORT_ENTRIES, 0);
+static XW_SPORT: Array<u32> = Array::with_max_entries(GENERATIONS * PORT_ENTRIES, MAP_F_MMAPABLE);
 #[map]
-static XW_DPORT: Array<u32> = Array::with_max_entries(GENERATIONS * PORT_ENTRIES, 0);
+static XW_DPORT: Array<u32> = Array::with_max_entries(GENERATIONS * PORT_ENTRIES, MAP_F_MMAPABLE);
 #[map]
 static XW_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 #[map]

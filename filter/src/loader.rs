@@ -12,14 +12,17 @@
 
 use std::{
     fs,
-    os::fd::{AsFd, AsRawFd},
     io::ErrorKind,
+    os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use aya::{
-    maps::{lpm_trie::Key, Array, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{
+        lpm_trie::Key, Array, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray,
+        PerCpuValues,
+    },
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLinkId,
@@ -30,7 +33,8 @@ use aya::{
 use serde::Serialize;
 use xdpwall_common::{
     map_names, stat, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key, RuleEntry, ABI_VERSION,
-    GEN_PREFIX_BITS, MAX_RULES, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES, SLOTS_PER_GEN,
+    GENERATIONS, GEN_PREFIX_BITS, MAX_RULES, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES,
+    SLOTS_PER_GEN,
 };
 
 use crate::{
@@ -149,19 +153,93 @@ fn full_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A shared mapping of a `BPF_F_MMAPABLE` array: element `i` lives at `i * stride`.
+struct MmapArray {
+    ptr: *mut u8,
+    len: usize,
+    stride: usize,
+}
+
+impl MmapArray {
+    fn new(
+        map: &MapData,
+        entries: u32,
+        value_size: usize,
+        name: &'static str,
+    ) -> Result<MmapArray, LoadError> {
+        let stride = value_size.div_ceil(8) * 8;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let len = (entries as usize * stride).div_ceil(page) * page;
+        // SAFETY: a fresh shared mapping of the map's value area; checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(LoadError::Map {
+                map: name,
+                source: MapError::SyscallError(aya::sys::SyscallError {
+                    call: "mmap",
+                    io_error: std::io::Error::last_os_error(),
+                }),
+            });
+        }
+        Ok(MmapArray {
+            ptr: ptr as *mut u8,
+            len,
+            stride,
+        })
+    }
+
+    /// Copies `values` into consecutive elements from `first`.
+    fn write<V: aya::Pod>(&mut self, first: u32, values: &[V]) {
+        let size = std::mem::size_of::<V>();
+        assert!(size <= self.stride && (first as usize + values.len()) * self.stride <= self.len);
+        for (i, v) in values.iter().enumerate() {
+            // SAFETY: in bounds (asserted above); V is Pod; the kernel side only reads.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    v as *const V as *const u8,
+                    self.ptr.add((first as usize + i) * self.stride),
+                    size,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for MmapArray {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new().
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+// SAFETY: the mapping is owned memory; it is only written through &mut self.
+unsafe impl Send for MmapArray {}
+// SAFETY: shared references cannot write or read through the pointer.
+unsafe impl Sync for MmapArray {}
+
 /// Handles on every map of one filter (loaded here or opened from pins).
 pub struct Maps {
     config: Array<MapData, Config>,
     gen_info: Array<MapData, GenInfo>,
     rules: Array<MapData, RuleEntry>,
-    bitmaps: Array<MapData, Bitmap>,
+    bitmaps: MmapArray,
     src4: LpmTrie<MapData, Lpm4Key, u32>,
     dst4: LpmTrie<MapData, Lpm4Key, u32>,
     src6: LpmTrie<MapData, Lpm6Key, u32>,
     dst6: LpmTrie<MapData, Lpm6Key, u32>,
-    proto: Array<MapData, u32>,
-    sport: Array<MapData, u32>,
-    dport: Array<MapData, u32>,
+    proto: MmapArray,
+    sport: MmapArray,
+    dport: MmapArray,
     stats: PerCpuArray<MapData, Counter>,
     rule_stats: PerCpuArray<MapData, Counter>,
 }
@@ -236,18 +314,25 @@ impl Maps {
                 $ty::try_from(take(name)?).map_err(map_err(name))?
             }};
         }
+        macro_rules! mmapped {
+            ($name:expr, $ty:ty, $entries:expr) => {{
+                let name = $name;
+                let arr: Array<MapData, $ty> = typed!(name, Array);
+                MmapArray::new(arr.map(), $entries, std::mem::size_of::<$ty>(), name)?
+            }};
+        }
         Ok(Maps {
             config: typed!(map_names::CONFIG, Array),
             gen_info: typed!(map_names::GEN_INFO, Array),
             rules: typed!(map_names::RULES, Array),
-            bitmaps: typed!(map_names::BITMAPS, Array),
+            bitmaps: mmapped!(map_names::BITMAPS, Bitmap, GENERATIONS * SLOTS_PER_GEN),
             src4: typed!(map_names::SRC4, LpmTrie),
             dst4: typed!(map_names::DST4, LpmTrie),
             src6: typed!(map_names::SRC6, LpmTrie),
             dst6: typed!(map_names::DST6, LpmTrie),
-            proto: typed!(map_names::PROTO, Array),
-            sport: typed!(map_names::SPORT, Array),
-            dport: typed!(map_names::DPORT, Array),
+            proto: mmapped!(map_names::PROTO, u32, GENERATIONS * PROTO_ENTRIES),
+            sport: mmapped!(map_names::SPORT, u32, GENERATIONS * PORT_ENTRIES),
+            dport: mmapped!(map_names::DPORT, u32, GENERATIONS * PORT_ENTRIES),
             stats: typed!(map_names::STATS, PerCpuArray),
             rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
         })
@@ -299,6 +384,8 @@ impl Maps {
         let gen = 1 - active;
         wait_for_readers();
         self.write_generation(gen, &tables)?;
+        // The tables were written through shared mappings: publish them before the flip.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         self.config
             .set(
                 0,
@@ -323,33 +410,24 @@ impl Maps {
         clear_trie(&mut self.dst4, gen, map_names::DST4)?;
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
         clear_trie(&mut self.dst6, gen, map_names::DST6)?;
-        update_batch(self.bitmaps.map(), gen * SLOTS_PER_GEN, &t.bitmaps, 1, map_names::BITMAPS)?;
+        self.bitmaps.write(gen * SLOTS_PER_GEN, &t.bitmaps);
         write_lpm(&mut self.src4, &mut self.src6, gen, &t.src, map_names::SRC4)?;
         write_lpm(&mut self.dst4, &mut self.dst6, gen, &t.dst, map_names::DST4)?;
-        write_array(
-            &mut self.proto,
-            gen * PROTO_ENTRIES,
-            &t.proto,
-            map_names::PROTO,
-        )?;
-        write_array(
-            &mut self.sport,
-            gen * PORT_ENTRIES,
-            &t.sport,
-            map_names::SPORT,
-        )?;
-        write_array(
-            &mut self.dport,
-            gen * PORT_ENTRIES,
-            &t.dport,
-            map_names::DPORT,
-        )?;
+        self.proto.write(gen * PROTO_ENTRIES, &t.proto);
+        self.sport.write(gen * PORT_ENTRIES, &t.sport);
+        self.dport.write(gen * PORT_ENTRIES, &t.dport);
         let rule_base = gen * MAX_RULES as u32;
         update_batch(self.rules.map(), rule_base, &t.rules, 1, map_names::RULES)?;
         // Per-CPU values: one 16-byte Counter per possible CPU and key, all zero.
         let cpus = zero_per_cpu()?.0;
         let zeros = vec![Counter::default(); cpus * t.rules.len()];
-        update_batch(self.rule_stats.map(), rule_base, &zeros, cpus, map_names::RULE_STATS)?;
+        update_batch(
+            self.rule_stats.map(),
+            rule_base,
+            &zeros,
+            cpus,
+            map_names::RULE_STATS,
+        )?;
         self.gen_info
             .set(gen, t.info, 0)
             .map_err(map_err(map_names::GEN_INFO))
@@ -444,15 +522,6 @@ fn sum(
         packets: a.packets + c.packets,
         bytes: a.bytes + c.bytes,
     }))
-}
-
-fn write_array(
-    map: &mut Array<MapData, u32>,
-    base: u32,
-    values: &[u32],
-    name: &'static str,
-) -> Result<(), LoadError> {
-    update_batch(map.map(), base, values, 1, name)
 }
 
 /// Writes `values` at consecutive keys from `first` with one BPF_MAP_UPDATE_BATCH call

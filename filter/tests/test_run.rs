@@ -4,8 +4,11 @@
 
 use std::net::IpAddr;
 
-use harness::verdict::Checker;
-use pktgen::{frame::Fragment, FrameSpec, IpSpec, Ipv6Ext, L4Spec};
+use harness::{
+    corpus::{bad_field_frames, feature_frames, feature_sets, structural_frames, truncated_frames},
+    verdict::Checker,
+};
+use pktgen::FrameSpec;
 use xdpwall::{model, Action, Cause, Filter, RuleSet};
 
 const XDP_DROP: u32 = 1;
@@ -94,158 +97,12 @@ fn client_server_example_verdicts() {
     }
 }
 
-/// Rule sets exercising every matcher, both families, overlapping prefixes and port ranges.
-fn feature_sets() -> Vec<RuleSet> {
-    vec![
-        rules(
-            "default = \"drop\"\n\
-             [[rule]]\naction = \"pass\"\nsrc = \"10.0.0.0/8\"\ndst = \"10.1.2.3\"\n\
-             [[rule]]\naction = \"drop\"\nsrc = \"10.1.0.0/16\"\n\
-             [[rule]]\naction = \"pass\"\nsrc = \"10.0.0.0/8\"\n\
-             [[rule]]\naction = \"pass\"\nsrc = \"2001:db8::/32\"\nproto = \"tcp\"\ndport = \"1000-2000\"\n\
-             [[rule]]\naction = \"drop\"\ndst = \"2001:db8:1::/48\"\n\
-             [[rule]]\naction = \"pass\"\nproto = \"icmpv6\"\n",
-        ),
-        rules(
-            "default = \"pass\"\nmalformed = \"pass\"\nnon_ip = \"drop\"\n\
-             [[rule]]\naction = \"drop\"\nproto = \"udp\"\nsport = 53\n\
-             [[rule]]\naction = \"drop\"\nproto = \"tcp\"\nsport = \"0-1023\"\ndport = \"1024-65535\"\n\
-             [[rule]]\naction = \"drop\"\ndport = 65535\n\
-             [[rule]]\naction = \"pass\"\nproto = 47\n\
-             [[rule]]\naction = \"drop\"\nproto = \"icmp\"\nsrc = \"192.168.0.0/24\"\n\
-             [[rule]]\naction = \"drop\"\ndst = \"0.0.0.0/0\"\nproto = 47\n\
-             [[rule]]\naction = \"drop\"\nsrc = \"::/0\"\nproto = \"udp\"\n",
-        ),
-        rules(
-            "default = \"drop\"\n\
-             [[rule]]\naction = \"pass\"\ndst = \"::ffff:0:0/96\"\n\
-             [[rule]]\naction = \"pass\"\nsrc = \"192.168.1.128/25\"\ndport = \"80-80\"\n\
-             [[rule]]\naction = \"pass\"\nsrc = \"fe80::1\"\n\
-             [[rule]]\naction = \"pass\"\nsport = 0\n",
-        ),
-        RuleSet::default(),
-    ]
-}
-
-/// Frames around the boundaries of the rules above, in both families.
-fn feature_frames() -> Vec<Vec<u8>> {
-    let v4 = [
-        "10.0.0.0",
-        "10.1.2.3",
-        "10.1.0.1",
-        "10.1.255.255",
-        "10.2.0.0",
-        "9.255.255.255",
-        "11.0.0.0",
-        "192.168.0.1",
-        "192.168.1.127",
-        "192.168.1.128",
-        "192.168.1.255",
-    ];
-    let v6 = [
-        "2001:db8::1",
-        "2001:db8:1::1",
-        "2001:db8:1:ffff::1",
-        "2001:db9::",
-        "fe80::1",
-        "fe80::2",
-        "::ffff:1.2.3.4",
-        "::1",
-    ];
-    let ports = [
-        0u16, 1, 53, 79, 80, 81, 999, 1000, 1023, 1024, 2000, 2001, 65534, 65535,
-    ];
-    let mut out = Vec::new();
-    for family in [&v4[..], &v6[..]] {
-        for (i, s) in family.iter().enumerate() {
-            let d = family[(i * 7 + 3) % family.len()];
-            let (s, d) = (ip(s), ip(d));
-            for (j, &p) in ports.iter().enumerate() {
-                let q = ports[(j * 5 + 1) % ports.len()];
-                out.push(FrameSpec::udp(s, d, p, q).build());
-                out.push(FrameSpec::tcp(s, d, q, p).payload(3).build());
-                out.push(FrameSpec::udp(d, s, q, p).build());
-            }
-            out.push(FrameSpec::ping(s, d).build());
-            out.push(
-                FrameSpec::new(s, d, L4Spec::Other { proto: 47 })
-                    .payload(8)
-                    .build(),
-            );
-            let wrong_icmp = if s.is_ipv4() {
-                L4Spec::Icmpv6 { ty: 1, code: 0 }
-            } else {
-                L4Spec::Icmp { ty: 3, code: 0 }
-            };
-            out.push(FrameSpec::new(s, d, wrong_icmp).build());
-        }
-    }
-    out
-}
-
 #[test]
 fn every_matcher_in_both_families_agrees_with_the_model() {
     let frames = feature_frames();
     for set in feature_sets() {
         check_batch(&set, &frames);
     }
-}
-
-/// Frames with VLAN tags, IPv4 options, fragments and IPv6 extension headers.
-fn structural_frames() -> Vec<FrameSpec> {
-    let a4 = ip("10.1.0.1");
-    let b4 = ip("10.1.2.3");
-    let a6 = ip("2001:db8::1");
-    let b6 = ip("2001:db8:1::1");
-    let mut specs = vec![
-        FrameSpec::udp(a4, b4, 53, 1000).vlan(0x8100, 5),
-        FrameSpec::tcp(a6, b6, 1, 1500)
-            .vlan(0x88a8, 5)
-            .vlan(0x8100, 6),
-        FrameSpec::tcp(a4, b4, 80, 1024).payload(10),
-    ];
-    let mut opts = FrameSpec::tcp(a4, b4, 80, 1024);
-    if let IpSpec::V4 { options, .. } = &mut opts.ip {
-        *options = vec![0x94, 0x04, 0, 0, 1, 1, 1, 0];
-    }
-    specs.push(opts);
-    for (offset, more) in [(0, true), (1, true), (185, false)] {
-        let mut s = FrameSpec::udp(a4, b4, 53, 53).payload(16);
-        if let IpSpec::V4 { frag, .. } = &mut s.ip {
-            *frag = Fragment { offset, more };
-        }
-        specs.push(s);
-        let mut s = FrameSpec::udp(a6, b6, 53, 53).payload(16);
-        if let IpSpec::V6 { ext, .. } = &mut s.ip {
-            ext.push(Ipv6Ext::Fragment { offset, more });
-        }
-        specs.push(s);
-    }
-    let chains: [&[Ipv6Ext]; 4] = [
-        &[
-            Ipv6Ext::HopByHop(0),
-            Ipv6Ext::Routing(1),
-            Ipv6Ext::DestOpts(0),
-        ],
-        &[Ipv6Ext::Ah(1), Ipv6Ext::DestOpts(2)],
-        &[Ipv6Ext::DestOpts(0); 8],
-        &[Ipv6Ext::DestOpts(0); 9],
-    ];
-    for chain in chains {
-        let mut s = FrameSpec::tcp(a6, b6, 1000, 2000);
-        if let IpSpec::V6 { ext, .. } = &mut s.ip {
-            ext.extend_from_slice(chain);
-        }
-        specs.push(s);
-    }
-    specs.push(FrameSpec::ping(a6, b6).vlan(0x8100, 1));
-    specs.push(
-        FrameSpec::udp(a4, b4, 1, 2)
-            .vlan(0x8100, 1)
-            .vlan(0x8100, 2)
-            .vlan(0x8100, 3),
-    );
-    specs
 }
 
 #[test]
@@ -258,13 +115,7 @@ fn vlan_options_fragments_and_extension_headers_agree_with_the_model() {
 
 #[test]
 fn truncation_at_every_length_agrees_with_the_model() {
-    let mut frames = Vec::new();
-    for spec in structural_frames() {
-        let full = spec.build();
-        for cut in 14..=full.len() {
-            frames.push(full[..cut].to_vec());
-        }
-    }
+    let frames = truncated_frames();
     // Truncated frames must be classified malformed (not judged by rules) by both sides.
     let set = &feature_sets()[0];
     let malformed = frames
@@ -283,39 +134,7 @@ fn truncation_at_every_length_agrees_with_the_model() {
 
 #[test]
 fn bad_header_fields_are_malformed() {
-    let good = FrameSpec::udp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2)
-        .payload(4)
-        .build();
-    let mut frames = Vec::new();
-    let mut edit = |f: &dyn Fn(&mut Vec<u8>)| {
-        let mut fr = good.clone();
-        f(&mut fr);
-        frames.push(fr);
-    };
-    edit(&|f| f[14] = 0x44); // IHL 4
-    edit(&|f| f[14] = 0x4f); // IHL 15: options beyond the packet
-    edit(&|f| f[14] = 0x55); // version 5
-    edit(&|f| f[16..18].copy_from_slice(&19u16.to_be_bytes())); // total < header
-    edit(&|f| f[16..18].copy_from_slice(&1500u16.to_be_bytes())); // total beyond frame
-    edit(&|f| f[16..18].copy_from_slice(&27u16.to_be_bytes())); // UDP header cut by total
-    edit(&|f| f[38..40].copy_from_slice(&7u16.to_be_bytes())); // UDP length < 8
-    edit(&|f| f[38..40].copy_from_slice(&13u16.to_be_bytes())); // UDP length > packet
-    edit(&|f| f.extend_from_slice(&[0xee; 10])); // Ethernet padding: fine
-    let tcp = FrameSpec::tcp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2).build();
-    for doff in [0u8, 4, 5, 6, 15] {
-        let mut t = tcp.clone();
-        t[14 + 20 + 12] = doff << 4;
-        frames.push(t);
-    }
-    let v6 = FrameSpec::udp(ip("::1"), ip("::2"), 1, 2).build();
-    for plen in [0u16, 7, 8, 9, 100] {
-        let mut t = v6.clone();
-        t[18..20].copy_from_slice(&plen.to_be_bytes());
-        frames.push(t);
-    }
-    let mut ver = v6.clone();
-    ver[14] = 0x40;
-    frames.push(ver);
+    let frames = bad_field_frames();
     let set = &feature_sets()[1];
     let malformed = frames
         .iter()

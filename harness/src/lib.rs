@@ -3,13 +3,19 @@
 //! - [`netns`]: named network namespaces and a per-thread guard to enter them;
 //! - [`topo`]: veth topologies built with rtnetlink, removed on drop;
 //! - [`probe`]: exact socket-level UDP probes across a topology;
-//! - [`verdict`]: frames through the loaded filter (BPF_PROG_TEST_RUN) against the model.
+//! - [`verdict`]: frames through the loaded filter (BPF_PROG_TEST_RUN) against the model;
+//! - [`strategy`]: proptest strategies for rule sets and frames near them;
+//! - [`replay`]: pcap regression replay against golden verdict files;
+//! - [`corpus`]: the named regression cases (rule sets and frames).
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod corpus;
 pub mod demo;
 pub mod netns;
 pub mod probe;
+pub mod replay;
+pub mod strategy;
 pub mod topo;
 pub mod verdict;
 

@@ -95,6 +95,9 @@ pub struct Options {
     pub gro: bool,
     /// Queues per veth end (one per sending thread avoids drops).
     pub queues: u32,
+    /// IPv6 on the veth ends. Without it the generator's stack sends nothing on its own
+    /// (no router solicitations or MLD reports), so counters see only injected frames.
+    pub ipv6: bool,
 }
 
 impl Default for Options {
@@ -103,6 +106,7 @@ impl Default for Options {
             mtu: 1500,
             gro: false,
             queues: 1,
+            ipv6: true,
         }
     }
 }
@@ -165,8 +169,22 @@ async fn index_of(h: &Handle, name: &str) -> Result<u32, TopoError> {
 
 /// Brings `iface` up with its MAC, MTU, addresses and a permanent neighbour entry for the
 /// peer; also brings `lo` up.
-async fn configure(h: Handle, me: Endpoint, peer: Endpoint, mtu: u32) -> Result<(), TopoError> {
+async fn configure(
+    h: Handle,
+    me: Endpoint,
+    peer: Endpoint,
+    mtu: u32,
+    ipv6: bool,
+) -> Result<(), TopoError> {
     let idx = index_of(&h, &me.iface).await?;
+    if !ipv6 {
+        // Before the link goes up, so no link-local address is ever configured.
+        let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", me.iface);
+        std::fs::write(&path, "1").map_err(|e| TopoError::Io {
+            step: format!("writing {path}"),
+            source: e,
+        })?;
+    }
     h.link()
         .set(
             LinkUnspec::new_with_index(idx)
@@ -184,7 +202,11 @@ async fn configure(h: Handle, me: Endpoint, peer: Endpoint, mtu: u32) -> Result<
         .execute()
         .await
         .map_err(nl("bringing lo up"))?;
-    for (addr, len) in [(IpAddr::V4(me.ip4), 24), (IpAddr::V6(me.ip6), 64)] {
+    let mut addrs = vec![(IpAddr::V4(me.ip4), 24)];
+    if ipv6 {
+        addrs.push((IpAddr::V6(me.ip6), 64));
+    }
+    for (addr, len) in addrs {
         let mut req = h.address().add(idx, addr, len);
         // No duplicate address detection: the address is usable at once.
         req.message_mut()
@@ -194,7 +216,11 @@ async fn configure(h: Handle, me: Endpoint, peer: Endpoint, mtu: u32) -> Result<
             .await
             .map_err(nl(format!("adding {addr} to {}", me.iface)))?;
     }
-    for addr in [IpAddr::V4(peer.ip4), IpAddr::V6(peer.ip6)] {
+    let mut neighbours = vec![IpAddr::V4(peer.ip4)];
+    if ipv6 {
+        neighbours.push(IpAddr::V6(peer.ip6));
+    }
+    for addr in neighbours {
         h.neighbours()
             .add(idx, addr)
             .link_layer_address(&peer.mac)
@@ -322,11 +348,11 @@ impl Topology {
                 Ok(())
             })
         })?;
-        let mtu = opts.mtu;
+        let (mtu, v6) = (opts.mtu, opts.ipv6);
         let (g, d) = (gen.clone(), dut.clone());
-        in_ns(&gen.netns, move |h| Box::pin(configure(h, g, d, mtu)))?;
+        in_ns(&gen.netns, move |h| Box::pin(configure(h, g, d, mtu, v6)))?;
         let (g, d) = (gen.clone(), dut.clone());
-        in_ns(&dut.netns, move |h| Box::pin(configure(h, d, g, mtu)))?;
+        in_ns(&dut.netns, move |h| Box::pin(configure(h, d, g, mtu, v6)))?;
         let gro = opts.gro;
         let iface = dut.iface.clone();
         netns::run_in(&dut.netns, move || set_gro(&iface, gro))??;

@@ -127,12 +127,11 @@ impl Checker {
         })
     }
 
-    /// Runs a batch from zeroed counters: every verdict and then every counter must match the
-    /// model. Frames shorter than [`MIN_FRAME`] are left out (they cannot reach XDP).
+    /// Runs a batch: every verdict and then every counter must match the model. Global
+    /// counters are zeroed first; rule counters count from the last apply (call this once per
+    /// applied rule set). Frames shorter than [`MIN_FRAME`] are left out (they cannot reach XDP).
     pub fn check_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Result<BatchReport, Mismatch> {
         self.filter.maps.reset_stats()?;
-        // Rule counters restart when a rule set is applied.
-        self.filter.maps.apply(&self.set)?;
         let mut expect = Counts::new(self.set.rules.len());
         let mut report = BatchReport::default();
         for (index, frame) in frames.iter().enumerate() {

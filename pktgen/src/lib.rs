@@ -3,5 +3,6 @@
 
 pub mod afpacket;
 pub mod frame;
+pub mod pcap;
 
 pub use frame::{FrameSpec, IpSpec, Ipv6Ext, L4Spec};

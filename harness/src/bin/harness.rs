@@ -1,9 +1,11 @@
 //! `harness`: topologies by hand (`topo up/down/list`), the client/server demo on the wire, and
 //! the benchmark that `cargo xtask bench` runs.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use harness::{bench, demo, netns, topo, Options, Topology};
+use harness::{bench, corpus, demo, netns, replay, topo, Options, Topology};
 
 #[derive(Parser)]
 #[command(name = "harness", about = "xdpwall test harness")]
@@ -27,6 +29,30 @@ enum Cmd {
     },
     /// Benchmark the filter (what `cargo xtask bench` runs).
     Bench(bench::Args),
+    /// Run every frame of a pcap through the filter (BPF_PROG_TEST_RUN) and print verdicts.
+    Replay {
+        /// Rule file.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Capture (Ethernet pcap).
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Golden verdict file to compare with (fails on any difference).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Write the results to the --expect file instead of comparing.
+        #[arg(long, requires = "expect")]
+        bless: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the regression corpus (rules.toml + frames.pcap per case) into a folder.
+    Corpus {
+        /// Target folder (harness/corpus in the repository).
+        #[arg(long)]
+        write: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -44,6 +70,9 @@ enum TopoCmd {
         /// MTU.
         #[arg(long, default_value_t = 1500)]
         mtu: u32,
+        /// No IPv6 on the veth ends (the stack then sends nothing on its own).
+        #[arg(long)]
+        no_ipv6: bool,
     },
     /// Remove a topology, or every namespace the harness created.
     Down {
@@ -56,6 +85,52 @@ enum TopoCmd {
     },
     /// List the harness's namespaces.
     List,
+}
+
+fn replay_cmd(
+    rules: &Path,
+    pcap: &Path,
+    expect: Option<&Path>,
+    bless: bool,
+    json: bool,
+) -> Result<()> {
+    let set = xdpwall::RuleSet::from_file(rules)?;
+    let frames: Vec<Vec<u8>> = pktgen::pcap::read_frames(pcap)?
+        .into_iter()
+        .map(|c| c.data)
+        .collect();
+    let results = replay::replay(&set, &frames)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else if !bless {
+        for r in &results {
+            println!("{r}");
+        }
+    }
+    if let Some(golden) = expect {
+        if bless {
+            std::fs::write(golden, replay::golden_text(&results, rules, pcap))
+                .with_context(|| format!("writing {}", golden.display()))?;
+            eprintln!("wrote {} verdicts to {}", results.len(), golden.display());
+        } else {
+            let text = std::fs::read_to_string(golden)
+                .with_context(|| format!("reading {}", golden.display()))?;
+            let diffs = replay::diff_golden(&results, &text);
+            if !diffs.is_empty() {
+                for d in &diffs {
+                    eprintln!("{d}");
+                }
+                anyhow::bail!(
+                    "{} of {} frames differ from {}",
+                    diffs.len(),
+                    results.len(),
+                    golden.display()
+                );
+            }
+            eprintln!("{} frames match {}", results.len(), golden.display());
+        }
+    }
+    Ok(())
 }
 
 fn main() {
@@ -74,8 +149,17 @@ fn run(cli: Cli) -> Result<()> {
                     gro,
                     queues,
                     mtu,
+                    no_ipv6,
                 } => {
-                    let t = Topology::standard(&name, &Options { mtu, gro, queues })?;
+                    let t = Topology::standard(
+                        &name,
+                        &Options {
+                            mtu,
+                            gro,
+                            queues,
+                            ipv6: !no_ipv6,
+                        },
+                    )?;
                     println!(
                         "{}: {} {} {} <-> {}: {} {} {}",
                         t.gen.netns,
@@ -118,5 +202,22 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { mode } => demo::run(mode),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Replay {
+            rules,
+            pcap,
+            expect,
+            bless,
+            json,
+        } => replay_cmd(&rules, &pcap, expect.as_deref(), bless, json),
+        Cmd::Corpus { write } => {
+            for case in corpus::cases() {
+                let dir = write.join(case.name);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join("rules.toml"), &case.rules)?;
+                pktgen::pcap::write_frames(&dir.join("frames.pcap"), &case.frames)?;
+                println!("{}: {} frames", dir.display(), case.frames.len());
+            }
+            Ok(())
+        }
     }
 }
