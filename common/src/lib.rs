@@ -235,6 +235,46 @@ pub struct Lpm6Key(pub [u8; 20]);
 /// Bits of LPM prefix length taken by the generation in front of the address.
 pub const GEN_PREFIX_BITS: u32 = 32;
 
+/// Indices of the varying fields in [`GenConfig`].
+pub mod gen_field {
+    /// Source address (IPv4, or the low 32 bits of IPv6).
+    pub const SRC: usize = 0;
+    /// Destination address (IPv4, or the low 32 bits of IPv6).
+    pub const DST: usize = 1;
+    /// Source port.
+    pub const SPORT: usize = 2;
+    /// Destination port.
+    pub const DPORT: usize = 3;
+}
+
+/// Configuration of the live-frames generator program (`xdpwall_gen`): where the fields of
+/// the template frame are and how each varies. Field `i` takes `base[i] + n % span[i]`, with
+/// `n` the per-CPU sequence number, or a random number when bit `i` of `random` is set; a
+/// span of 0 or 1 leaves the template's value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenConfig {
+    /// Interface the frames are redirected out of.
+    pub ifindex: u32,
+    /// Offset of the IP header.
+    pub l3_off: u16,
+    /// Offset of the transport header.
+    pub l4_off: u16,
+    /// Offset of the transport checksum inside the transport header (0: none).
+    pub l4_csum_off: u8,
+    /// IPv6 (else IPv4).
+    pub v6: u8,
+    /// TCP or UDP: ports vary.
+    pub has_ports: u8,
+    /// Bits from [`gen_field`]: draw that field at random.
+    pub random: u8,
+    /// Base value per field.
+    pub base: [u32; 4],
+    /// Span per field.
+    pub span: [u32; 4],
+}
+const _: () = assert!(core::mem::size_of::<GenConfig>() == 44);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are #[repr(C)] with no implicit padding and no invalid bit patterns.
@@ -245,4 +285,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::Lpm4Key {}
     unsafe impl aya::Pod for super::Lpm6Key {}
+    unsafe impl aya::Pod for super::GenConfig {}
 }

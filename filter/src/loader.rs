@@ -42,8 +42,8 @@ use crate::{
     rules::{Action, Rule, RuleSet},
 };
 
-/// The XDP object, built by build.rs from ebpf/.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpwall-xdp"));
+/// The XDP object, built by ebpf/build.rs.
+static OBJECT: &[u8] = xdpwall_ebpf::FILTER;
 
 /// Where filters are pinned: one folder per filter name (by default the interface name).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/xdpwall";

@@ -1,11 +1,16 @@
-//! Builds the XDP object (ebpf/, binary `xdpwall-xdp`) with the nightly toolchain and the
-//! project-local bpf-linker, so `include_bytes_aligned!` in src/loader.rs finds it in OUT_DIR.
+//! On the host: builds this package's XDP binaries for the bpf target (nightly toolchain,
+//! project-local bpf-linker) so that src/lib.rs can hand their bytes to user space. When cargo
+//! builds this package for the bpf target itself (the nested build), there is nothing to do.
 
 use std::path::Path;
 
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-env-changed=CARGO_CFG_TARGET_ARCH");
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("bpf") {
+        return Ok(());
+    }
     let manifest = std::env::var("CARGO_MANIFEST_DIR")?;
-    let root = Path::new(&manifest).parent().expect("filter/ has a parent");
+    let root = Path::new(&manifest).parent().expect("ebpf/ has a parent");
     let linker = root.join("target/xdpwall-tools/bin/bpf-linker");
     println!("cargo:rerun-if-changed={}", linker.display());
     if !linker.exists() && std::env::var_os("AYA_BUILD_SKIP").is_none() {
@@ -15,11 +20,10 @@ fn main() -> anyhow::Result<()> {
             linker.display()
         );
     }
-    let ebpf = root.join("ebpf");
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "xdpwall-ebpf",
-            root_dir: ebpf.to_str().expect("UTF-8 path"),
+            root_dir: &manifest,
             ..Default::default()
         }],
         aya_build::Toolchain::Nightly,

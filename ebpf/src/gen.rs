@@ -1,0 +1,173 @@
+//! The in-kernel traffic engine and the benchmark baseline.
+//!
+//! - `xdpwall_gen` runs under BPF_PROG_TEST_RUN with live frames: each run takes the template
+//!   frame, rewrites the flow fields that vary (IPv4 address or the low 32 bits of an IPv6 one,
+//!   ports) from a per-CPU sequence number or a random number, fixes the checksums
+//!   incrementally, and redirects the frame out of the configured interface.
+//! - `xdpwall_count_drop` counts frames per CPU and drops them: the cheapest possible XDP
+//!   program, the ceiling the filter is compared with.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod programs {
+    use aya_ebpf::{
+        bindings::xdp_action,
+        helpers::{bpf_get_prandom_u32, bpf_redirect},
+        macros::{map, xdp},
+        maps::{Array, PerCpuArray},
+        programs::XdpContext,
+    };
+    use xdpwall_common::{gen_field, Counter, GenConfig};
+
+    #[map]
+    static XW_GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
+    #[map]
+    static XW_GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+    #[map]
+    static XW_COUNT: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1, 0);
+
+    #[inline(always)]
+    fn ptr<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
+        // SAFETY: ctx.ctx is the kernel's xdp_md; volatile so the check below is kept.
+        let (start, end) = unsafe {
+            (
+                core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+                core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+            )
+        };
+        if start + off + core::mem::size_of::<T>() > end {
+            return None;
+        }
+        Some((start + off) as *mut T)
+    }
+
+    /// RFC 1624 incremental update of a ones'-complement checksum for a changed 16-bit word.
+    #[inline(always)]
+    fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
+        let mut sum = (!csum as u32) + (!old as u32 & 0xffff) + new as u32;
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        !(sum as u16)
+    }
+
+    /// Replaces a big-endian 32-bit value at `p`, returning (old, new) as two word pairs.
+    #[inline(always)]
+    unsafe fn set_u32(p: *mut [u8; 4], v: u32) -> [(u16, u16); 2] {
+        let old = u32::from_be_bytes(*p);
+        *p = v.to_be_bytes();
+        [
+            ((old >> 16) as u16, (v >> 16) as u16),
+            (old as u16, v as u16),
+        ]
+    }
+
+    #[inline(always)]
+    fn value(cfg: &GenConfig, field: usize, seq: u64) -> u32 {
+        let span = cfg.span[field];
+        if span <= 1 {
+            return cfg.base[field];
+        }
+        let n = if cfg.random & (1 << field) != 0 {
+            // SAFETY: helper without arguments.
+            unsafe { bpf_get_prandom_u32() }
+        } else {
+            seq as u32
+        };
+        cfg.base[field].wrapping_add(n % span)
+    }
+
+    #[xdp]
+    pub fn xdpwall_gen(ctx: XdpContext) -> u32 {
+        match generate(&ctx) {
+            Some(ifindex) => {
+                // SAFETY: plain helper call.
+                unsafe { bpf_redirect(ifindex, 0) as u32 }
+            }
+            None => xdp_action::XDP_DROP,
+        }
+    }
+
+    #[inline(always)]
+    fn generate(ctx: &XdpContext) -> Option<u32> {
+        let cfg = XW_GEN_CONFIG.get(0)?;
+        let seq = match XW_GEN_SEQ.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, only this CPU uses it.
+            Some(p) => unsafe {
+                let s = *p;
+                *p = s + 1;
+                s
+            },
+            None => 0,
+        };
+        let l3 = cfg.l3_off as usize & 0xff;
+        let l4 = cfg.l4_off as usize & 0x1ff;
+        let mut l4_words = [(0u16, 0u16); 6];
+        // SAFETY: every pointer comes from ptr(), which checked it against data_end.
+        unsafe {
+            let (src_off, dst_off) = if cfg.v6 != 0 {
+                (l3 + 20, l3 + 36)
+            } else {
+                (l3 + 12, l3 + 16)
+            };
+            let src = value(cfg, gen_field::SRC, seq);
+            let dst = value(cfg, gen_field::DST, seq);
+            let s = set_u32(ptr::<[u8; 4]>(ctx, src_off)?, src);
+            let d = set_u32(ptr::<[u8; 4]>(ctx, dst_off)?, dst);
+            l4_words[0] = s[0];
+            l4_words[1] = s[1];
+            l4_words[2] = d[0];
+            l4_words[3] = d[1];
+            if cfg.v6 == 0 {
+                let c = ptr::<[u8; 2]>(ctx, l3 + 10)?;
+                let mut sum = u16::from_be_bytes(*c);
+                for (o, n) in [s[0], s[1], d[0], d[1]] {
+                    sum = csum_replace(sum, o, n);
+                }
+                *c = sum.to_be_bytes();
+            }
+            if cfg.has_ports != 0 {
+                let sp = ptr::<[u8; 2]>(ctx, l4)?;
+                let dp = ptr::<[u8; 2]>(ctx, l4 + 2)?;
+                let nsp = value(cfg, gen_field::SPORT, seq) as u16;
+                let ndp = value(cfg, gen_field::DPORT, seq) as u16;
+                l4_words[4] = (u16::from_be_bytes(*sp), nsp);
+                l4_words[5] = (u16::from_be_bytes(*dp), ndp);
+                *sp = nsp.to_be_bytes();
+                *dp = ndp.to_be_bytes();
+            }
+            if cfg.l4_csum_off != 0 {
+                let c = ptr::<[u8; 2]>(ctx, l4 + (cfg.l4_csum_off as usize & 0x1f))?;
+                let mut sum = u16::from_be_bytes(*c);
+                // UDP over IPv4 may carry no checksum (0); keep it that way.
+                if sum != 0 || cfg.v6 != 0 {
+                    for (o, n) in l4_words {
+                        sum = csum_replace(sum, o, n);
+                    }
+                    *c = sum.to_be_bytes();
+                }
+            }
+        }
+        Some(cfg.ifindex)
+    }
+
+    #[xdp]
+    pub fn xdpwall_count_drop(ctx: XdpContext) -> u32 {
+        if let Some(c) = XW_COUNT.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot.
+            unsafe {
+                (*c).packets += 1;
+                (*c).bytes += (ctx.data_end() - ctx.data()) as u64;
+            }
+        }
+        xdp_action::XDP_DROP
+    }
+
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo) -> ! {
+        loop {}
+    }
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

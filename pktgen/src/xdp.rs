@@ -1,0 +1,190 @@
+//! The `xdp` engine: frames generated in the kernel with BPF_PROG_TEST_RUN live frames. Our
+//! `xdpwall_gen` program (ebpf/src/gen.rs) rewrites the flow fields of the template in every
+//! run and redirects the frame out of the target interface, so no frame crosses the syscall
+//! boundary. The calling thread must be in the interface's network namespace.
+//!
+//! On veth, redirected frames reach the peer only if the peer has a native-mode XDP program,
+//! or GRO enabled (they then go up as skbs); otherwise they are lost silently.
+
+use std::time::{Duration, Instant};
+
+use aya::{
+    maps::{Array, MapData, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    Ebpf,
+};
+use xdpwall_common::{gen_field, Counter, GenConfig};
+
+use crate::{flow::low32, Flows, FrameSpec, IpSpec, L4Spec};
+
+/// Errors of the in-kernel engine.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpEngineError {
+    /// Loading the generator object.
+    #[error("loading the generator program: {0} (run as root)")]
+    Load(String),
+    /// The interface is not in this namespace.
+    #[error("interface '{0}' does not exist in this network namespace")]
+    NoInterface(String),
+    /// BPF_PROG_TEST_RUN failed.
+    #[error("BPF_PROG_TEST_RUN (live frames) failed: {0}")]
+    Run(String),
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut c = e.source();
+    while let Some(x) = c {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        c = x.source();
+    }
+    s
+}
+
+/// The loaded generator programs.
+pub struct XdpEngine {
+    ebpf: Ebpf,
+    template: Vec<u8>,
+}
+
+/// Counting drop program: the baseline receiver.
+pub struct CountDrop {
+    ebpf: Ebpf,
+}
+
+fn load_object() -> Result<Ebpf, XdpEngineError> {
+    Ebpf::load(xdpwall_ebpf::GEN).map_err(|e| XdpEngineError::Load(chain(&e)))
+}
+
+fn load_prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, XdpEngineError> {
+    let p: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| XdpEngineError::Load(format!("no program {name}")))?
+        .try_into()
+        .map_err(|e: ProgramError| XdpEngineError::Load(chain(&e)))?;
+    p.load().map_err(|e| XdpEngineError::Load(chain(&e)))?;
+    Ok(p)
+}
+
+impl XdpEngine {
+    /// Loads the generator for `template` varied by `flows`, sending out of `iface` (in the
+    /// calling thread's namespace).
+    pub fn new(
+        template: &FrameSpec,
+        flows: &Flows,
+        iface: &str,
+    ) -> Result<XdpEngine, XdpEngineError> {
+        let name =
+            std::ffi::CString::new(iface).map_err(|_| XdpEngineError::NoInterface(iface.into()))?;
+        // SAFETY: valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(XdpEngineError::NoInterface(iface.into()));
+        }
+        let mut ebpf = load_object()?;
+        load_prog(&mut ebpf, "xdpwall_gen")?;
+        let (v6, src, dst) = match &template.ip {
+            IpSpec::V4 { src, dst, .. } => (false, low32((*src).into()), low32((*dst).into())),
+            IpSpec::V6 { src, dst, .. } => (true, low32((*src).into()), low32((*dst).into())),
+        };
+        let (has_ports, sport, dport, csum) = match template.l4 {
+            L4Spec::Tcp { sport, dport, .. } => (1, sport, dport, 16),
+            L4Spec::Udp { sport, dport } => (1, sport, dport, 6),
+            _ => (0, 0, 0, 0),
+        };
+        let random = [flows.src, flows.dst, flows.sport, flows.dport]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (matches!(v, crate::Vary::Random { .. }) as u8) << i)
+            .fold(0, |a, b| a | b);
+        let mut base = [0u32; 4];
+        base[gen_field::SRC] = src;
+        base[gen_field::DST] = dst;
+        base[gen_field::SPORT] = sport as u32;
+        base[gen_field::DPORT] = dport as u32;
+        let cfg = GenConfig {
+            ifindex,
+            l3_off: template.l3_offset() as u16,
+            l4_off: (template.l3_offset() + template.l3_len()) as u16,
+            l4_csum_off: if template.has_l4_header() { csum } else { 0 },
+            v6: v6 as u8,
+            has_ports: if template.has_l4_header() {
+                has_ports
+            } else {
+                0
+            },
+            random,
+            base,
+            span: [
+                flows.src.span(),
+                flows.dst.span(),
+                flows.sport.span(),
+                flows.dport.span(),
+            ],
+        };
+        let mut map: Array<MapData, GenConfig> = Array::try_from(
+            ebpf.take_map("XW_GEN_CONFIG")
+                .ok_or_else(|| XdpEngineError::Load("map XW_GEN_CONFIG missing".into()))?,
+        )
+        .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+        map.set(0, cfg, 0)
+            .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+        Ok(XdpEngine {
+            ebpf,
+            template: template.build(),
+        })
+    }
+
+    /// Generates `count` frames (in live-frame batches of `batch`) and returns how long the
+    /// kernel took.
+    pub fn send(&self, count: u32, batch: u32) -> Result<Duration, XdpEngineError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program("xdpwall_gen")
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in new()");
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(&self.template);
+        opts.repeat = count.max(1);
+        opts.attrs = TestRunAttrs::new().xdp_live_frames(batch.max(1));
+        let t = Instant::now();
+        prog.test_run(opts)
+            .map_err(|e| XdpEngineError::Run(chain(&e)))?;
+        Ok(t.elapsed())
+    }
+}
+
+impl CountDrop {
+    /// Loads the counting drop program (attach it with [`CountDrop::program`]).
+    pub fn load() -> Result<CountDrop, XdpEngineError> {
+        let mut ebpf = load_object()?;
+        load_prog(&mut ebpf, "xdpwall_count_drop")?;
+        Ok(CountDrop { ebpf })
+    }
+
+    /// The program, to attach.
+    pub fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut("xdpwall_count_drop")
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in load()")
+    }
+
+    /// Frames counted so far, summed over CPUs.
+    pub fn count(&self) -> Result<Counter, XdpEngineError> {
+        let map: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(
+            self.ebpf
+                .map("XW_COUNT")
+                .ok_or_else(|| XdpEngineError::Load("map XW_COUNT missing".into()))?,
+        )
+        .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+        let v = map
+            .get(&0, 0)
+            .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+        Ok(v.iter().fold(Counter::default(), |a, c| Counter {
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+        }))
+    }
+}
