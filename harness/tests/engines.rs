@@ -67,7 +67,7 @@ fn both_engines_deliver_every_frame_to_a_native_receiver() {
         N as u64 + 40 * 256,
         "afpacket engine"
     );
-    drop(cd.program());
+    drop(cd);
 }
 
 /// Frames rewritten in the kernel pass the DUT's IP and UDP checksum checks.
