@@ -31,7 +31,7 @@ fn both_engines_deliver_every_frame_to_a_native_receiver() {
         ..Options::default()
     };
     let topo = Topology::standard(&format!("eng-{id}"), &opts).unwrap();
-    let mut cd = {
+    let cd = {
         let _ns = topo.dut.enter().unwrap();
         let mut cd = CountDrop::load().unwrap();
         cd.program()
