@@ -1,13 +1,32 @@
-//! The benchmark behind `cargo xtask bench`.
+//! The benchmark behind `cargo xtask bench`: packets per second judged by the DUT on the
+//! standard veth topology, per XDP mode, traffic source and program, repeated, with median,
+//! min and max; plus the kernel-measured BPF_PROG_TEST_RUN cost per packet.
 //!
-//! This first version measures the filter's per-packet cost in BPF_PROG_TEST_RUN for rule sets
-//! of 1 and 1,024 rules and shows the client/server demo on the wire in the requested modes.
+//! Cases: mode (native, generic) x source (`xdp`: frames generated in the kernel with live
+//! frames and redirected into the veth; `afpacket`: frames sent through AF_PACKET sockets, so
+//! the DUT receives skbs) x program (`baseline`: a counting drop program, the ceiling here;
+//! `filter-N`: xdpwall with N ordered rules where only the last one matches, the worst case).
+//! Rates come from the DUT's own counters over a fixed window while the generator runs flat
+//! out; after the window, frames sent = judged + lost is checked and reported.
+//!
+//! Results go to `results/bench-<unix time>.json` (schema: [`Report`]) and a matching `.svg`.
 
-use anyhow::Result;
-use pktgen::FrameSpec;
-use xdpwall::{Mode, RuleSet};
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
-use crate::{demo, verdict::Checker};
+use anyhow::{bail, Context, Result};
+use aya::programs::XdpMode;
+use pktgen::{afpacket::AfPacket, xdp::CountDrop, xdp::XdpEngine, Flows, FrameSpec, Vary};
+use serde::Serialize;
+use xdpwall::{Filter, Mode, RuleSet};
+
+use crate::{netns, verdict::Checker, Options, Topology};
 
 /// Which XDP modes to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,18 +53,109 @@ impl ModeArg {
 /// Options of the benchmark.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// XDP mode(s) for the on-wire part.
+    /// XDP mode(s).
     #[arg(long, value_enum, default_value_t = ModeArg::Native)]
     pub mode: ModeArg,
-    /// Repetitions per measurement (median, min and max are reported).
+    /// Measurement window per run, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub duration: f64,
+    /// Runs per case (median, min and max are reported).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    /// A short smoke run.
+    /// Rule counts to measure (ordered rules, the last one matching).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 100, 1024])]
+    pub rules: Vec<usize>,
+    /// Traffic sources: xdp (live frames), afpacket (stack packets).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["xdp".to_string(), "afpacket".to_string()])]
+    pub sources: Vec<String>,
+    /// Frame size in bytes (without FCS).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Folder for the JSON and SVG results.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// A short smoke run: 0.5 s windows, 2 runs, rule counts 1 and 1024.
     #[arg(long)]
     pub quick: bool,
 }
 
-/// Rule sets of `n` rules where only the last one matches `frame_for_last`.
+/// One measured case.
+#[derive(Clone, Debug, Serialize)]
+pub struct Case {
+    /// `native` or `generic`.
+    pub mode: String,
+    /// `xdp` or `afpacket`.
+    pub source: String,
+    /// `baseline` or `filter-N`.
+    pub program: String,
+    /// Rules in the filter (0 for the baseline).
+    pub rules: usize,
+    /// Mpps judged by the DUT, one per run.
+    pub runs_mpps: Vec<f64>,
+    /// Median of the runs.
+    pub median_mpps: f64,
+    /// Minimum.
+    pub min_mpps: f64,
+    /// Maximum.
+    pub max_mpps: f64,
+    /// Median as a fraction of the baseline with the same mode and source.
+    pub of_baseline: Option<f64>,
+    /// Frames the generator sent over all runs of the case.
+    pub sent: u64,
+    /// Frames the DUT judged (passed + dropped) over all runs.
+    pub judged: u64,
+    /// sent - judged: frames lost before the program (queues full, redirect failures).
+    pub lost: u64,
+    /// `receiver` when more than 1% was lost (the DUT was the bottleneck), else `generator`.
+    pub bound: String,
+}
+
+/// Kernel-measured cost of one program run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestRunCost {
+    /// `baseline` or `filter-N`.
+    pub program: String,
+    /// ns per packet, median of the rounds.
+    pub median_ns: f64,
+    /// Minimum.
+    pub min_ns: f64,
+    /// Maximum.
+    pub max_ns: f64,
+}
+
+/// The JSON report (`version` 1).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Schema version.
+    pub version: u32,
+    /// Unix time of the run.
+    pub started: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// CPUs online.
+    pub cpus: usize,
+    /// Settings used.
+    pub settings: Settings,
+    /// On-wire cases.
+    pub cases: Vec<Case>,
+    /// BPF_PROG_TEST_RUN ns/packet.
+    pub test_run: Vec<TestRunCost>,
+    /// Cases not run, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Settings of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// Window per run (s).
+    pub duration_s: f64,
+    /// Runs per case.
+    pub repeats: usize,
+    /// Frame size (bytes).
+    pub frame_size: usize,
+}
+
+/// Rule sets of `n` rules where only the last one matches [`frame_for_last`].
 pub fn ordered_rules(n: usize) -> RuleSet {
     let mut text = String::from("default = \"pass\"\n");
     for i in 0..n {
@@ -59,8 +169,8 @@ pub fn ordered_rules(n: usize) -> RuleSet {
     RuleSet::parse(&text, "generated").expect("generated rules are valid")
 }
 
-/// A UDP frame that the last of [`ordered_rules`]`(n)` matches.
-pub fn frame_for_last(n: usize) -> Vec<u8> {
+/// A UDP frame of `size` bytes that the last of [`ordered_rules`]`(n)` matches.
+pub fn frame_for_last(n: usize, size: usize) -> FrameSpec {
     let i = n.saturating_sub(1);
     let src = format!("10.{}.{}.7", (i / 256) % 256, i % 256);
     FrameSpec::udp(
@@ -69,27 +179,372 @@ pub fn frame_for_last(n: usize) -> Vec<u8> {
         5000,
         1000 + i as u16,
     )
-    .payload(18)
-    .build()
+    .payload(size.saturating_sub(14 + 20 + 8))
 }
 
-/// Runs the benchmark.
-pub fn run(args: Args) -> Result<()> {
-    let repeat = if args.quick { 20_000 } else { 200_000 };
-    println!(
-        "test_run ns/packet (kernel-measured, {} rounds x {repeat} runs; median [min-max]):",
-        args.repeats
+/// Flows of the benchmark traffic: 200 sources inside the matching /24, 1000 source ports.
+fn bench_flows() -> Flows {
+    Flows {
+        src: Vary::Range { count: 200 },
+        sport: Vary::Range { count: 1000 },
+        ..Flows::default()
+    }
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// What the DUT runs for a case, and how to read how many frames it judged.
+enum Receiver {
+    Baseline(CountDrop),
+    Filter(Box<Filter>),
+}
+
+impl Receiver {
+    fn judged(&self) -> Result<u64> {
+        Ok(match self {
+            Receiver::Baseline(c) => c.count()?.packets,
+            Receiver::Filter(f) => {
+                let s = f.maps.snapshot()?;
+                s.pass.packets + s.drop.packets
+            }
+        })
+    }
+}
+
+/// A generator thread running flat out until stopped; counts what it sent.
+struct Generator {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Generator {
+    fn start(topo: &Topology, source: &str, template: FrameSpec) -> Generator {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (s2, c2) = (stop.clone(), sent.clone());
+        let (ns, iface, source) = (
+            topo.gen.netns.clone(),
+            topo.gen.iface.clone(),
+            source.to_string(),
+        );
+        let handle = std::thread::spawn(move || -> Result<()> {
+            netns::run_in(&ns, move || -> Result<()> {
+                let flows = bench_flows();
+                if source == "xdp" {
+                    let e = XdpEngine::new(&template, &flows, &iface)?;
+                    const CHUNK: u32 = 1 << 16;
+                    while !s2.load(Ordering::Relaxed) {
+                        e.send(CHUNK, 64)?;
+                        c2.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                    }
+                } else {
+                    let frames = flows.frames(&template, 1000);
+                    let s = AfPacket::open(&iface)?;
+                    let mut at = 0;
+                    while !s2.load(Ordering::Relaxed) {
+                        s.send_batch(&frames, at, 1024)?;
+                        at += 1024;
+                        c2.fetch_add(1024, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            })?
+        });
+        Generator {
+            stop,
+            sent,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+        }
+        Ok(self.sent.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One run: generator on, settle, measure the window, generator off, wait for stragglers.
+fn run_once(
+    topo: &Topology,
+    rx: &Receiver,
+    source: &str,
+    template: &FrameSpec,
+    window: Duration,
+) -> Result<(f64, u64, u64)> {
+    let start_judged = rx.judged()?;
+    let g = Generator::start(topo, source, template.clone());
+    std::thread::sleep(Duration::from_millis(200));
+    let a = rx.judged()?;
+    let t = Instant::now();
+    std::thread::sleep(window);
+    let b = rx.judged()?;
+    let elapsed = t.elapsed().as_secs_f64();
+    let sent = g.finish()?;
+    std::thread::sleep(Duration::from_millis(100));
+    let judged = rx.judged()? - start_judged;
+    Ok(((b - a) as f64 / elapsed / 1e6, sent, judged))
+}
+
+fn progress(done: usize, total: usize, what: &str) {
+    eprint!("\r\x1b[2K[{done:>3}/{total}] {what}");
+}
+
+/// Runs the benchmark and writes the report.
+pub fn run(mut args: Args) -> Result<()> {
+    if args.quick {
+        args.duration = 0.5;
+        args.repeats = 2;
+        args.rules = vec![1, 1024];
+    }
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut skipped = Vec::new();
+    for s in &args.sources {
+        if s != "xdp" && s != "afpacket" {
+            bail!("unknown source '{s}' (xdp or afpacket)");
+        }
+    }
+    skipped.push(
+        "sets of 10 / 10,000 / 1,000,000 CIDRs: set matchers are not implemented yet".to_string(),
     );
-    for n in [0usize, 1, 1024] {
+    skipped.push(peer_status());
+
+    let test_run = test_run_costs(&args)?;
+    let mut programs: Vec<(String, usize)> = vec![("baseline".into(), 0)];
+    programs.extend(args.rules.iter().map(|&n| (format!("filter-{n}"), n)));
+    let total = args.mode.modes().len() * args.sources.len() * programs.len() * args.repeats;
+    let mut done = 0;
+    let mut cases = Vec::new();
+    for mode in args.mode.modes() {
+        // Generic XDP on veth sees redirected XDP frames only as skbs, which needs GRO.
+        let opts = Options {
+            gro: mode == Mode::Generic,
+            ipv6: false,
+            ..Options::default()
+        };
+        let topo = Topology::standard(&format!("bench-{mode}"), &opts)?;
+        for source in &args.sources {
+            let mut baseline = None;
+            for (program, n) in &programs {
+                let template = frame_for_last((*n).max(1), args.size);
+                let rx = attach(&topo, mode, *n, program == "baseline")?;
+                let (mut runs, mut sent, mut judged) = (Vec::new(), 0, 0);
+                for r in 0..args.repeats {
+                    progress(
+                        done,
+                        total,
+                        &format!("{mode} {source} {program}: run {}/{}", r + 1, args.repeats),
+                    );
+                    let (mpps, s, j) = run_once(
+                        &topo,
+                        &rx,
+                        source,
+                        &template,
+                        Duration::from_secs_f64(args.duration),
+                    )?;
+                    runs.push(mpps);
+                    sent += s;
+                    judged += j;
+                    done += 1;
+                }
+                drop(rx);
+                let (median, min, max) = stats(&runs);
+                if program == "baseline" {
+                    baseline = Some(median);
+                }
+                let lost = sent.saturating_sub(judged);
+                cases.push(Case {
+                    mode: mode.to_string(),
+                    source: source.clone(),
+                    program: program.clone(),
+                    rules: *n,
+                    runs_mpps: runs,
+                    median_mpps: median,
+                    min_mpps: min,
+                    max_mpps: max,
+                    of_baseline: baseline.filter(|b| *b > 0.0).map(|b| median / b),
+                    sent,
+                    judged,
+                    lost,
+                    bound: if lost * 100 > sent {
+                        "receiver".into()
+                    } else {
+                        "generator".into()
+                    },
+                });
+            }
+        }
+        drop(topo);
+    }
+    eprintln!("\r\x1b[2K[{total}/{total}] done");
+    let report = Report {
+        version: 1,
+        started,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        settings: Settings {
+            duration_s: args.duration,
+            repeats: args.repeats,
+            frame_size: args.size,
+        },
+        cases,
+        test_run,
+        skipped,
+    };
+    print_report(&report);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let json = args.out.join(format!("bench-{started}.json"));
+    let svg = args.out.join(format!("bench-{started}.svg"));
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(&svg, crate::chart::svg(&report))?;
+    println!("\nresults: {} and {}", json.display(), svg.display());
+    Ok(())
+}
+
+fn attach(topo: &Topology, mode: Mode, n: usize, baseline: bool) -> Result<Receiver> {
+    let _ns = topo.dut.enter()?;
+    if baseline {
+        let mut c = CountDrop::load()?;
+        let m = if mode == Mode::Native {
+            XdpMode::Driver
+        } else {
+            XdpMode::Skb
+        };
+        c.program()
+            .attach(&topo.dut.iface, m)
+            .with_context(|| format!("attaching the baseline in {mode} mode"))?;
+        Ok(Receiver::Baseline(c))
+    } else {
+        let mut f = Filter::with_rules(&ordered_rules(n))?;
+        f.attach(&topo.dut.iface, mode)?;
+        Ok(Receiver::Filter(Box::new(f)))
+    }
+}
+
+fn test_run_costs(args: &Args) -> Result<Vec<TestRunCost>> {
+    let repeat = if args.quick { 20_000 } else { 200_000 };
+    let rounds = args.repeats.max(1);
+    let mut out = Vec::new();
+    let frame = frame_for_last(1, args.size).build();
+    let cd = CountDrop::load()?;
+    let v = cd.ns_per_packet(&frame, repeat, rounds)?;
+    let (m, lo, hi) = stats(&v);
+    out.push(TestRunCost {
+        program: "baseline".into(),
+        median_ns: m,
+        min_ns: lo,
+        max_ns: hi,
+    });
+    let mut counts = vec![0usize];
+    counts.extend(&args.rules);
+    for &n in &counts {
         let c = Checker::new(ordered_rules(n))?;
-        let v = c.ns_per_packet(&frame_for_last(n.max(1)), repeat, args.repeats.max(1))?;
+        let v = c.ns_per_packet(&frame_for_last(n.max(1), args.size).build(), repeat, rounds)?;
+        let (m, lo, hi) = stats(&v);
+        out.push(TestRunCost {
+            program: format!("filter-{n}"),
+            median_ns: m,
+            min_ns: lo,
+            max_ns: hi,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the peer (xdp-filter) can run here; the text says why it is skipped.
+fn peer_status() -> String {
+    match std::process::Command::new("xdp-filter").arg("--version").output() {
+        Err(_) => "peer xdp-filter: not on PATH (install xdp-tools 1.6 or later to compare; Debian's 1.3.1 does not run on this kernel)".into(),
+        Ok(o) => format!(
+            "peer xdp-filter ({}): comparison not implemented yet",
+            String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("unknown version").trim()
+        ),
+    }
+}
+
+fn print_report(r: &Report) {
+    println!("\nBPF_PROG_TEST_RUN, kernel-measured ns/packet (frame matching the last rule):");
+    for c in &r.test_run {
         println!(
-            "  {:>5} rules, frame matching the last rule: {:>6.1} ns [{:.1}-{:.1}]",
-            n,
-            v[v.len() / 2],
-            v[0],
-            v[v.len() - 1]
+            "  {:<14} {:>7.1} ns  [{:.1} - {:.1}]",
+            c.program, c.median_ns, c.min_ns, c.max_ns
         );
     }
-    demo::run(args.mode)
+    println!(
+        "\nOn the wire: Mpps judged by the DUT, {} runs of {:.1} s, {}-byte frames (median [min - max]):",
+        r.settings.repeats, r.settings.duration_s, r.settings.frame_size
+    );
+    println!(
+        "  {:<8} {:<9} {:<14} {:>8} {:>19} {:>9} {:>7}  {}",
+        "mode", "source", "program", "Mpps", "[min - max]", "of base", "lost", "bound by"
+    );
+    for c in &r.cases {
+        println!(
+            "  {:<8} {:<9} {:<14} {:>8.3} [{:>7.3} - {:>7.3}] {:>9} {:>6.2}%  {}",
+            c.mode,
+            c.source,
+            c.program,
+            c.median_mpps,
+            c.min_mpps,
+            c.max_mpps,
+            c.of_baseline
+                .map(|f| format!("{:.0}%", f * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            if c.sent > 0 {
+                c.lost as f64 * 100.0 / c.sent as f64
+            } else {
+                0.0
+            },
+            c.bound
+        );
+    }
+    // Native vs generic, per source and program, when both ran.
+    let mut ratios = Vec::new();
+    for n in r.cases.iter().filter(|c| c.mode == "native") {
+        if let Some(g) = r
+            .cases
+            .iter()
+            .find(|g| g.mode == "generic" && g.source == n.source && g.program == n.program)
+        {
+            if g.median_mpps > 0.0 {
+                ratios.push(format!(
+                    "{} {}: {:.2}x",
+                    n.source,
+                    n.program,
+                    n.median_mpps / g.median_mpps
+                ));
+            }
+        }
+    }
+    if !ratios.is_empty() {
+        println!("\nnative / generic: {}", ratios.join(", "));
+    }
+    for s in &r.skipped {
+        println!("skipped: {s}");
+    }
 }

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod chart;
 pub mod corpus;
 pub mod demo;
 pub mod netns;

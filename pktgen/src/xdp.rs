@@ -171,6 +171,35 @@ impl CountDrop {
             .expect("loaded in load()")
     }
 
+    /// Kernel-measured ns per run of `frame` (BPF_PROG_TEST_RUN, `repeat` runs), `rounds`
+    /// times, sorted.
+    pub fn ns_per_packet(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+        rounds: usize,
+    ) -> Result<Vec<f64>, XdpEngineError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program("xdpwall_count_drop")
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in load()");
+        let mut v = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let mut out = vec![0u8; frame.len() + 256];
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(frame);
+            opts.data_out = Some(&mut out);
+            opts.repeat = repeat.max(1);
+            let r = prog
+                .test_run(opts)
+                .map_err(|e| XdpEngineError::Run(chain(&e)))?;
+            v.push(r.duration.as_nanos() as f64);
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        Ok(v)
+    }
+
     /// Frames counted so far, summed over CPUs.
     pub fn count(&self) -> Result<Counter, XdpEngineError> {
         let map: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(

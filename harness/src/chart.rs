@@ -1,0 +1,83 @@
+//! The benchmark chart: one horizontal bar per case (median Mpps) with a min-max whisker,
+//! grouped by mode and traffic source, as a standalone SVG.
+
+use crate::bench::Report;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Renders the report's on-wire cases.
+pub fn svg(r: &Report) -> String {
+    let row = 22.0;
+    let left = 260.0;
+    let width = 900.0;
+    let plot = width - left - 90.0;
+    let top = 50.0;
+    let max = r
+        .cases
+        .iter()
+        .map(|c| c.max_mpps)
+        .fold(0.0f64, f64::max)
+        .max(0.001);
+    let height = top + row * r.cases.len() as f64 + 40.0;
+    let x = |v: f64| left + plot * v / max;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\">xdpwall: Mpps judged by the DUT (median, bars; min-max, whiskers), {} runs of {:.1} s, {}-byte frames, kernel {}</text>\n",
+        r.settings.repeats,
+        r.settings.duration_s,
+        r.settings.frame_size,
+        esc(&r.kernel)
+    );
+    for (i, c) in r.cases.iter().enumerate() {
+        let y = top + row * i as f64;
+        let colour = match (c.mode.as_str(), c.program.as_str()) {
+            (_, "baseline") => "#9e9e9e",
+            ("native", _) => "#1f77b4",
+            _ => "#ff7f0e",
+        };
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} {} {}</text>\n",
+            left - 8.0,
+            y + 14.0,
+            esc(&c.mode),
+            esc(&c.source),
+            esc(&c.program)
+        ));
+        s.push_str(&format!(
+            "<rect x=\"{left}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>\n",
+            y + 3.0,
+            x(c.median_mpps) - left,
+            row - 6.0
+        ));
+        s.push_str(&format!(
+            "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n",
+            x(c.min_mpps),
+            x(c.max_mpps),
+            y + row / 2.0,
+            y + row / 2.0
+        ));
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\">{:.3}</text>\n",
+            x(c.max_mpps) + 6.0,
+            y + 14.0,
+            c.median_mpps
+        ));
+    }
+    let axis_y = top + row * r.cases.len() as f64 + 4.0;
+    s.push_str(&format!(
+        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"black\"/>\n\
+         <text x=\"{left}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.2} Mpps</text>\n",
+        left + plot,
+        axis_y + 16.0,
+        left + plot,
+        axis_y + 16.0,
+        max
+    ));
+    s.push_str("</svg>\n");
+    s
+}
