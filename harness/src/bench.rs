@@ -500,8 +500,8 @@ fn print_report(r: &Report) {
         r.settings.repeats, r.settings.duration_s, r.settings.frame_size
     );
     println!(
-        "  {:<8} {:<9} {:<14} {:>8} {:>19} {:>9} {:>7}  {}",
-        "mode", "source", "program", "Mpps", "[min - max]", "of base", "lost", "bound by"
+        "  {:<8} {:<9} {:<14} {:>8} {:>19} {:>9} {:>7}  bound by",
+        "mode", "source", "program", "Mpps", "[min - max]", "of base", "lost"
     );
     for c in &r.cases {
         println!(
