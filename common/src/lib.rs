@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -204,11 +204,17 @@ pub struct RuleEntry {
 }
 const _: () = assert!(core::mem::size_of::<RuleEntry>() == 80);
 
-/// A set of rules, bit `i` standing for rule `i`.
+/// A set of rules, bit `i` standing for rule `i`, with a summary of its non-zero words.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Bitmap(pub [u64; BITMAP_WORDS]);
-const _: () = assert!(core::mem::size_of::<Bitmap>() == MAX_RULES / 8);
+pub struct Bitmap {
+    /// Bit `i % 64` of word `i / 64` stands for rule `i`.
+    pub words: [u64; BITMAP_WORDS],
+    /// Bit `w` is set when word `w` is not zero: the program ANDs the summaries first and only
+    /// looks at words every dimension has bits in.
+    pub summary: u64,
+}
+const _: () = assert!(core::mem::size_of::<Bitmap>() == MAX_RULES / 8 + 8);
 
 /// Packet and byte counts.
 #[repr(C)]

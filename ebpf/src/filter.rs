@@ -146,15 +146,19 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     } else {
         all
     };
-    let nwords = info.nwords as usize;
-    for w in 0..BITMAP_WORDS {
-        if w >= nwords {
+    // Only words that every dimension has bits in can hold a match: AND the summaries, then
+    // visit those words in order (at most BITMAP_WORDS of them).
+    let mut candidates = src.summary & dst.summary & proto.summary & sport.summary & dport.summary;
+    for _ in 0..BITMAP_WORDS {
+        if candidates == 0 {
             break;
         }
-        let hit = src.0[w] & dst.0[w] & proto.0[w] & sport.0[w] & dport.0[w];
+        let w = (candidates.trailing_zeros() as usize) & (BITMAP_WORDS - 1);
+        let hit = src.words[w] & dst.words[w] & proto.words[w] & sport.words[w] & dport.words[w];
         if hit != 0 {
             return Some(w as u32 * 64 + hit.trailing_zeros());
         }
+        candidates &= candidates - 1;
     }
     None
 }
@@ -170,22 +174,21 @@ fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
 fn addr_slot(
     gen: u32,
     v6: bool,
-    addr: &[u8; 16],
+    addr: &[u32; 4],
     trie4: &LpmTrie<Lpm4Key, u32>,
     trie6: &LpmTrie<Lpm6Key, u32>,
 ) -> Option<u32> {
-    let g = gen.to_be_bytes();
+    let g = gen.to_be();
     if v6 {
-        let mut k = [0u8; 20];
-        k[..4].copy_from_slice(&g);
-        k[4..].copy_from_slice(addr);
+        let words = [g, addr[0], addr[1], addr[2], addr[3]];
+        // SAFETY: [u32; 5] and [u8; 20] have the same size and no invalid values.
+        let k: [u8; 20] = unsafe { core::mem::transmute(words) };
         trie6
             .get(Key::new(GEN_PREFIX_BITS + 128, Lpm6Key(k)))
             .copied()
     } else {
-        let mut k = [0u8; 8];
-        k[..4].copy_from_slice(&g);
-        k[4..].copy_from_slice(&addr[..4]);
+        // SAFETY: [u32; 2] and [u8; 8] have the same size and no invalid values.
+        let k: [u8; 8] = unsafe { core::mem::transmute([g, addr[0]]) };
         trie4
             .get(Key::new(GEN_PREFIX_BITS + 32, Lpm4Key(k)))
             .copied()

@@ -1,6 +1,6 @@
 //! Wire parsing for the kernel side: Ethernet (up to two VLAN tags), IPv4 (options, fragments),
 //! IPv6 (a bounded walk over extension headers), and the TCP/UDP/ICMP header checks that decide
-//! whether a packet is well formed. Every read goes through [`load`], the one bounds-checked
+//! whether a packet is well formed. Every read goes through [`at`], the one bounds-checked
 //! accessor. The semantics are specified in filter/README.md; the reference model in
 //! filter/src/model.rs implements them independently.
 
@@ -29,10 +29,10 @@ const IPPROTO_DSTOPTS: u8 = 60;
 pub struct Packet {
     /// IPv6 (else IPv4).
     pub v6: bool,
-    /// Source address; IPv4 in the first four bytes.
-    pub src: [u8; 16],
-    /// Destination address; IPv4 in the first four bytes.
-    pub dst: [u8; 16],
+    /// Source address as four 32-bit words in network byte order (IPv4: word 0 only).
+    pub src: [u32; 4],
+    /// Destination address, likewise.
+    pub dst: [u32; 4],
     /// Transport protocol (after IPv6 extension headers).
     pub proto: u8,
     /// TCP or UDP with its header present (not a non-first fragment).
@@ -49,8 +49,8 @@ impl Packet {
     pub const fn new() -> Self {
         Packet {
             v6: false,
-            src: [0; 16],
-            dst: [0; 16],
+            src: [0; 4],
+            dst: [0; 4],
             proto: 0,
             has_ports: false,
             sport: 0,
@@ -69,9 +69,10 @@ pub enum Parsed {
     Malformed,
 }
 
-/// Reads a `T` at `off` bytes into the frame, or `None` past its end.
+/// A pointer to `N` bytes at `off` into the frame, or `None` past its end. All packet access
+/// goes through here.
 #[inline(always)]
-fn load<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+fn at<const N: usize>(ctx: &XdpContext, off: usize) -> Option<*const u8> {
     // Volatile reads of the frame bounds: otherwise LLVM proves this check redundant from the
     // length checks above (total length, payload length) and drops it, and the verifier, which
     // only trusts comparisons against data_end, rejects the access.
@@ -82,16 +83,37 @@ fn load<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
             core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
         )
     };
-    if start + off + core::mem::size_of::<T>() > end {
+    if start + off + N > end {
         return None;
     }
-    // SAFETY: the range [start + off, start + off + size) lies inside the frame (checked above).
-    Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
+    Some((start + off) as *const u8)
+}
+
+// Field readers for pointers returned by `at` (within its checked range). Word loads at any
+// byte offset are fine for the verifier on architectures with efficient unaligned access; they
+// avoid the byte-by-byte copies that unaligned reads compile to.
+#[inline(always)]
+fn u8_at(p: *const u8, off: usize) -> u8 {
+    // SAFETY: callers stay inside the range `at` checked.
+    unsafe { *p.add(off) }
 }
 
 #[inline(always)]
-fn be16(b: [u8; 2]) -> u16 {
-    u16::from_be_bytes(b)
+fn be16_at(p: *const u8, off: usize) -> u16 {
+    // SAFETY: as above.
+    #[allow(clippy::cast_ptr_alignment)]
+    unsafe {
+        u16::from_be(*(p.add(off) as *const u16))
+    }
+}
+
+#[inline(always)]
+fn raw32_at(p: *const u8, off: usize) -> u32 {
+    // SAFETY: as above.
+    #[allow(clippy::cast_ptr_alignment)]
+    unsafe {
+        *(p.add(off) as *const u32)
+    }
 }
 
 /// Parses `ctx`'s frame into `pkt`.
@@ -105,13 +127,13 @@ pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Parsed {
 
 #[inline(always)]
 fn parse_inner(ctx: &XdpContext, pkt: &mut Packet) -> Option<Parsed> {
-    let mut ethertype = be16(load(ctx, 12)?);
+    let mut ethertype = be16_at(at::<14>(ctx, 0)?, 12);
     let mut off = 14usize;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        ethertype = be16(load(ctx, off + 2)?);
+        ethertype = be16_at(at::<4>(ctx, off)?, 2);
         off += 4;
     }
     let frame_len = ctx.data_end() - ctx.data();
@@ -131,22 +153,22 @@ fn parse_inner(ctx: &XdpContext, pkt: &mut Packet) -> Option<Parsed> {
 /// Parses an IPv4 header at `l3` with `avail` bytes left in the frame. `Some(true)` when well formed.
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Option<bool> {
-    let h: [u8; 20] = load(ctx, l3)?;
-    let ihl = (h[0] & 0x0f) as usize;
-    if h[0] >> 4 != 4 || ihl < 5 {
+    let h = at::<20>(ctx, l3)?;
+    let b0 = u8_at(h, 0);
+    let ihl = (b0 & 0x0f) as usize;
+    if b0 >> 4 != 4 || ihl < 5 {
         return Some(false);
     }
     let hlen = ihl * 4;
-    let total = be16([h[2], h[3]]) as usize;
+    let total = be16_at(h, 2) as usize;
     if total < hlen || total > avail {
         return Some(false);
     }
     pkt.v6 = false;
-    pkt.proto = h[9];
-    pkt.src[..4].copy_from_slice(&h[12..16]);
-    pkt.dst[..4].copy_from_slice(&h[16..20]);
-    let frag_offset = be16([h[6], h[7]]) & 0x1fff;
-    if frag_offset != 0 {
+    pkt.proto = u8_at(h, 9);
+    pkt.src[0] = raw32_at(h, 12);
+    pkt.dst[0] = raw32_at(h, 16);
+    if be16_at(h, 6) & 0x1fff != 0 {
         // A non-first fragment: the protocol is known, the ports are not.
         return Some(true);
     }
@@ -156,18 +178,20 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
 /// Parses an IPv6 header at `l3` with `avail` bytes left in the frame.
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Option<bool> {
-    let h: [u8; 40] = load(ctx, l3)?;
-    if h[0] >> 4 != 6 {
+    let h = at::<40>(ctx, l3)?;
+    if u8_at(h, 0) >> 4 != 6 {
         return Some(false);
     }
-    let payload = be16([h[4], h[5]]) as usize;
+    let payload = be16_at(h, 4) as usize;
     if 40 + payload > avail {
         return Some(false);
     }
     pkt.v6 = true;
-    pkt.src.copy_from_slice(&h[8..24]);
-    pkt.dst.copy_from_slice(&h[24..40]);
-    let mut next = h[6];
+    for i in 0..4 {
+        pkt.src[i] = raw32_at(h, 8 + 4 * i);
+        pkt.dst[i] = raw32_at(h, 24 + 4 * i);
+    }
+    let mut next = u8_at(h, 6);
     let mut off = l3 + 40;
     let mut left = payload;
     for _ in 0..MAX_EXT_HEADERS {
@@ -176,22 +200,22 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
                 if left < 2 {
                     return Some(false);
                 }
-                let e: [u8; 2] = load(ctx, off)?;
+                let e = at::<2>(ctx, off)?;
                 let len = if next == IPPROTO_AH {
-                    (e[1] as usize + 2) * 4
+                    (u8_at(e, 1) as usize + 2) * 4
                 } else {
-                    (e[1] as usize + 1) * 8
+                    (u8_at(e, 1) as usize + 1) * 8
                 };
-                next = e[0];
+                next = u8_at(e, 0);
                 len
             }
             IPPROTO_FRAGMENT => {
                 if left < 8 {
                     return Some(false);
                 }
-                let f: [u8; 8] = load(ctx, off)?;
-                next = f[0];
-                if be16([f[2], f[3]]) >> 3 != 0 {
+                let f = at::<8>(ctx, off)?;
+                next = u8_at(f, 0);
+                if be16_at(f, 2) >> 3 != 0 {
                     pkt.proto = next;
                     return Some(true);
                 }
@@ -229,23 +253,27 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4: usize, len: usize) -> Option
             if len < 20 {
                 return Some(false);
             }
-            let t: [u8; 20] = load(ctx, l4)?;
-            let doff = (t[12] >> 4) as usize;
+            let t = at::<20>(ctx, l4)?;
+            let doff = (u8_at(t, 12) >> 4) as usize;
             if doff < 5 || doff * 4 > len {
                 return Some(false);
             }
-            set_ports(pkt, t[0], t[1], t[2], t[3]);
+            pkt.has_ports = true;
+            pkt.sport = be16_at(t, 0);
+            pkt.dport = be16_at(t, 2);
         }
         IPPROTO_UDP => {
             if len < 8 {
                 return Some(false);
             }
-            let u: [u8; 8] = load(ctx, l4)?;
-            let ulen = be16([u[4], u[5]]) as usize;
+            let u = at::<8>(ctx, l4)?;
+            let ulen = be16_at(u, 4) as usize;
             if ulen < 8 || ulen > len {
                 return Some(false);
             }
-            set_ports(pkt, u[0], u[1], u[2], u[3]);
+            pkt.has_ports = true;
+            pkt.sport = be16_at(u, 0);
+            pkt.dport = be16_at(u, 2);
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if len < 8 {
@@ -255,11 +283,4 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4: usize, len: usize) -> Option
         _ => {}
     }
     Some(true)
-}
-
-#[inline(always)]
-fn set_ports(pkt: &mut Packet, s0: u8, s1: u8, d0: u8, d1: u8) {
-    pkt.has_ports = true;
-    pkt.sport = be16([s0, s1]);
-    pkt.dport = be16([d0, d1]);
 }

@@ -69,10 +69,14 @@ impl Slots {
 }
 
 fn bitmap_of(n: usize, mut f: impl FnMut(usize) -> bool) -> Bitmap {
-    let mut b = Bitmap([0; BITMAP_WORDS]);
+    let mut b = Bitmap {
+        words: [0; BITMAP_WORDS],
+        summary: 0,
+    };
     for i in 0..n {
         if f(i) {
-            b.0[i / 64] |= 1 << (i % 64);
+            b.words[i / 64] |= 1 << (i % 64);
+            b.summary |= 1 << (i / 64);
         }
     }
     b
@@ -315,7 +319,7 @@ mod tests {
     }
 
     fn bit(b: &Bitmap, i: usize) -> bool {
-        b.0[i / 64] >> (i % 64) & 1 == 1
+        b.words[i / 64] >> (i % 64) & 1 == 1
     }
 
     #[test]
