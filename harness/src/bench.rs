@@ -71,6 +71,9 @@ pub struct Args {
     /// Frame size in bytes (without FCS).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Generator threads (each pinned to its own CPU; the veth gets one queue per thread).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Folder for the JSON and SVG results.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -153,6 +156,8 @@ pub struct Settings {
     pub repeats: usize,
     /// Frame size (bytes).
     pub frame_size: usize,
+    /// Generator threads.
+    pub threads: usize,
 }
 
 /// Rule sets of `n` rules where only the last one matches [`frame_for_last`].
@@ -219,52 +224,71 @@ impl Receiver {
 struct Generator {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
-    handle: Option<std::thread::JoinHandle<Result<()>>>,
+    handles: Vec<std::thread::JoinHandle<Result<()>>>,
+}
+
+/// Pins the calling thread to one CPU (modulo the CPUs there are).
+fn pin_to_cpu(cpu: usize) {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }
 
 impl Generator {
-    fn start(topo: &Topology, source: &str, template: FrameSpec) -> Generator {
+    fn start(topo: &Topology, source: &str, template: FrameSpec, threads: usize) -> Generator {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (s2, c2) = (stop.clone(), sent.clone());
-        let (ns, iface, source) = (
-            topo.gen.netns.clone(),
-            topo.gen.iface.clone(),
-            source.to_string(),
-        );
-        let handle = std::thread::spawn(move || -> Result<()> {
-            netns::run_in(&ns, move || -> Result<()> {
-                let flows = bench_flows();
-                if source == "xdp" {
-                    let e = XdpEngine::new(&template, &flows, &iface)?;
-                    const CHUNK: u32 = 1 << 16;
-                    while !s2.load(Ordering::Relaxed) {
-                        e.send(CHUNK, 64)?;
-                        c2.fetch_add(CHUNK as u64, Ordering::Relaxed);
-                    }
-                } else {
-                    let frames = flows.frames(&template, 1000);
-                    let s = AfPacket::open(&iface)?;
-                    let mut at = 0;
-                    while !s2.load(Ordering::Relaxed) {
-                        s.send_batch(&frames, at, 1024)?;
-                        at += 1024;
-                        c2.fetch_add(1024, Ordering::Relaxed);
-                    }
-                }
-                Ok(())
-            })?
-        });
+        let handles = (0..threads.max(1))
+            .map(|cpu| {
+                let (s2, c2) = (stop.clone(), sent.clone());
+                let (ns, iface, source) = (
+                    topo.gen.netns.clone(),
+                    topo.gen.iface.clone(),
+                    source.to_string(),
+                );
+                let template = template.clone();
+                std::thread::spawn(move || -> Result<()> {
+                    netns::run_in(&ns, move || -> Result<()> {
+                        pin_to_cpu(cpu);
+                        let flows = bench_flows();
+                        if source == "xdp" {
+                            let e = XdpEngine::new(&template, &flows, &iface)?;
+                            const CHUNK: u32 = 1 << 16;
+                            while !s2.load(Ordering::Relaxed) {
+                                e.send(CHUNK, 64)?;
+                                c2.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                            }
+                        } else {
+                            let frames = flows.frames(&template, 1000);
+                            let s = AfPacket::open(&iface)?;
+                            let mut at = 0;
+                            while !s2.load(Ordering::Relaxed) {
+                                s.send_batch(&frames, at, 1024)?;
+                                at += 1024;
+                                c2.fetch_add(1024, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(())
+                    })?
+                })
+            })
+            .collect();
         Generator {
             stop,
             sent,
-            handle: Some(handle),
+            handles,
         }
     }
 
     fn finish(mut self) -> Result<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
+        for h in self.handles.drain(..) {
             h.join()
                 .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
         }
@@ -275,7 +299,7 @@ impl Generator {
 impl Drop for Generator {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }
@@ -288,9 +312,10 @@ fn run_once(
     source: &str,
     template: &FrameSpec,
     window: Duration,
+    threads: usize,
 ) -> Result<(f64, u64, u64)> {
     let start_judged = rx.judged()?;
-    let g = Generator::start(topo, source, template.clone());
+    let g = Generator::start(topo, source, template.clone(), threads);
     std::thread::sleep(Duration::from_millis(200));
     let a = rx.judged()?;
     let t = Instant::now();
@@ -339,6 +364,7 @@ pub fn run(mut args: Args) -> Result<()> {
         let opts = Options {
             gro: mode == Mode::Generic,
             ipv6: false,
+            queues: args.threads.max(1) as u32,
             ..Options::default()
         };
         let topo = Topology::standard(&format!("bench-{mode}"), &opts)?;
@@ -360,6 +386,7 @@ pub fn run(mut args: Args) -> Result<()> {
                         source,
                         &template,
                         Duration::from_secs_f64(args.duration),
+                        args.threads,
                     )?;
                     runs.push(mpps);
                     sent += s;
@@ -410,6 +437,7 @@ pub fn run(mut args: Args) -> Result<()> {
             duration_s: args.duration,
             repeats: args.repeats,
             frame_size: args.size,
+            threads: args.threads,
         },
         cases,
         test_run,
@@ -496,8 +524,8 @@ fn print_report(r: &Report) {
         );
     }
     println!(
-        "\nOn the wire: Mpps judged by the DUT, {} runs of {:.1} s, {}-byte frames (median [min - max]):",
-        r.settings.repeats, r.settings.duration_s, r.settings.frame_size
+        "\nOn the wire: Mpps judged by the DUT, {} runs of {:.1} s, {}-byte frames, {} generator thread(s) (median [min - max]):",
+        r.settings.repeats, r.settings.duration_s, r.settings.frame_size, r.settings.threads
     );
     println!(
         "  {:<8} {:<9} {:<14} {:>8} {:>19} {:>9} {:>7}  bound by",
