@@ -7,6 +7,7 @@ pub mod afpacket;
 pub mod flow;
 pub mod frame;
 pub mod pcap;
+pub mod profile;
 pub mod xdp;
 
 pub use flow::{Flows, Vary};
