@@ -242,6 +242,10 @@ pub struct Maps {
     dport: MmapArray,
     stats: PerCpuArray<MapData, Counter>,
     rule_stats: PerCpuArray<MapData, Counter>,
+    /// Whether packets may be running the program concurrently (attached, or maps opened
+    /// from pins). When not, nothing can still read the inactive generation and the RCU wait
+    /// before an update is skipped (BPF_PROG_TEST_RUN in this thread is synchronous).
+    live: bool,
 }
 
 /// Packets and bytes.
@@ -335,6 +339,7 @@ impl Maps {
             dport: mmapped!(map_names::DPORT, u32, GENERATIONS * PORT_ENTRIES),
             stats: typed!(map_names::STATS, PerCpuArray),
             rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
+            live: true,
         })
     }
 
@@ -382,7 +387,9 @@ impl Maps {
         let t1 = std::time::Instant::now();
         let active = self.active_generation()?;
         let gen = 1 - active;
-        wait_for_readers();
+        if self.live {
+            wait_for_readers();
+        }
         self.write_generation(gen, &tables)?;
         // The tables were written through shared mappings: publish them before the flip.
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -814,6 +821,9 @@ impl Filter {
             }
             Ok(map)
         })?;
+        // Pinned maps can be steered by other processes while packets flow; private ones only
+        // see packets once attached.
+        maps.live = pin.is_some();
         maps.config
             .set(
                 0,
@@ -891,6 +901,8 @@ impl Filter {
         if if_index(iface).is_none() {
             return Err(LoadError::NoInterface(iface.to_string()));
         }
+        // From the first attach on, packets may be mid-run during any update.
+        self.maps.live = true;
         let try_mode = |f: &mut Filter, m: Mode| {
             let xm = if m == Mode::Generic {
                 XdpMode::Skb

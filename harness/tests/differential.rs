@@ -2,7 +2,7 @@
 //! program (BPF_PROG_TEST_RUN) agrees with the reference model on every verdict, and on every
 //! counter after each batch. Rule sets are applied through the live-update path users use.
 //!
-//! Sizes: XDPWALL_PROP_CASES rule sets (default 500) x XDPWALL_PROP_FRAMES frames each
+//! Sizes: XDPWALL_PROP_CASES rule sets (default 2,000) x XDPWALL_PROP_FRAMES frames each
 //! (default 220: batches of 1 to 439 frames, so a failure shrinks to one frame), rule sets of up to XDPWALL_PROP_RULES rules (default 48). A failing case is
 //! shrunk and written to target/xdpwall-failures/differential/ as rules.toml + frames.pcap
 //! (`harness replay --rules ... --pcap ...` reproduces it); proptest also records its seed in
@@ -33,7 +33,7 @@ fn failure_dir() -> PathBuf {
 
 #[test]
 fn kernel_agrees_with_the_model_on_random_rule_sets_and_frames() {
-    let cases = env("XDPWALL_PROP_CASES", 500) as u32;
+    let cases = env("XDPWALL_PROP_CASES", 2000) as u32;
     let frames = env("XDPWALL_PROP_FRAMES", 220);
     let max_rules = env("XDPWALL_PROP_RULES", 48);
     let checker =
