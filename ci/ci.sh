@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 stage() { echo "ci: $1 ($(( $(date +%s) - start ))s elapsed)"; }
 
-stage "tests (the README test command)"
-cargo xtask test
+stage "fuzzing: every target for ${XDPWALL_FUZZ_SECS:-60} s"
+cargo xtask fuzz --time "${XDPWALL_FUZZ_SECS:-60}"
 
 stage "benchmark smoke run"
 cargo xtask bench --mode both --quick
 
-stage "done"
+# Last, so its closing `tests: N passed, M failed` line is the run's closing line.
+stage "tests (the README test command)"
+cargo xtask test

@@ -1,9 +1,10 @@
 //! `cargo xtask`: the project's entry points. `setup` bootstraps the toolchain pieces the eBPF
 //! build needs (idempotently); `test` runs every check; `bench` runs the main job; `clean`
-//! removes whatever a crashed run left behind.
+//! removes whatever a crashed run left behind; `fuzz` runs the fuzzers.
 
 mod bench;
 mod clean;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -27,6 +28,8 @@ enum Cmd {
     Test(test::Args),
     /// The main job: benchmark the filter on a veth topology (root).
     Bench(bench::Args),
+    /// Run the cargo-fuzz targets (nightly; the verdict target needs root).
+    Fuzz(fuzz::Args),
     /// Detach every xdpwall filter and remove the harness's namespaces.
     Clean,
 }
@@ -59,6 +62,7 @@ fn main() {
         Cmd::Setup => setup::run(),
         Cmd::Test(a) => test::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Clean => clean::run(),
     };
     if let Err(e) = r {

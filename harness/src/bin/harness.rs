@@ -47,6 +47,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write the fuzzers' seed corpora (from the regression corpus and pktgen) into a folder.
+    Seeds {
+        /// Target folder (fuzz/seeds in the repository).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the regression corpus (rules.toml + frames.pcap per case) into a folder.
     Corpus {
         /// Target folder (harness/corpus in the repository).
@@ -209,6 +215,44 @@ fn run(cli: Cli) -> Result<()> {
             bless,
             json,
         } => replay_cmd(&rules, &pcap, expect.as_deref(), bless, json),
+        Cmd::Seeds { out } => {
+            let mut n = 0;
+            for t in ["verdict", "rules", "pcap", "profile"] {
+                std::fs::create_dir_all(out.join(t))?;
+            }
+            for case in corpus::cases() {
+                std::fs::write(
+                    out.join("rules").join(format!("{}.toml", case.name)),
+                    &case.rules,
+                )?;
+                pktgen::pcap::write_frames(
+                    &out.join("pcap").join(format!("{}.pcap", case.name)),
+                    &case.frames[..case.frames.len().min(8)],
+                )?;
+                // verdict input: no rules, policies pass/drop/pass, then a raw frame.
+                for (i, f) in case
+                    .frames
+                    .iter()
+                    .enumerate()
+                    .step_by(case.frames.len().div_ceil(12))
+                {
+                    let mut seed = vec![0u8, 0, 1, 0, 0];
+                    seed.extend_from_slice(f);
+                    std::fs::write(out.join("verdict").join(format!("{}-{i}", case.name)), seed)?;
+                    n += 1;
+                }
+            }
+            std::fs::write(
+                out.join("rules").join("client-server.toml"),
+                demo::CLIENT_SERVER,
+            )?;
+            std::fs::write(
+                out.join("profile").join("imix.toml"),
+                "src = \"192.168.1.1\"\ndst = \"192.168.1.2\"\nproto = \"udp\"\ndport = 53\nsizes = [[60, 7], [590, 4], [1514, 1]]\nvlans = [10]\n[vary]\nsrc = \"16\"\nsport = \"random:1000\"\nseed = 7\n",
+            )?;
+            println!("wrote seeds to {} ({n} verdict seeds)", out.display());
+            Ok(())
+        }
         Cmd::Corpus { write } => {
             for case in corpus::cases() {
                 let dir = write.join(case.name);
