@@ -192,3 +192,58 @@ mod tests {
         assert!(e.to_string().starts_with("x.pcap: frame 0:"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod tcpdump {
+    use super::*;
+    use crate::FrameSpec;
+
+    /// The files open in tcpdump without a warning, frame for frame. `cargo xtask setup`
+    /// installs tcpdump, so this runs (and must pass) wherever the test command runs.
+    #[test]
+    fn tcpdump_reads_our_files() {
+        let dir = std::env::temp_dir().join(format!("pktgen-tcpdump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.pcap");
+        let frames: Vec<Vec<u8>> = vec![
+            FrameSpec::udp(
+                "192.168.1.1".parse().unwrap(),
+                "192.168.1.2".parse().unwrap(),
+                40001,
+                9999,
+            )
+            .payload(20)
+            .build(),
+            FrameSpec::tcp(
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(),
+                40000,
+                443,
+            )
+            .vlan(0x8100, 7)
+            .build(),
+            FrameSpec::ping("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()).build(),
+        ];
+        write_frames(&p, &frames).unwrap();
+        let out = std::process::Command::new("tcpdump")
+            .args(["-nn", "-e", "-r"])
+            .arg(&p)
+            .output()
+            .expect("tcpdump is installed by `cargo xtask setup`");
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stdout.lines().count(), 3, "{stdout}");
+        assert!(
+            stdout.contains("192.168.1.1.40001 > 192.168.1.2.9999: UDP, length 20"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("vlan 7") && stdout.contains("2001:db8::1.40000 > 2001:db8::2.443"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("ICMP echo request"), "{stdout}");
+        assert!(!stderr.to_lowercase().contains("warning"), "{stderr}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

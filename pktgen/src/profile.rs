@@ -187,3 +187,13 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_shipped_example_profile_parses() {
+        let text = include_str!("../../examples/traffic-imix.toml");
+        let p = super::Profile::parse(text).unwrap();
+        assert_eq!(p.templates().unwrap().len(), 3);
+    }
+}

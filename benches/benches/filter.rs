@@ -1,0 +1,59 @@
+//! Micro-benchmarks (criterion; run as root: `cargo bench -p xdpwall-benches`):
+//! - `test_run/*`: one BPF_PROG_TEST_RUN call (syscall included) of the counting drop
+//!   baseline and of the filter with 1 and 1,024 ordered rules, frame matching the last rule;
+//! - `model/verdict`: reference-model verdicts per second;
+//! - `rules/*`: compiling and applying (live update path) 1,024 rules.
+//! Kernel-only ns/packet (without the syscall) is what `cargo xtask bench` reports.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use harness::{
+    bench::{frame_for_last, ordered_rules},
+    verdict::Checker,
+};
+use pktgen::xdp::CountDrop;
+
+fn test_run(c: &mut Criterion) {
+    let mut g = c.benchmark_group("test_run");
+    g.throughput(Throughput::Elements(100));
+    let frame = frame_for_last(1, 64).build();
+    let cd = CountDrop::load().expect("root needed");
+    g.bench_function("baseline_x100", |b| {
+        b.iter(|| cd.ns_per_packet(&frame, 100, 1).unwrap())
+    });
+    for n in [1usize, 1024] {
+        let checker = Checker::new(ordered_rules(n)).expect("root needed");
+        let frame = frame_for_last(n, 64).build();
+        g.bench_function(format!("filter_{n}_rules_x100"), |b| {
+            b.iter(|| checker.filter.test_run(&frame, 100).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn model(c: &mut Criterion) {
+    let set = ordered_rules(1024);
+    let frame = frame_for_last(1024, 64).build();
+    let mut g = c.benchmark_group("model");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("verdict_1024_rules", |b| {
+        b.iter(|| xdpwall::model::verdict(&set, &frame))
+    });
+    g.finish();
+}
+
+fn rules(c: &mut Criterion) {
+    let set = ordered_rules(1024);
+    let mut g = c.benchmark_group("rules");
+    g.sample_size(20);
+    g.bench_function("compile_1024", |b| {
+        b.iter(|| xdpwall::compile::compile(&set).unwrap())
+    });
+    let mut checker = Checker::new(ordered_rules(1)).expect("root needed");
+    g.bench_function("apply_1024", |b| {
+        b.iter(|| checker.filter.maps.apply(&set).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, test_run, model, rules);
+criterion_main!(benches);
