@@ -3,6 +3,7 @@
 //!   baseline and of the filter with 1 and 1,024 ordered rules, frame matching the last rule;
 //! - `model/verdict`: reference-model verdicts per second;
 //! - `rules/*`: compiling and applying (live update path) 1,024 rules.
+//!
 //! Kernel-only ns/packet (without the syscall) is what `cargo xtask bench` reports.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
