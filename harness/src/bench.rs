@@ -227,19 +227,6 @@ struct Generator {
     handles: Vec<std::thread::JoinHandle<Result<()>>>,
 }
 
-/// Pins the calling thread to one CPU (modulo the CPUs there are).
-fn pin_to_cpu(cpu: usize) {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % n, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 impl Generator {
     fn start(topo: &Topology, source: &str, template: FrameSpec, threads: usize) -> Generator {
         let stop = Arc::new(AtomicBool::new(false));
@@ -255,7 +242,7 @@ impl Generator {
                 let template = template.clone();
                 std::thread::spawn(move || -> Result<()> {
                     netns::run_in(&ns, move || -> Result<()> {
-                        pin_to_cpu(cpu);
+                        pktgen::pin_to_cpu(cpu);
                         let flows = bench_flows();
                         if source == "xdp" {
                             let e = XdpEngine::new(&template, &flows, &iface)?;

@@ -209,18 +209,6 @@ fn enter_netns(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn pin(cpu: usize) {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    // SAFETY: zeroed cpu_set_t with one bit, passed with its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % n, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// Splits a budget of frames between weighted templates, in rounds of `chunk` frames.
 fn weighted_rounds(weights: &[u32], chunk: u64) -> Vec<u64> {
     let total: u64 = weights.iter().map(|&w| w as u64).sum::<u64>().max(1);
@@ -256,7 +244,7 @@ fn drive(
             .map(|t| {
                 let (sent, stop, rounds, send) = (&sent, &stop, &rounds, &send);
                 s.spawn(move || -> Result<()> {
-                    pin(t);
+                    pktgen::pin_to_cpu(t);
                     let mut mine = 0u64;
                     let t0 = Instant::now();
                     'outer: loop {
