@@ -4,7 +4,11 @@
 //! fuzz/artifacts/TARGET/, and `verdict` also writes the failing rule set and frame as
 //! fuzz/artifacts/verdict/last-failure/{rules.toml,frame.pcap}.
 
-use std::process::Command;
+use std::{
+    collections::VecDeque,
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
 
 use anyhow::{bail, Result};
 
@@ -68,7 +72,9 @@ pub fn run(a: Args) -> Result<()> {
         let corpus = root().join("fuzz/corpus").join(t);
         std::fs::create_dir_all(&corpus)?;
         step(&format!("fuzzing {t} for {} s", a.time));
-        let st = Command::new("cargo")
+        // libFuzzer reports every new input; keep the log to its summary, and its whole tail
+        // when the target fails.
+        let mut child = Command::new("cargo")
             .current_dir(root())
             .env("PATH", &path)
             .args(["+nightly", "fuzz", "run", t])
@@ -78,9 +84,39 @@ pub fn run(a: Args) -> Result<()> {
                 "--",
                 &format!("-max_total_time={}", a.time),
                 "-print_final_stats=1",
+                "-print_funcs=0",
             ])
-            .status()?;
-        if !st.success() {
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut tail: VecDeque<String> = VecDeque::new();
+        for line in BufReader::new(child.stderr.take().expect("piped"))
+            .lines()
+            .map_while(Result::ok)
+        {
+            let keep = [
+                "Done ",
+                "stat::",
+                "ERROR",
+                "panicked",
+                "SUMMARY",
+                "failing case",
+                "crash-",
+                "error",
+            ]
+            .iter()
+            .any(|k| line.contains(k));
+            if keep {
+                eprintln!("  {line}");
+            }
+            tail.push_back(line);
+            if tail.len() > 60 {
+                tail.pop_front();
+            }
+        }
+        if !child.wait()?.success() {
+            for l in &tail {
+                eprintln!("  | {l}");
+            }
             eprintln!("fuzz target {t} failed: reproducers in fuzz/artifacts/{t}/");
             failed.push(t);
         }
