@@ -15,7 +15,7 @@ pub fn svg(r: &Report) -> String {
     let left = 260.0;
     let width = 900.0;
     let plot = width - left - 90.0;
-    let top = 50.0;
+    let top = 62.0;
     let max = r
         .cases
         .iter()
@@ -27,11 +27,14 @@ pub fn svg(r: &Report) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\">xdpwall: Mpps judged by the DUT (median, bars; min-max, whiskers), {} runs of {:.1} s, {}-byte frames, kernel {}</text>\n",
+         <text x=\"10\" y=\"22\" font-size=\"15\">xdpwall: Mpps judged by the DUT (bars: median; whiskers: min to max)</text>\n\
+         <text x=\"10\" y=\"42\">{} runs of {:.1} s, {}-byte frames, {} generator thread(s), kernel {}, {} CPUs</text>\n",
         r.settings.repeats,
         r.settings.duration_s,
         r.settings.frame_size,
-        esc(&r.kernel)
+        r.settings.threads,
+        esc(&r.kernel),
+        r.cpus
     );
     for (i, c) in r.cases.iter().enumerate() {
         let y = top + row * i as f64;
