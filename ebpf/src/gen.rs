@@ -102,6 +102,8 @@ mod programs {
         };
         let l3 = cfg.l3_off as usize & 0xff;
         let l4 = cfg.l4_off as usize & 0x1ff;
+        // (old, new) 16-bit words the transport checksum must account for; fields that do
+        // not vary are left alone (the template, and every earlier run, already hold them).
         let mut l4_words = [(0u16, 0u16); 6];
         // SAFETY: every pointer comes from ptr(), which checked it against data_end.
         unsafe {
@@ -110,39 +112,56 @@ mod programs {
             } else {
                 (l3 + 12, l3 + 16)
             };
-            let src = value(cfg, gen_field::SRC, seq);
-            let dst = value(cfg, gen_field::DST, seq);
-            let s = set_u32(ptr::<[u8; 4]>(ctx, src_off)?, src);
-            let d = set_u32(ptr::<[u8; 4]>(ctx, dst_off)?, dst);
-            l4_words[0] = s[0];
-            l4_words[1] = s[1];
-            l4_words[2] = d[0];
-            l4_words[3] = d[1];
-            if cfg.v6 == 0 {
+            if cfg.span[gen_field::SRC] > 1 {
+                let s = set_u32(
+                    ptr::<[u8; 4]>(ctx, src_off)?,
+                    value(cfg, gen_field::SRC, seq),
+                );
+                l4_words[0] = s[0];
+                l4_words[1] = s[1];
+            }
+            if cfg.span[gen_field::DST] > 1 {
+                let d = set_u32(
+                    ptr::<[u8; 4]>(ctx, dst_off)?,
+                    value(cfg, gen_field::DST, seq),
+                );
+                l4_words[2] = d[0];
+                l4_words[3] = d[1];
+            }
+            let addr_changed = cfg.span[gen_field::SRC] > 1 || cfg.span[gen_field::DST] > 1;
+            if cfg.v6 == 0 && addr_changed {
                 let c = ptr::<[u8; 2]>(ctx, l3 + 10)?;
                 let mut sum = u16::from_be_bytes(*c);
-                for (o, n) in [s[0], s[1], d[0], d[1]] {
-                    sum = csum_replace(sum, o, n);
+                for (o, n) in [l4_words[0], l4_words[1], l4_words[2], l4_words[3]] {
+                    if o != n {
+                        sum = csum_replace(sum, o, n);
+                    }
                 }
                 *c = sum.to_be_bytes();
             }
             if cfg.has_ports != 0 {
-                let sp = ptr::<[u8; 2]>(ctx, l4)?;
-                let dp = ptr::<[u8; 2]>(ctx, l4 + 2)?;
-                let nsp = value(cfg, gen_field::SPORT, seq) as u16;
-                let ndp = value(cfg, gen_field::DPORT, seq) as u16;
-                l4_words[4] = (u16::from_be_bytes(*sp), nsp);
-                l4_words[5] = (u16::from_be_bytes(*dp), ndp);
-                *sp = nsp.to_be_bytes();
-                *dp = ndp.to_be_bytes();
+                if cfg.span[gen_field::SPORT] > 1 {
+                    let sp = ptr::<[u8; 2]>(ctx, l4)?;
+                    let n = value(cfg, gen_field::SPORT, seq) as u16;
+                    l4_words[4] = (u16::from_be_bytes(*sp), n);
+                    *sp = n.to_be_bytes();
+                }
+                if cfg.span[gen_field::DPORT] > 1 {
+                    let dp = ptr::<[u8; 2]>(ctx, l4 + 2)?;
+                    let n = value(cfg, gen_field::DPORT, seq) as u16;
+                    l4_words[5] = (u16::from_be_bytes(*dp), n);
+                    *dp = n.to_be_bytes();
+                }
             }
-            if cfg.l4_csum_off != 0 {
+            if cfg.l4_csum_off != 0 && l4_words.iter().any(|(o, n)| o != n) {
                 let c = ptr::<[u8; 2]>(ctx, l4 + (cfg.l4_csum_off as usize & 0x1f))?;
                 let mut sum = u16::from_be_bytes(*c);
                 // UDP over IPv4 may carry no checksum (0); keep it that way.
                 if sum != 0 || cfg.v6 != 0 {
                     for (o, n) in l4_words {
-                        sum = csum_replace(sum, o, n);
+                        if o != n {
+                            sum = csum_replace(sum, o, n);
+                        }
                     }
                     *c = sum.to_be_bytes();
                 }
