@@ -730,7 +730,6 @@ pub struct Filter {
     ebpf: Ebpf,
     /// The filter's maps.
     pub maps: Maps,
-    attached: Option<(String, Mode)>,
     link: Option<XdpLinkId>,
 }
 
@@ -838,7 +837,6 @@ impl Filter {
         Ok(Filter {
             ebpf,
             maps,
-            attached: None,
             link: None,
         })
     }
@@ -945,13 +943,7 @@ impl Filter {
                 m
             }
         };
-        self.attached = Some((iface.to_string(), used));
         Ok(used)
-    }
-
-    /// The interface and mode this filter is attached with, if any.
-    pub fn attached(&self) -> Option<&(String, Mode)> {
-        self.attached.as_ref()
     }
 
     /// Pins the attachment under [`PIN_ROOT`]/`name`/link, so it outlives this process

@@ -10,7 +10,6 @@ use std::{
 /// An AF_PACKET socket bound to one interface.
 pub struct AfPacket {
     fd: OwnedFd,
-    ifindex: i32,
 }
 
 impl AfPacket {
@@ -67,12 +66,7 @@ impl AfPacket {
                 std::mem::size_of::<libc::c_int>() as u32,
             )
         };
-        Ok(AfPacket { fd, ifindex })
-    }
-
-    /// The interface index.
-    pub fn ifindex(&self) -> i32 {
-        self.ifindex
+        Ok(AfPacket { fd })
     }
 
     /// Sends `count` frames with sendmmsg, 64 per system call, cycling through `frames`

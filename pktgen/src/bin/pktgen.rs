@@ -192,7 +192,6 @@ struct Stats {
     seconds: f64,
     pps: f64,
     mbps: f64,
-    errors: u64,
 }
 
 fn enter_netns(name: &str) -> Result<()> {
@@ -308,20 +307,18 @@ fn report(engine: &str, sent: u64, secs: f64, avg_len: f64, json: bool) -> Resul
         seconds: secs,
         pps: sent as f64 / secs.max(1e-9),
         mbps: sent as f64 * avg_len * 8.0 / secs.max(1e-9) / 1e6,
-        errors: 0,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        println!("engine   sent        seconds  rate          throughput   errors");
+        println!("engine   sent        seconds  rate          throughput");
         println!(
-            "{:<8} {:<11} {:<8.3} {:<13} {:<12} {}",
+            "{:<8} {:<11} {:<8.3} {:<13} {:.1} Mbit/s",
             s.engine,
             s.sent,
             s.seconds,
             format!("{:.3} Mpps", s.pps / 1e6),
-            format!("{:.1} Mbit/s", s.mbps),
-            s.errors
+            s.mbps
         );
     }
     Ok(())
