@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -38,7 +38,30 @@ pub const NO_PORT: u32 = 65536;
 /// Entries per generation in the protocol table.
 pub const PROTO_ENTRIES: u32 = 256;
 /// Maximum number of LPM entries per generation and address family (distinct prefixes + /0).
-pub const LPM_ENTRIES_PER_GEN: u32 = MAX_RULES as u32 + 1;
+/// LPM tries allocate on demand, so this is only a bound.
+pub const LPM_ENTRIES_PER_GEN: u32 = (1 << 20) + MAX_RULES as u32 + 1;
+/// Host entries (/32 and /128 networks) per address family, source and destination together,
+/// summed over both generations: a live swap holds the old and the new generation at once, so
+/// one generation can hold up to half of this. The hash map allocates on demand.
+pub const HOST_ENTRIES: u32 = 1 << 21;
+/// Maximum number of named address sets per rule set.
+pub const MAX_SETS: u32 = 64;
+/// Maximum number of entries of all sets of one rule set together.
+pub const MAX_SET_ENTRIES: usize = 1 << 20;
+/// Token buckets the rate limiter keeps (least recently used ones are evicted).
+pub const RATE_ENTRIES: u32 = 1 << 16;
+/// One token in the rate limiter's fixed-point unit: a bucket's credit counts token-nanoseconds.
+pub const TOKEN: u64 = 1_000_000_000;
+/// Largest `burst` a rate-limit rule may have (keeps `burst * TOKEN` far from overflow).
+pub const MAX_BURST: u32 = 1_000_000;
+/// Largest `rate` (packets per second) a rate-limit rule may have.
+pub const MAX_RATE: u32 = 1_000_000_000;
+/// Most leading bytes of a frame a verdict event carries.
+pub const SNAP_MAX: usize = 256;
+/// Size of the verdict-event ring buffer in bytes.
+pub const EVENT_RING_BYTES: u32 = 1 << 21;
+/// Verdict events: one drop in this many is sampled unless configured otherwise.
+pub const DEFAULT_SAMPLE_DROPS: u32 = 1000;
 /// The bitmap slot that every generation reserves for "all rules" (a dimension no rule uses).
 pub const SLOT_ALL: u32 = 0;
 
@@ -70,13 +93,48 @@ pub mod map_names {
     pub const STATS: &str = "XW_STATS";
     /// Per-CPU [`super::Counter`] per rule: `gen * MAX_RULES + rule`.
     pub const RULE_STATS: &str = "XW_RULE_STATS";
+    /// Per-CPU [`super::Counter`] per rule of packets over a rate limit: `gen * MAX_RULES + rule`.
+    pub const RULE_LIMITED: &str = "XW_RULE_LIMITED";
+    /// Hash: [`super::Host4Key`] -> slot (host entries of sets and rules, checked before the trie).
+    pub const HOST4: &str = "XW_HOST4";
+    /// Hash: [`super::Host6Key`] -> slot.
+    pub const HOST6: &str = "XW_HOST6";
+    /// [`super::SetInfo`] per set: `gen * MAX_SETS + set`.
+    pub const SETS: &str = "XW_SETS";
+    /// LRU hash: [`super::RateKey`] -> [`super::Bucket`].
+    pub const RATE: &str = "XW_RATE";
+    /// Ring buffer of [`super::Event`]s.
+    pub const EVENTS: &str = "XW_EVENTS";
+    /// Per-CPU sampling countdowns (`u64`): index 0 drops, 1 passes.
+    pub const SAMPLE: &str = "XW_SAMPLE";
 
     /// Every map, in a fixed order (used for pinning and cleanup).
-    pub const ALL: [&str; 13] = [
-        CONFIG, GEN_INFO, RULES, BITMAPS, SRC4, DST4, SRC6, DST6, PROTO, SPORT, DPORT, STATS,
+    pub const ALL: [&str; 20] = [
+        CONFIG,
+        GEN_INFO,
+        RULES,
+        BITMAPS,
+        SRC4,
+        DST4,
+        SRC6,
+        DST6,
+        PROTO,
+        SPORT,
+        DPORT,
+        STATS,
         RULE_STATS,
+        RULE_LIMITED,
+        HOST4,
+        HOST6,
+        SETS,
+        RATE,
+        EVENTS,
+        SAMPLE,
     ];
 }
+
+/// `BPF_F_NO_PREALLOC`: hash maps that allocate entries when they are inserted.
+pub const MAP_F_NO_PREALLOC: u32 = 1;
 
 /// `BPF_F_MMAPABLE`: the big table arrays are written by user space through a shared mapping
 /// (one memcpy instead of one syscall per entry). Each element then takes
@@ -92,6 +150,35 @@ pub mod action {
     pub const PASS: u8 = 0;
     /// Drop the packet (`XDP_DROP`).
     pub const DROP: u8 = 1;
+    /// Pass while the source's token bucket has a token, drop otherwise.
+    pub const RATE_LIMIT: u8 = 2;
+}
+
+/// Why a packet got its verdict, as carried by an [`Event`].
+pub mod cause {
+    /// A rule matched ([`super::Event::rule`]).
+    pub const RULE: u8 = 0;
+    /// No rule matched.
+    pub const DEFAULT: u8 = 1;
+    /// The frame is malformed.
+    pub const MALFORMED: u8 = 2;
+    /// The frame is not IPv4/IPv6.
+    pub const NON_IP: u8 = 3;
+    /// A rate-limit rule matched and the source was over its limit.
+    pub const RATE_LIMITED: u8 = 4;
+}
+
+/// Bits of [`GenInfo::hosts`]: which host hash tables the generation fills (the program only
+/// looks into those).
+pub mod hosts {
+    /// Source, IPv4.
+    pub const SRC4: u32 = 1;
+    /// Destination, IPv4.
+    pub const DST4: u32 = 2;
+    /// Source, IPv6.
+    pub const SRC6: u32 = 4;
+    /// Destination, IPv6.
+    pub const DST6: u32 = 8;
 }
 
 /// Indices into the statistics map.
@@ -106,8 +193,12 @@ pub mod stat {
     pub const MALFORMED: u32 = 3;
     /// Frames that are not IPv4/IPv6 (took the non-IP policy).
     pub const NON_IP: u32 = 4;
+    /// Packets a rate-limit rule dropped because their source was over its limit.
+    pub const RATE_LIMITED: u32 = 5;
+    /// Verdict events lost because the ring buffer was full.
+    pub const EVENTS_LOST: u32 = 6;
     /// Number of statistics.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 7;
 }
 
 /// Bits of [`GenInfo::dims`]: which dimensions any rule of the generation uses.
@@ -136,6 +227,10 @@ pub mod matcher {
     pub const SPORT: u8 = 8;
     /// Destination port range present.
     pub const DPORT: u8 = 16;
+    /// The source matcher is a set: `src_len` holds the set's index.
+    pub const SRC_SET: u8 = 32;
+    /// The destination matcher is a set: `dst_len` holds the set's index.
+    pub const DST_SET: u8 = 64;
 }
 
 /// Global configuration (one entry).
@@ -146,8 +241,20 @@ pub struct Config {
     pub active_gen: u32,
     /// [`ABI_VERSION`] of whoever created the maps.
     pub abi: u32,
+    /// Sample one dropped packet in this many as a verdict event (0: none).
+    pub sample_drops: u32,
+    /// Sample one passed packet in this many as a verdict event (0: none).
+    pub sample_passes: u32,
+    /// Leading bytes of a sampled frame copied into its event (at most [`SNAP_MAX`]).
+    pub snap_len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// When not zero, the rate limiter's clock in nanoseconds instead of the kernel's monotonic
+    /// clock: tests set it before each `BPF_PROG_TEST_RUN` to check the token buckets against
+    /// the reference model with the same timestamps.
+    pub clock_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 32);
 
 /// Per-generation policy and sizes.
 #[repr(C)]
@@ -155,8 +262,8 @@ const _: () = assert!(core::mem::size_of::<Config>() == 8);
 pub struct GenInfo {
     /// Number of rules.
     pub nrules: u32,
-    /// Bitmap words in use: `ceil(nrules / 64)`.
-    pub nwords: u32,
+    /// Bits from [`hosts`]: host hash tables this generation has entries in.
+    pub hosts: u32,
     /// Bits from [`dim`]: dimensions that need a lookup.
     pub dims: u32,
     /// Action when no rule matches.
@@ -201,8 +308,118 @@ pub struct RuleEntry {
     pub dst: [u8; 16],
     /// Rule name, UTF-8, NUL padded.
     pub name: [u8; 32],
+    /// Rate-limit rules: packets per second per source key.
+    pub rate: u32,
+    /// Rate-limit rules: bucket size in packets.
+    pub burst: u32,
+    /// Rate-limit rules: IPv4 sources are grouped by this prefix length.
+    pub limit_prefix4: u8,
+    /// Rate-limit rules: IPv6 sources are grouped by this prefix length.
+    pub limit_prefix6: u8,
+    /// Explicit padding.
+    pub _pad2: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<RuleEntry>() == 80);
+const _: () = assert!(core::mem::size_of::<RuleEntry>() == 96);
+
+/// A named address set of one generation (for `xdpwall status`; the program does not read it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetInfo {
+    /// Set name, UTF-8, NUL padded.
+    pub name: [u8; 32],
+    /// Entries in the set.
+    pub entries: u32,
+    /// Of which host entries (/32, /128), kept in the host hash tables.
+    pub hosts: u32,
+    /// Of which IPv6 entries.
+    pub v6: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<SetInfo>() == 48);
+
+/// Host hash key for IPv4: `gen_dim = gen * 2 + (0 for source, 1 for destination)`, then the
+/// address as it is on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Host4Key {
+    /// Generation and dimension.
+    pub gen_dim: u32,
+    /// Address bytes in network order.
+    pub addr: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<Host4Key>() == 8);
+
+/// Host hash key for IPv6 (see [`Host4Key`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Host6Key {
+    /// Generation and dimension.
+    pub gen_dim: u32,
+    /// Address bytes in network order.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<Host6Key>() == 20);
+
+/// Token-bucket key: the rule (`gen * MAX_RULES + rule`) and the source address masked to the
+/// rule's prefix length (IPv4 in the first 4 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RateKey {
+    /// Generation and rule.
+    pub rule: u32,
+    /// 4 or 6.
+    pub family: u32,
+    /// Masked source address.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<RateKey>() == 24);
+
+/// A token bucket (semantics in filter/README.md).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Credit in token-nanoseconds ([`TOKEN`] per packet).
+    pub credit: u64,
+    /// Time of the last refill, nanoseconds.
+    pub last_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<Bucket>() == 16);
+
+/// A sampled verdict, sent through the [`map_names::EVENTS`] ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Kernel monotonic time, nanoseconds.
+    pub ts_ns: u64,
+    /// The rule (valid when `cause` is [`cause::RULE`] or [`cause::RATE_LIMITED`]).
+    pub rule: u32,
+    /// Length of the whole frame.
+    pub frame_len: u32,
+    /// Bytes of the frame in `data`.
+    pub cap_len: u32,
+    /// One of [`action`] (PASS or DROP).
+    pub action: u8,
+    /// One of [`cause`].
+    pub cause: u8,
+    /// 4, 6, or 0 when the frame was not parsed as IP.
+    pub family: u8,
+    /// IP protocol.
+    pub proto: u8,
+    /// Source port (0 without ports).
+    pub sport: u16,
+    /// Destination port (0 without ports).
+    pub dport: u16,
+    /// Generation the verdict came from.
+    pub gen: u32,
+    /// Source address (IPv4 in the first 4 bytes).
+    pub src: [u8; 16],
+    /// Destination address (IPv4 in the first 4 bytes).
+    pub dst: [u8; 16],
+    /// Leading bytes of the frame.
+    pub data: [u8; SNAP_MAX],
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 32 + 32 + SNAP_MAX);
 
 /// A set of rules, bit `i` standing for rule `i`, with a summary of its non-zero words.
 #[repr(C)]
@@ -292,4 +509,10 @@ mod pod {
     unsafe impl aya::Pod for super::Lpm4Key {}
     unsafe impl aya::Pod for super::Lpm6Key {}
     unsafe impl aya::Pod for super::GenConfig {}
+    unsafe impl aya::Pod for super::SetInfo {}
+    unsafe impl aya::Pod for super::Host4Key {}
+    unsafe impl aya::Pod for super::Host6Key {}
+    unsafe impl aya::Pod for super::RateKey {}
+    unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::Event {}
 }

@@ -2,14 +2,17 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, dim, stat, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key, RuleEntry, BITMAP_WORDS,
-    GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE, MAX_RULES, NO_PORT,
-    PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
+    action, cause, dim, hosts, stat, Bitmap, Bucket, Config, Counter, Event, GenInfo, Host4Key,
+    Host6Key, Lpm4Key, Lpm6Key, RateKey, RuleEntry, SetInfo, BITMAP_WORDS, EVENT_RING_BYTES,
+    GENERATIONS, GEN_PREFIX_BITS, HOST_ENTRIES, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
+    MAP_F_NO_PREALLOC, MAX_RULES, MAX_SETS, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, RATE_ENTRIES,
+    SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -46,15 +49,56 @@ static XW_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(stat::COUN
 #[map]
 static XW_RULE_STATS: PerCpuArray<Counter> =
     PerCpuArray::with_max_entries(GENERATIONS * MAX_RULES as u32, 0);
+#[map]
+static XW_RULE_LIMITED: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(GENERATIONS * MAX_RULES as u32, 0);
+#[map]
+static XW_HOST4: HashMap<Host4Key, u32> =
+    HashMap::with_max_entries(HOST_ENTRIES, MAP_F_NO_PREALLOC);
+#[map]
+static XW_HOST6: HashMap<Host6Key, u32> =
+    HashMap::with_max_entries(HOST_ENTRIES, MAP_F_NO_PREALLOC);
+/// Only user space reads it; declared here so that it lives with the other maps.
+#[map]
+static XW_SETS: Array<SetInfo> = Array::with_max_entries(GENERATIONS * MAX_SETS, 0);
+#[map]
+static XW_RATE: LruHashMap<RateKey, Bucket> = LruHashMap::with_max_entries(RATE_ENTRIES, 0);
+#[map]
+static XW_EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+#[map]
+static XW_SAMPLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// The outcome for one frame.
+struct Verdict {
+    action: u8,
+    cause: u8,
+    rule: u32,
+    gen: u32,
+}
 
 #[xdp]
 pub fn xdpwall(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    if filter(&ctx, len) == action::DROP {
-        count(&XW_STATS, stat::DROP, len);
+    // Missing entries cannot happen (arrays are preallocated); passing keeps a broken setup
+    // visible instead of black-holing the interface.
+    let Some(cfg) = XW_CONFIG.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let mut pkt = Packet::new();
+    let v = filter(&ctx, cfg, len, &mut pkt);
+    let drop = v.action == action::DROP;
+    let (stat_index, every) = if drop {
+        (stat::DROP, cfg.sample_drops)
+    } else {
+        (stat::PASS, cfg.sample_passes)
+    };
+    count(&XW_STATS, stat_index, len);
+    if every != 0 {
+        sample(&ctx, cfg, &v, &pkt, len, drop as u32, every);
+    }
+    if drop {
         xdp_action::XDP_DROP
     } else {
-        count(&XW_STATS, stat::PASS, len);
         xdp_action::XDP_PASS
     }
 }
@@ -70,44 +114,213 @@ fn count(map: &PerCpuArray<Counter>, index: u32, len: u64) {
     }
 }
 
-/// Returns the action ([`action`]) for the frame and counts it by cause.
+/// Decides the frame's fate and counts it by cause; `pkt` keeps the parsed headers.
 #[inline(always)]
-fn filter(ctx: &XdpContext, len: u64) -> u8 {
-    // Missing entries cannot happen (arrays are preallocated); passing keeps a broken setup
-    // visible instead of black-holing the interface.
-    let Some(cfg) = XW_CONFIG.get(0) else {
-        return action::PASS;
-    };
+fn filter(ctx: &XdpContext, cfg: &Config, len: u64, pkt: &mut Packet) -> Verdict {
     let gen = cfg.active_gen & 1;
-    let Some(info) = XW_GEN_INFO.get(gen) else {
-        return action::PASS;
+    let mut v = Verdict {
+        action: action::PASS,
+        cause: cause::DEFAULT,
+        rule: 0,
+        gen,
     };
-    let mut pkt = Packet::new();
-    match parse(ctx, &mut pkt) {
+    let Some(info) = XW_GEN_INFO.get(gen) else {
+        return v;
+    };
+    match parse(ctx, pkt) {
         Parsed::Ip => {}
         Parsed::NonIp => {
             count(&XW_STATS, stat::NON_IP, len);
-            return info.non_ip_action;
+            v.cause = cause::NON_IP;
+            v.action = info.non_ip_action;
+            return v;
         }
         Parsed::Malformed => {
             count(&XW_STATS, stat::MALFORMED, len);
-            return info.malformed_action;
+            v.cause = cause::MALFORMED;
+            v.action = info.malformed_action;
+            return v;
         }
     }
-    match classify(gen, info, &pkt) {
+    match classify(gen, info, pkt) {
         Some(rule) => {
             let index = gen * MAX_RULES as u32 + rule;
             count(&XW_RULE_STATS, index, len);
-            match XW_RULES.get(index) {
-                Some(r) => r.action,
-                None => action::PASS,
+            v.rule = rule;
+            v.cause = cause::RULE;
+            if let Some(r) = XW_RULES.get(index) {
+                v.action = r.action;
+                if r.action == action::RATE_LIMIT {
+                    if over_limit(cfg, index, r, pkt) {
+                        count(&XW_RULE_LIMITED, index, len);
+                        count(&XW_STATS, stat::RATE_LIMITED, len);
+                        v.action = action::DROP;
+                        v.cause = cause::RATE_LIMITED;
+                    } else {
+                        v.action = action::PASS;
+                    }
+                }
             }
+            v
         }
         None => {
             count(&XW_STATS, stat::DEFAULT, len);
-            info.default_action
+            v.action = info.default_action;
+            v
         }
     }
+}
+
+/// The source address masked to `prefix` bits, words in network order.
+#[inline(always)]
+fn masked(addr: &[u32; 4], prefix: u32) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for (i, o) in out.iter_mut().enumerate() {
+        let bits = prefix.saturating_sub(32 * i as u32);
+        let mask = if bits >= 32 {
+            u32::MAX
+        } else if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
+        *o = (u32::from_be(addr[i]) & mask).to_be();
+    }
+    out
+}
+
+/// Token bucket of rule `index` for the packet's source (filter/README.md): takes one token
+/// and returns false, or returns true when the bucket has none.
+#[inline(always)]
+fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
+    let now = if cfg.clock_ns != 0 {
+        cfg.clock_ns
+    } else {
+        // SAFETY: helper without arguments.
+        unsafe { bpf_ktime_get_ns() }
+    };
+    let (family, words) = if pkt.v6 {
+        (6, masked(&pkt.src, r.limit_prefix6 as u32))
+    } else {
+        (4, masked(&[pkt.src[0], 0, 0, 0], r.limit_prefix4 as u32))
+    };
+    let key = RateKey {
+        rule: index,
+        family,
+        // SAFETY: [u32; 4] and [u8; 16] have the same size and no invalid values.
+        addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) },
+    };
+    let rate = r.rate as u64;
+    if rate == 0 {
+        return true;
+    }
+    let cap = r.burst as u64 * TOKEN;
+    match XW_RATE.get_ptr_mut(&key) {
+        Some(b) => {
+            // SAFETY: a map value; concurrent CPUs may race on it (documented: the limit is
+            // then approximate), which cannot make it invalid.
+            let b = unsafe { &mut *b };
+            let mut credit = b.credit;
+            if now > b.last_ns {
+                let elapsed = now - b.last_ns;
+                credit = if elapsed > cap / rate {
+                    cap
+                } else {
+                    let c = credit + elapsed * rate;
+                    if c > cap {
+                        cap
+                    } else {
+                        c
+                    }
+                };
+                b.last_ns = now;
+            }
+            if credit >= TOKEN {
+                b.credit = credit - TOKEN;
+                false
+            } else {
+                b.credit = credit;
+                true
+            }
+        }
+        None => {
+            let b = Bucket {
+                credit: cap.saturating_sub(TOKEN),
+                last_ns: now,
+            };
+            let _ = XW_RATE.insert(&key, &b, 0);
+            false
+        }
+    }
+}
+
+/// Every `every`-th drop (`kind` 1) or pass (`kind` 0) on this CPU becomes a verdict event.
+#[inline(always)]
+fn sample(
+    ctx: &XdpContext,
+    cfg: &Config,
+    v: &Verdict,
+    pkt: &Packet,
+    len: u64,
+    kind: u32,
+    every: u32,
+) {
+    let Some(c) = XW_SAMPLE.get_ptr_mut(kind) else {
+        return;
+    };
+    // SAFETY: per-CPU value.
+    unsafe {
+        let n = *c + 1;
+        if n < every as u64 {
+            *c = n;
+            return;
+        }
+        *c = 0;
+    }
+    let Some(mut entry) = XW_EVENTS.reserve::<Event>(0) else {
+        count(&XW_STATS, stat::EVENTS_LOST, len);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    let ip = v.cause == cause::RULE || v.cause == cause::RATE_LIMITED || v.cause == cause::DEFAULT;
+    let mut snap = cfg.snap_len as u64;
+    if snap > len {
+        snap = len;
+    }
+    // SAFETY: `e` points at a reserved, writable ring-buffer record of size_of::<Event>().
+    unsafe {
+        (*e).ts_ns = bpf_ktime_get_ns();
+        (*e).rule = v.rule;
+        (*e).frame_len = len as u32;
+        (*e).action = v.action;
+        (*e).cause = v.cause;
+        (*e).gen = v.gen;
+        (*e).family = if !ip {
+            0
+        } else if pkt.v6 {
+            6
+        } else {
+            4
+        };
+        (*e).proto = pkt.proto;
+        (*e).sport = if pkt.has_ports { pkt.sport } else { 0 };
+        (*e).dport = if pkt.has_ports { pkt.dport } else { 0 };
+        (*e).src = core::mem::transmute::<[u32; 4], [u8; 16]>(pkt.src);
+        (*e).dst = core::mem::transmute::<[u32; 4], [u8; 16]>(pkt.dst);
+        (*e).cap_len = 0;
+        if snap > 0 && snap <= SNAP_MAX as u64 {
+            let r = bpf_xdp_load_bytes(
+                ctx.ctx,
+                0,
+                (*e).data.as_mut_ptr() as *mut core::ffi::c_void,
+                snap as u32,
+            );
+            if r == 0 {
+                (*e).cap_len = snap as u32;
+            }
+        }
+    }
+    entry.submit(0);
 }
 
 /// Returns the index of the first rule that matches `pkt`, if any.
@@ -117,12 +330,20 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     let all = XW_BITMAPS.get(base + SLOT_ALL)?;
     let dims = info.dims;
     let src = if dims & dim::SRC != 0 {
-        bitmap(base, addr_slot(gen, pkt.v6, &pkt.src, &XW_SRC4, &XW_SRC6)?)?
+        let host = info.hosts & if pkt.v6 { hosts::SRC6 } else { hosts::SRC4 } != 0;
+        bitmap(
+            base,
+            addr_slot(gen * 2, host, pkt.v6, &pkt.src, &XW_SRC4, &XW_SRC6)?,
+        )?
     } else {
         all
     };
     let dst = if dims & dim::DST != 0 {
-        bitmap(base, addr_slot(gen, pkt.v6, &pkt.dst, &XW_DST4, &XW_DST6)?)?
+        let host = info.hosts & if pkt.v6 { hosts::DST6 } else { hosts::DST4 } != 0;
+        bitmap(
+            base,
+            addr_slot(gen * 2 + 1, host, pkt.v6, &pkt.dst, &XW_DST4, &XW_DST6)?,
+        )?
     } else {
         all
     };
@@ -168,16 +389,39 @@ fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
     XW_BITMAPS.get(base + slot)
 }
 
-/// Looks the address up in the family's LPM trie; every generation has a /0 entry, so a
-/// well-formed table always answers.
+/// Looks the address up: first in the host hash (when `host`: the generation has host entries
+/// for this dimension and family), which holds the longest possible prefixes, then in the
+/// family's LPM trie of the other prefixes; every generation has a /0 entry, so a well-formed
+/// table always answers.
 #[inline(always)]
 fn addr_slot(
-    gen: u32,
+    gen_dim: u32,
+    host: bool,
     v6: bool,
     addr: &[u32; 4],
     trie4: &LpmTrie<Lpm4Key, u32>,
     trie6: &LpmTrie<Lpm6Key, u32>,
 ) -> Option<u32> {
+    let gen = gen_dim >> 1;
+    if host {
+        // SAFETY: [u32; N] and [u8; 4 * N] have the same size and no invalid values.
+        let hit = unsafe {
+            if v6 {
+                XW_HOST6.get(&Host6Key {
+                    gen_dim,
+                    addr: core::mem::transmute::<[u32; 4], [u8; 16]>(*addr),
+                })
+            } else {
+                XW_HOST4.get(&Host4Key {
+                    gen_dim,
+                    addr: addr[0].to_ne_bytes(),
+                })
+            }
+        };
+        if let Some(slot) = hit {
+            return Some(*slot);
+        }
+    }
     let g = gen.to_be();
     if v6 {
         let words = [g, addr[0], addr[1], addr[2], addr[3]];

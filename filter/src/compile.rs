@@ -7,11 +7,11 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 use xdpwall_common::{
-    dim, matcher, Bitmap, GenInfo, RuleEntry, BITMAP_WORDS, MAX_RULES, NO_PORT, PORT_ENTRIES,
-    PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
+    dim, hosts, matcher, Bitmap, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, MAX_RULES, NO_PORT,
+    PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
 };
 
-use crate::rules::{PortRange, RuleSet};
+use crate::rules::{PortRange, Rule, RuleSet};
 
 /// One LPM entry: a network and the slot of its bitmap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,10 +31,16 @@ pub struct Tables {
     pub rules: Vec<RuleEntry>,
     /// Distinct bitmaps; index = slot. Slot [`SLOT_ALL`] has every rule's bit.
     pub bitmaps: Vec<Bitmap>,
-    /// Source networks, both families.
+    /// Source networks of both families that go into the LPM tries (all but host entries).
     pub src: Vec<LpmEntry>,
-    /// Destination networks, both families.
+    /// Destination networks for the LPM tries.
     pub dst: Vec<LpmEntry>,
+    /// Source host entries (/32, /128) for the host hash tables.
+    pub src_hosts: Vec<LpmEntry>,
+    /// Destination host entries.
+    pub dst_hosts: Vec<LpmEntry>,
+    /// One entry per set of the rule set, in name order (a rule's set index points here).
+    pub sets: Vec<SetInfo>,
     /// Slot per protocol number.
     pub proto: Vec<u32>,
     /// Slot per source port, plus [`NO_PORT`] (empty when no rule matches source ports).
@@ -49,6 +55,9 @@ pub enum CompileError {
     /// More rules than the kernel tables hold.
     #[error("{0} rules: at most {MAX_RULES} fit in the kernel tables")]
     TooManyRules(usize),
+    /// The sets nest in so many ways that the distinct rule bitmaps do not fit.
+    #[error("the rule set needs more than {SLOTS_PER_GEN} distinct rule bitmaps (sets nested in too many different ways)")]
+    TooManySlots,
 }
 
 struct Slots {
@@ -57,6 +66,13 @@ struct Slots {
 }
 
 impl Slots {
+    fn slot_checked(&mut self, b: Bitmap) -> Result<u32, CompileError> {
+        if !self.index.contains_key(&b) && self.bitmaps.len() >= SLOTS_PER_GEN as usize {
+            return Err(CompileError::TooManySlots);
+        }
+        Ok(self.slot(b))
+    }
+
     fn slot(&mut self, b: Bitmap) -> u32 {
         if let Some(&s) = self.index.get(&b) {
             return s;
@@ -98,10 +114,10 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 
     let mut dims = 0;
     let uses = |f: &dyn Fn(usize) -> bool| (0..n).any(f);
-    if uses(&|i| rules[i].src.is_some()) {
+    if uses(&|i| rules[i].src.is_some() || rules[i].src_set.is_some()) {
         dims |= dim::SRC;
     }
-    if uses(&|i| rules[i].dst.is_some()) {
+    if uses(&|i| rules[i].dst.is_some() || rules[i].dst_set.is_some()) {
         dims |= dim::DST;
     }
     if uses(&|i| rules[i].proto.is_some()) {
@@ -114,8 +130,46 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         dims |= dim::DPORT;
     }
 
-    let src = lpm_entries(&mut slots, n, |i| rules[i].src);
-    let dst = lpm_entries(&mut slots, n, |i| rules[i].dst);
+    let set_index: HashMap<&str, usize> = set
+        .sets
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let (src, src_hosts) = addr_entries(&mut slots, set, |r| (r.src, r.src_set.as_deref()))?;
+    let (dst, dst_hosts) = addr_entries(&mut slots, set, |r| (r.dst, r.dst_set.as_deref()))?;
+    let mut host_bits = 0;
+    for (entries, b4, b6) in [
+        (&src_hosts, hosts::SRC4, hosts::SRC6),
+        (&dst_hosts, hosts::DST4, hosts::DST6),
+    ] {
+        if entries.iter().any(|e| e.net.addr().is_ipv4()) {
+            host_bits |= b4;
+        }
+        if entries.iter().any(|e| e.net.addr().is_ipv6()) {
+            host_bits |= b6;
+        }
+    }
+    let sets = set
+        .sets
+        .iter()
+        .map(|(name, s)| {
+            let mut info = SetInfo {
+                name: [0; 32],
+                entries: s.nets.len() as u32,
+                hosts: s
+                    .nets
+                    .iter()
+                    .filter(|n| n.prefix_len() == n.max_prefix_len())
+                    .count() as u32,
+                v6: s.nets.iter().filter(|n| n.addr().is_ipv6()).count() as u32,
+                _pad: 0,
+            };
+            let b = name.as_bytes();
+            info.name[..b.len().min(31)].copy_from_slice(&b[..b.len().min(31)]);
+            info
+        })
+        .collect();
     let proto = (0..PROTO_ENTRIES)
         .map(|p| {
             let b = bitmap_of(n, |i| rules[i].proto.is_none_or(|rp| rp as u32 == p));
@@ -132,58 +186,123 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     } else {
         Vec::new()
     };
-    assert!(
-        slots.bitmaps.len() <= SLOTS_PER_GEN as usize,
-        "slot bound in xdpwall-common is wrong"
-    );
+    if slots.bitmaps.len() > SLOTS_PER_GEN as usize {
+        return Err(CompileError::TooManySlots);
+    }
 
     Ok(Tables {
         info: GenInfo {
             nrules: n as u32,
-            nwords: n.div_ceil(64) as u32,
+            hosts: host_bits,
             dims,
             default_action: set.default.code(),
             malformed_action: set.malformed.code(),
             non_ip_action: set.non_ip.code(),
             _pad: 0,
         },
-        rules: rules.iter().map(rule_entry).collect(),
+        rules: rules.iter().map(|r| rule_entry(r, &set_index)).collect(),
         bitmaps: slots.bitmaps,
         src,
         dst,
+        src_hosts,
+        dst_hosts,
+        sets,
         proto,
         sport,
         dport,
     })
 }
 
-/// For each family: every distinct network some rule names, plus the /0. The bitmap of network
-/// `p` holds the rules with no network in this dimension and those whose network contains `p`.
-/// The longest-prefix match of an address `a` is the longest such `p` containing `a`; every rule
-/// network containing `a` contains that `p` (both contain `a`, so they nest), so the bitmap is
-/// exactly the set of rules whose matcher accepts `a`.
-fn lpm_entries(
+/// The address tables of one dimension: every distinct network that some rule names (as its
+/// CIDR or as an entry of its set), plus a /0 per family, split into LPM entries and host
+/// entries (/32, /128).
+///
+/// The bitmap of network `p` holds the rules with no matcher in this dimension and those with a
+/// network (CIDR or set entry) containing `p`. The longest-prefix match of an address `a` is the
+/// longest such `p` containing `a`; every rule network containing `a` contains that `p` (both
+/// contain `a`, so they nest), so the bitmap is exactly the set of rules accepting `a`. Host
+/// entries are the longest prefixes there are, so looking them up first and the trie (which
+/// then holds only shorter prefixes) second finds the same `p`.
+///
+/// Computed parent-first: bitmap(p) = own(p) | bitmap(parent(p)), where parent(p) is the
+/// longest strictly shorter network of the table containing `p`, so the work grows with the
+/// number of entries times the number of distinct prefix lengths, not times the rules.
+fn addr_entries<'a>(
     slots: &mut Slots,
-    n: usize,
-    net_of: impl Fn(usize) -> Option<IpNet>,
-) -> Vec<LpmEntry> {
-    let mut nets: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
-    for i in 0..n {
-        if let Some(net) = net_of(i) {
-            if !nets.contains(&net) {
-                nets.push(net);
+    set: &'a RuleSet,
+    matcher_of: impl Fn(&'a Rule) -> (Option<IpNet>, Option<&'a str>),
+) -> Result<(Vec<LpmEntry>, Vec<LpmEntry>), CompileError> {
+    let n = set.rules.len();
+    // (network, rule) for every network a rule names; u32::MAX marks the /0 entries.
+    let mut named: Vec<(IpNet, u32)> = vec![
+        ("0.0.0.0/0".parse().unwrap(), u32::MAX),
+        ("::/0".parse().unwrap(), u32::MAX),
+    ];
+    for (i, r) in set.rules.iter().enumerate() {
+        match matcher_of(r) {
+            (Some(net), _) => named.push((net, i as u32)),
+            (None, Some(name)) => {
+                named.extend(set.sets[name].nets.iter().map(|&net| (net, i as u32)))
             }
+            (None, None) => {}
         }
     }
-    nets.into_iter()
-        .map(|p| {
-            let b = bitmap_of(n, |i| net_of(i).is_none_or(|q| q.contains(&p)));
-            LpmEntry {
-                net: p,
-                slot: slots.slot(b),
+    named.sort_unstable_by_key(|&(net, rule)| (net.addr().is_ipv6(), net.prefix_len(), net, rule));
+    named.dedup();
+    let base = bitmap_of(n, |i| matcher_of(&set.rules[i]) == (None, None));
+
+    let mut lens: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut index: HashMap<IpNet, u32> = HashMap::with_capacity(named.len());
+    let mut lpm = Vec::new();
+    let mut host = Vec::new();
+    let mut i = 0;
+    while i < named.len() {
+        let net = named[i].0;
+        let family = net.addr().is_ipv6() as usize;
+        let mut j = i;
+        while j < named.len() && named[j].0 == net {
+            j += 1;
+        }
+        let parent = lens[family]
+            .iter()
+            .rev()
+            .filter(|&&l| l < net.prefix_len())
+            .find_map(|&l| {
+                let q = IpNet::new(net.addr(), l).unwrap().trunc();
+                index.get(&q).copied()
+            });
+        let parent_slot = parent.unwrap_or(u32::MAX);
+        let mut b = if parent_slot == u32::MAX {
+            base
+        } else {
+            slots.bitmaps[parent_slot as usize]
+        };
+        let before = b;
+        for &(_, rule) in &named[i..j] {
+            if rule != u32::MAX {
+                let r = rule as usize;
+                b.words[r / 64] |= 1 << (r % 64);
+                b.summary |= 1 << (r / 64);
             }
-        })
-        .collect()
+        }
+        let slot = if b == before && parent_slot != u32::MAX {
+            parent_slot
+        } else {
+            slots.slot_checked(b)?
+        };
+        index.insert(net, slot);
+        if lens[family].last() != Some(&net.prefix_len()) {
+            lens[family].push(net.prefix_len());
+        }
+        let e = LpmEntry { net, slot };
+        if net.prefix_len() == net.max_prefix_len() {
+            host.push(e);
+        } else {
+            lpm.push(e);
+        }
+        i = j;
+    }
+    Ok((lpm, host))
 }
 
 /// One slot per port and one for packets without ports: computed per elementary interval
@@ -213,8 +332,13 @@ fn port_slots(
     table
 }
 
-fn rule_entry(r: &crate::rules::Rule) -> RuleEntry {
+fn rule_entry(r: &Rule, set_index: &HashMap<&str, usize>) -> RuleEntry {
     let mut e = RuleEntry {
+        rate: 0,
+        burst: 0,
+        limit_prefix4: 0,
+        limit_prefix6: 0,
+        _pad2: [0; 6],
         action: r.action.code(),
         flags: 0,
         proto: r.proto.unwrap_or(0),
@@ -236,6 +360,21 @@ fn rule_entry(r: &crate::rules::Rule) -> RuleEntry {
     if let Some(net) = r.dst {
         e.flags |= matcher::DST;
         (e.dst_family, e.dst_len, e.dst) = net_fields(net);
+    }
+    if let Some(name) = &r.src_set {
+        e.flags |= matcher::SRC_SET;
+        e.src_len = set_index[name.as_str()] as u8;
+    }
+    if let Some(name) = &r.dst_set {
+        e.flags |= matcher::DST_SET;
+        e.dst_len = set_index[name.as_str()] as u8;
+    }
+    if let Some(l) = r.limit {
+        e.action = xdpwall_common::action::RATE_LIMIT;
+        e.rate = l.rate;
+        e.burst = l.burst;
+        e.limit_prefix4 = l.prefix4;
+        e.limit_prefix6 = l.prefix6;
     }
     if r.proto.is_some() {
         e.flags |= matcher::PROTO;
@@ -267,8 +406,9 @@ fn net_fields(net: IpNet) -> (u8, u8, [u8; 16]) {
     }
 }
 
-/// Turns a kernel [`RuleEntry`] back into a rule (for `xdpwall status`).
-pub fn decode_rule(e: &RuleEntry) -> crate::rules::Rule {
+/// Turns a kernel [`RuleEntry`] back into a rule (for `xdpwall status`); `set_names` are the
+/// generation's sets in index order.
+pub fn decode_rule(e: &RuleEntry, set_names: &[String]) -> Rule {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let net = |family: u8, len: u8, a: [u8; 16]| -> Option<IpNet> {
         let addr = if family == 4 {
@@ -281,9 +421,27 @@ pub fn decode_rule(e: &RuleEntry) -> crate::rules::Rule {
     let has = |bit| e.flags & bit != 0;
     let name_len = e.name.iter().position(|&b| b == 0).unwrap_or(e.name.len());
     let name = String::from_utf8_lossy(&e.name[..name_len]).into_owned();
-    crate::rules::Rule {
+    let set_name = |bit, index: u8| {
+        has(bit).then(|| {
+            set_names
+                .get(index as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("set{index}"))
+        })
+    };
+    Rule {
         name: (!name.is_empty()).then_some(name),
         action: crate::rules::Action::from_code(e.action),
+        src_set: set_name(matcher::SRC_SET, e.src_len),
+        dst_set: set_name(matcher::DST_SET, e.dst_len),
+        limit: (e.action == xdpwall_common::action::RATE_LIMIT).then_some(
+            crate::rules::RateLimit {
+                rate: e.rate,
+                burst: e.burst,
+                prefix4: e.limit_prefix4,
+                prefix6: e.limit_prefix6,
+            },
+        ),
         src: if has(matcher::SRC) {
             net(e.src_family, e.src_len, e.src)
         } else {
@@ -325,7 +483,7 @@ mod tests {
     #[test]
     fn empty_set_has_no_words_and_no_dims() {
         let t = compile(&RuleSet::default()).unwrap();
-        assert_eq!(t.info.nwords, 0);
+        assert_eq!(t.info.hosts, 0);
         assert_eq!(t.info.dims, 0);
         assert!(t.sport.is_empty() && t.dport.is_empty());
         assert_eq!(t.src.len(), 2, "a /0 per family");
@@ -400,7 +558,7 @@ mod tests {
                     [[rule]]\naction = \"pass\"\n";
         let s: RuleSet = text.parse().unwrap();
         let t = compile(&s).unwrap();
-        let back: Vec<Rule> = t.rules.iter().map(decode_rule).collect();
+        let back: Vec<Rule> = t.rules.iter().map(|e| decode_rule(e, &[])).collect();
         assert_eq!(back, s.rules);
     }
 }

@@ -5,11 +5,13 @@
 //! [`model`] is the independent reference every kernel verdict is checked against.
 #![deny(missing_docs)]
 
+mod batch;
 pub mod compile;
 pub mod loader;
 pub mod model;
 pub mod rules;
+pub mod trace;
 
 pub use loader::{Filter, LoadError, Maps, Mode};
-pub use model::{verdict, Cause, Verdict};
-pub use rules::{Action, PortRange, Rule, RuleError, RuleSet};
+pub use model::{verdict, Cause, Model, Verdict};
+pub use rules::{Action, AddrSet, PortRange, RateLimit, Rule, RuleError, RuleSet};

@@ -21,7 +21,7 @@ use std::{
 use aya::{
     maps::{
         lpm_trie::Key, Array, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray,
-        PerCpuValues,
+        PerCpuValues, RingBuf,
     },
     programs::{
         links::{FdLink, PinnedLink},
@@ -32,18 +32,23 @@ use aya::{
 };
 use serde::Serialize;
 use xdpwall_common::{
-    map_names, stat, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key, RuleEntry, ABI_VERSION,
-    GENERATIONS, GEN_PREFIX_BITS, MAX_RULES, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES,
-    SLOTS_PER_GEN,
+    map_names, stat, Bitmap, Config, Counter, GenInfo, Host4Key, Host6Key, Lpm4Key, Lpm6Key,
+    RuleEntry, SetInfo, ABI_VERSION, DEFAULT_SAMPLE_DROPS, GENERATIONS, GEN_PREFIX_BITS,
+    HOST_ENTRIES, MAX_RULES, MAX_SETS, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES, SLOTS_PER_GEN,
+    SNAP_MAX,
 };
 
 use crate::{
+    batch,
     compile::{compile, decode_rule, LpmEntry, Tables},
     rules::{Action, Rule, RuleSet},
 };
 
 /// The XDP object, built by ebpf/build.rs.
 static OBJECT: &[u8] = xdpwall_ebpf::FILTER;
+
+/// Leading frame bytes a verdict event carries unless configured otherwise.
+pub const DEFAULT_SNAP_LEN: u32 = 128;
 
 /// Where filters are pinned: one folder per filter name (by default the interface name).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/xdpwall";
@@ -98,6 +103,9 @@ pub enum LoadError {
     /// The rule set does not fit the tables.
     #[error(transparent)]
     Compile(#[from] crate::compile::CompileError),
+    /// A kernel table is too small for the rule set; nothing was changed.
+    #[error("{0}")]
+    Capacity(String),
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN failed: {0}")]
     TestRun(String),
@@ -242,6 +250,14 @@ pub struct Maps {
     dport: MmapArray,
     stats: PerCpuArray<MapData, Counter>,
     rule_stats: PerCpuArray<MapData, Counter>,
+    rule_limited: PerCpuArray<MapData, Counter>,
+    host4: MapData,
+    host6: MapData,
+    sets: Array<MapData, SetInfo>,
+    /// Token buckets, sampling countdowns: only the program uses them; kept so they are pinned.
+    _rate: Map,
+    _sample: Map,
+    events: Option<Map>,
     /// Whether packets may be running the program concurrently (attached, or maps opened
     /// from pins). When not, nothing can still read the inactive generation and the RCU wait
     /// before an update is skipped (BPF_PROG_TEST_RUN in this thread is synchronous).
@@ -266,6 +282,10 @@ pub struct ApplyReport {
     pub rules: usize,
     /// Distinct bitmaps written.
     pub bitmaps: usize,
+    /// Entries written to the LPM tries (both dimensions and families).
+    pub prefixes: usize,
+    /// Entries written to the host hash tables.
+    pub hosts: usize,
     /// Time to compile.
     pub compile: Duration,
     /// Time to write the maps and flip.
@@ -293,8 +313,40 @@ pub struct Snapshot {
     pub malformed: Count,
     /// Non-IP frames.
     pub non_ip: Count,
+    /// Packets rate-limit rules dropped.
+    pub rate_limited: Count,
+    /// Verdict events lost to a full ring buffer.
+    pub events_lost: Count,
+    /// Verdict sampling in force.
+    pub sampling: Sampling,
+    /// The active rule set's address sets.
+    pub sets: Vec<SetStatus>,
     /// The active rules with their counters.
     pub rules: Vec<RuleCounter>,
+}
+
+/// Which verdicts become events (see [`Maps::set_sampling`]).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Sampling {
+    /// One drop in this many (0: none).
+    pub drops: u32,
+    /// One pass in this many (0: none).
+    pub passes: u32,
+    /// Leading frame bytes carried per event.
+    pub snap_len: u32,
+}
+
+/// One address set of the active rule set.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SetStatus {
+    /// Its name.
+    pub name: String,
+    /// Entries.
+    pub entries: u32,
+    /// Of which host entries (/32, /128).
+    pub hosts: u32,
+    /// Of which IPv6.
+    pub v6: u32,
 }
 
 /// One rule and its counters.
@@ -306,6 +358,8 @@ pub struct RuleCounter {
     pub rule: Rule,
     /// Packets and bytes it matched since it was applied.
     pub hits: Count,
+    /// Of those, packets a rate limit dropped.
+    pub limited: Count,
 }
 
 impl Maps {
@@ -339,6 +393,13 @@ impl Maps {
             dport: mmapped!(map_names::DPORT, u32, GENERATIONS * PORT_ENTRIES),
             stats: typed!(map_names::STATS, PerCpuArray),
             rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
+            rule_limited: typed!(map_names::RULE_LIMITED, PerCpuArray),
+            host4: untyped(take(map_names::HOST4)?),
+            host6: untyped(take(map_names::HOST6)?),
+            sets: typed!(map_names::SETS, Array),
+            _rate: take(map_names::RATE)?,
+            _sample: take(map_names::SAMPLE)?,
+            events: Some(take(map_names::EVENTS)?),
             live: true,
         })
     }
@@ -368,14 +429,54 @@ impl Maps {
         Ok(maps)
     }
 
+    fn config(&self) -> Result<Config, LoadError> {
+        self.config.get(&0, 0).map_err(map_err(map_names::CONFIG))
+    }
+
+    fn set_config(&mut self, c: Config) -> Result<(), LoadError> {
+        self.config.set(0, c, 0).map_err(map_err(map_names::CONFIG))
+    }
+
     /// The generation packets use now.
     pub fn active_generation(&self) -> Result<u32, LoadError> {
-        Ok(self
-            .config
-            .get(&0, 0)
-            .map_err(map_err(map_names::CONFIG))?
-            .active_gen
-            & 1)
+        Ok(self.config()?.active_gen & 1)
+    }
+
+    /// The verdict sampling in force.
+    pub fn sampling(&self) -> Result<Sampling, LoadError> {
+        let c = self.config()?;
+        Ok(Sampling {
+            drops: c.sample_drops,
+            passes: c.sample_passes,
+            snap_len: c.snap_len,
+        })
+    }
+
+    /// Makes one drop in `s.drops` and one pass in `s.passes` (per CPU; 0: none) a verdict
+    /// event carrying the frame's first `s.snap_len` bytes (at most [`SNAP_MAX`]).
+    pub fn set_sampling(&mut self, s: Sampling) -> Result<(), LoadError> {
+        let mut c = self.config()?;
+        c.sample_drops = s.drops;
+        c.sample_passes = s.passes;
+        c.snap_len = s.snap_len.min(SNAP_MAX as u32);
+        self.set_config(c)
+    }
+
+    /// Sets the rate limiter's clock (nanoseconds; 0 = the kernel's monotonic clock). For tests
+    /// that replay timestamps through BPF_PROG_TEST_RUN.
+    pub fn set_clock(&mut self, ns: u64) -> Result<(), LoadError> {
+        let mut c = self.config()?;
+        c.clock_ns = ns;
+        self.set_config(c)
+    }
+
+    /// The verdict-event ring buffer; it can be taken once per [`Maps`].
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .events
+            .take()
+            .ok_or_else(|| LoadError::Load("the event ring buffer is already taken".into()))?;
+        RingBuf::try_from(map).map_err(map_err(map_names::EVENTS))
     }
 
     /// Compiles `set` and makes it the active rule set, atomically (see the module docs).
@@ -393,26 +494,24 @@ impl Maps {
         self.write_generation(gen, &tables)?;
         // The tables were written through shared mappings: publish them before the flip.
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.config
-            .set(
-                0,
-                Config {
-                    active_gen: gen,
-                    abi: ABI_VERSION,
-                },
-                0,
-            )
-            .map_err(map_err(map_names::CONFIG))?;
+        let mut c = self.config()?;
+        c.active_gen = gen;
+        self.set_config(c)?;
         Ok(ApplyReport {
             generation: gen,
             rules: tables.rules.len(),
             bitmaps: tables.bitmaps.len(),
+            prefixes: tables.src.len() + tables.dst.len(),
+            hosts: tables.src_hosts.len() + tables.dst_hosts.len(),
             compile: compiled,
             write: t1.elapsed(),
         })
     }
 
     fn write_generation(&mut self, gen: u32, t: &Tables) -> Result<(), LoadError> {
+        // Hosts first: the only table that can be full, and nothing live reads this generation.
+        write_hosts(&self.host4, gen, t, false)?;
+        write_hosts(&self.host6, gen, t, true)?;
         clear_trie(&mut self.src4, gen, map_names::SRC4)?;
         clear_trie(&mut self.dst4, gen, map_names::DST4)?;
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
@@ -435,9 +534,39 @@ impl Maps {
             cpus,
             map_names::RULE_STATS,
         )?;
+        update_batch(
+            self.rule_limited.map(),
+            rule_base,
+            &zeros,
+            cpus,
+            map_names::RULE_LIMITED,
+        )?;
+        update_batch(self.sets.map(), gen * MAX_SETS, &t.sets, 1, map_names::SETS)?;
         self.gen_info
             .set(gen, t.info, 0)
             .map_err(map_err(map_names::GEN_INFO))
+    }
+
+    /// The address sets of generation `gen` (names end at the first unused slot).
+    fn generation_sets(&self, gen: u32) -> Result<Vec<SetStatus>, LoadError> {
+        let mut sets = Vec::new();
+        for i in 0..MAX_SETS {
+            let s = self
+                .sets
+                .get(&(gen * MAX_SETS + i), 0)
+                .map_err(map_err(map_names::SETS))?;
+            let len = s.name.iter().position(|&b| b == 0).unwrap_or(s.name.len());
+            if len == 0 {
+                break;
+            }
+            sets.push(SetStatus {
+                name: String::from_utf8_lossy(&s.name[..len]).into_owned(),
+                entries: s.entries,
+                hosts: s.hosts,
+                v6: s.v6,
+            });
+        }
+        Ok(sets)
     }
 
     /// The active rule set's policies and rules, as the kernel holds them.
@@ -447,11 +576,16 @@ impl Maps {
             .gen_info
             .get(&gen, 0)
             .map_err(map_err(map_names::GEN_INFO))?;
+        let names: Vec<String> = self
+            .generation_sets(gen)?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         let rules = (0..info.nrules)
             .map(|i| {
                 self.rules
                     .get(&(gen * MAX_RULES as u32 + i), 0)
-                    .map(|e| decode_rule(&e))
+                    .map(|e| decode_rule(&e, &names))
                     .map_err(map_err(map_names::RULES))
             })
             .collect::<Result<_, _>>()?;
@@ -475,6 +609,11 @@ impl Maps {
                         gen * MAX_RULES as u32 + index as u32,
                         map_names::RULE_STATS,
                     )?,
+                    limited: sum(
+                        &self.rule_limited,
+                        gen * MAX_RULES as u32 + index as u32,
+                        map_names::RULE_LIMITED,
+                    )?,
                 })
             })
             .collect::<Result<_, LoadError>>()?;
@@ -488,6 +627,10 @@ impl Maps {
             default_hits: stat(stat::DEFAULT)?,
             malformed: stat(stat::MALFORMED)?,
             non_ip: stat(stat::NON_IP)?,
+            rate_limited: stat(stat::RATE_LIMITED)?,
+            events_lost: stat(stat::EVENTS_LOST)?,
+            sampling: self.sampling()?,
+            sets: self.generation_sets(gen)?,
             rules,
         })
     }
@@ -531,63 +674,6 @@ fn sum(
     }))
 }
 
-/// Writes `values` at consecutive keys from `first` with one BPF_MAP_UPDATE_BATCH call
-/// (a 65,537-entry port table in one syscall instead of 65,537). `values` holds one element
-/// per key (for per-CPU maps: one `round_up(size, 8)` slot per possible CPU, back to back).
-fn update_batch_raw(map: &MapData, first: u32, count: usize, values: &[u8]) -> std::io::Result<()> {
-    #[repr(C)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    if count == 0 {
-        return Ok(());
-    }
-    let per = values.len() / count;
-    let keys: Vec<u32> = (first..first + count as u32).collect();
-    let fd = map.fd().as_fd().as_raw_fd() as u32;
-    let mut done = 0usize;
-    while done < count {
-        let mut attr = BatchAttr {
-            in_batch: 0,
-            out_batch: 0,
-            keys: keys[done..].as_ptr() as u64,
-            values: values[done * per..].as_ptr() as u64,
-            count: (count - done) as u32,
-            map_fd: fd,
-            elem_flags: 0,
-            flags: 0,
-        };
-        // SAFETY: attr points at live key and value buffers of `count - done` elements.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
-            // A partial batch reports how far it got; retry the rest on EAGAIN/EINTR.
-            done += attr.count as usize;
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                _ => return Err(e),
-            }
-        }
-        done = count;
-    }
-    Ok(())
-}
-
 /// Writes `values` (`per_key` elements per key: 1, or the number of possible CPUs for per-CPU
 /// maps) at consecutive keys from `first`.
 fn update_batch<V: aya::Pod>(
@@ -601,13 +687,79 @@ fn update_batch<V: aya::Pod>(
     let bytes = unsafe {
         std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values))
     };
-    update_batch_raw(map, first, values.len() / per_key, bytes).map_err(|e| LoadError::Map {
-        map: name,
+    let count = values.len() / per_key;
+    let keys: Vec<u32> = (first..first + count as u32).collect();
+    batch::update(map, as_bytes(&keys), bytes, count).map_err(batch_err(name, "update"))
+}
+
+fn as_bytes<V: aya::Pod>(v: &[V]) -> &[u8] {
+    // SAFETY: V is Pod: plain bytes without padding.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+fn batch_err(map: &'static str, what: &'static str) -> impl Fn(std::io::Error) -> LoadError {
+    move |e| LoadError::Map {
+        map,
         source: MapError::SyscallError(aya::sys::SyscallError {
-            call: "bpf_map_update_batch",
+            call: match what {
+                "update" => "bpf_map_update_batch",
+                "delete" => "bpf_map_delete_batch",
+                _ => "bpf_map_lookup_batch",
+            },
             io_error: e,
         }),
-    })
+    }
+}
+
+fn untyped(map: Map) -> MapData {
+    match map {
+        Map::HashMap(m) | Map::LruHashMap(m) => m,
+        other => panic!("host table of unexpected type {other:?}"),
+    }
+}
+
+/// Replaces generation `gen`'s entries of one host hash table (IPv4 or IPv6, both
+/// dimensions) with the tables' host entries. Checks the capacity before changing anything.
+fn write_hosts(map: &MapData, gen: u32, t: &Tables, v6: bool) -> Result<(), LoadError> {
+    let (name, ks) = if v6 {
+        (map_names::HOST6, std::mem::size_of::<Host6Key>())
+    } else {
+        (map_names::HOST4, std::mem::size_of::<Host4Key>())
+    };
+    let existing = batch::keys(map, ks, 4).map_err(batch_err(name, "lookup"))?;
+    let (stale, other): (Vec<&[u8]>, Vec<&[u8]>) = existing
+        .chunks_exact(ks)
+        .partition(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) >> 1 == gen);
+    let mut keys: Vec<u8> = Vec::new();
+    let mut slots: Vec<u32> = Vec::new();
+    for (dim, entries) in [(0, &t.src_hosts), (1, &t.dst_hosts)] {
+        let gen_dim = (gen * 2 + dim).to_ne_bytes();
+        for e in entries.iter() {
+            match (e.net, v6) {
+                (ipnet::IpNet::V4(n), false) => {
+                    keys.extend_from_slice(&gen_dim);
+                    keys.extend_from_slice(&n.addr().octets());
+                }
+                (ipnet::IpNet::V6(n), true) => {
+                    keys.extend_from_slice(&gen_dim);
+                    keys.extend_from_slice(&n.addr().octets());
+                }
+                _ => continue,
+            }
+            slots.push(e.slot);
+        }
+    }
+    if other.len() + slots.len() > HOST_ENTRIES as usize {
+        return Err(LoadError::Capacity(format!(
+            "{} IPv{} host entries do not fit next to the running rule set's {} (the table holds {HOST_ENTRIES} for both generations)",
+            slots.len(),
+            if v6 { 6 } else { 4 },
+            other.len()
+        )));
+    }
+    let stale: Vec<u8> = stale.concat();
+    batch::delete(map, &stale, stale.len() / ks).map_err(batch_err(name, "delete"))?;
+    batch::update(map, &keys, as_bytes(&slots), slots.len()).map_err(batch_err(name, "update"))
 }
 
 trait GenKey: aya::Pod {
@@ -823,16 +975,15 @@ impl Filter {
         // Pinned maps can be steered by other processes while packets flow; private ones only
         // see packets once attached.
         maps.live = pin.is_some();
-        maps.config
-            .set(
-                0,
-                Config {
-                    active_gen: 0,
-                    abi: ABI_VERSION,
-                },
-                0,
-            )
-            .map_err(map_err(map_names::CONFIG))?;
+        maps.set_config(Config {
+            active_gen: 0,
+            abi: ABI_VERSION,
+            sample_drops: DEFAULT_SAMPLE_DROPS,
+            sample_passes: 0,
+            snap_len: DEFAULT_SNAP_LEN,
+            _pad: 0,
+            clock_ns: 0,
+        })?;
         maps.apply(&RuleSet::default())?;
         Ok(Filter {
             ebpf,

@@ -4,7 +4,10 @@
 //! packet views and rules are tried one by one in order, exactly as filter/README.md states the
 //! semantics. It is meant to be obviously right, not fast.
 
-use std::net::IpAddr;
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use pnet_packet::{
     ethernet::EthernetPacket,
@@ -17,7 +20,7 @@ use pnet_packet::{
 use serde::Serialize;
 use xdpwall_common::stat;
 
-use crate::rules::{proto, Action, RuleSet};
+use crate::rules::{proto, Action, AddrSet, Rule, RuleSet};
 
 /// Why a packet got its action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -25,6 +28,9 @@ use crate::rules::{proto, Action, RuleSet};
 pub enum Cause {
     /// The rule with this index (0-based) matched first.
     Rule(usize),
+    /// The rule with this index matched first; it is a rate-limit rule and the source had no
+    /// token left.
+    RateLimited(usize),
     /// No rule matched.
     Default,
     /// The frame is malformed.
@@ -228,39 +234,192 @@ fn transport(src: IpAddr, dst: IpAddr, protocol: u8, first: bool, l4: &[u8]) -> 
     Frame::Ip(h)
 }
 
-/// Whether rule `r` accepts the headers.
-fn matches(r: &crate::rules::Rule, h: &Headers) -> bool {
-    r.src.is_none_or(|n| n.contains(&h.src))
-        && r.dst.is_none_or(|n| n.contains(&h.dst))
-        && r.proto.is_none_or(|p| p == h.proto)
-        && r.sport
-            .is_none_or(|p| h.ports.is_some_and(|(s, _)| p.contains(s)))
-        && r.dport
-            .is_none_or(|p| h.ports.is_some_and(|(_, d)| p.contains(d)))
+/// An address set as the model sees it: per family, for each prefix length present, the
+/// networks of that length. An address is in the set when, masked to one of those lengths, it
+/// is one of them.
+struct SetIndex {
+    /// Index 0: IPv4, 1: IPv6.
+    by_len: [Vec<(u8, HashSet<IpAddr>)>; 2],
 }
 
-/// The verdict of `set` on `frame`.
-pub fn verdict(set: &RuleSet, frame: &[u8]) -> Verdict {
-    match read_frame(frame) {
-        Frame::NonIp => Verdict {
-            action: set.non_ip,
-            cause: Cause::NonIp,
-        },
-        Frame::Malformed(_) => Verdict {
-            action: set.malformed,
-            cause: Cause::Malformed,
-        },
-        Frame::Ip(h) => match set.rules.iter().position(|r| matches(r, &h)) {
-            Some(i) => Verdict {
-                action: set.rules[i].action,
-                cause: Cause::Rule(i),
-            },
-            None => Verdict {
-                action: set.default,
-                cause: Cause::Default,
-            },
-        },
+fn mask(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len as u32)
+            };
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len as u32)
+            };
+            IpAddr::V6((u128::from(a) & m).into())
+        }
     }
+}
+
+impl SetIndex {
+    fn new(set: &AddrSet) -> SetIndex {
+        let mut by_len: [HashMap<u8, HashSet<IpAddr>>; 2] = Default::default();
+        for n in &set.nets {
+            by_len[n.addr().is_ipv6() as usize]
+                .entry(n.prefix_len())
+                .or_default()
+                .insert(n.network());
+        }
+        SetIndex {
+            by_len: by_len.map(|m| m.into_iter().collect()),
+        }
+    }
+
+    fn contains(&self, a: IpAddr) -> bool {
+        self.by_len[a.is_ipv6() as usize]
+            .iter()
+            .any(|(len, nets)| nets.contains(&mask(a, *len)))
+    }
+}
+
+/// One token bucket: credit in token-nanoseconds and the time of the last refill.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    credit: u64,
+    last: u64,
+}
+
+/// Nanoseconds-scaled token: a packet costs this much credit.
+const TOKEN: u64 = 1_000_000_000;
+
+/// The reference model of one rule set, with the state rate limiting needs: judge frames in
+/// time order with [`Model::judge`].
+pub struct Model {
+    set: RuleSet,
+    sets: HashMap<String, SetIndex>,
+    buckets: HashMap<(usize, IpAddr), Bucket>,
+}
+
+impl Model {
+    /// A model of `set` with every token bucket absent (full at first use).
+    pub fn new(set: RuleSet) -> Model {
+        let sets = set
+            .sets
+            .iter()
+            .map(|(name, s)| (name.clone(), SetIndex::new(s)))
+            .collect();
+        Model {
+            set,
+            sets,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// The rule set.
+    pub fn rules(&self) -> &RuleSet {
+        &self.set
+    }
+
+    fn addr_matches(&self, net: Option<ipnet::IpNet>, set: &Option<String>, a: IpAddr) -> bool {
+        net.is_none_or(|n| n.contains(&a))
+            && set.as_ref().is_none_or(|name| self.sets[name].contains(a))
+    }
+
+    /// Whether rule `r` accepts the headers.
+    fn matches(&self, r: &Rule, h: &Headers) -> bool {
+        self.addr_matches(r.src, &r.src_set, h.src)
+            && self.addr_matches(r.dst, &r.dst_set, h.dst)
+            && r.proto.is_none_or(|p| p == h.proto)
+            && r.sport
+                .is_none_or(|p| h.ports.is_some_and(|(s, _)| p.contains(s)))
+            && r.dport
+                .is_none_or(|p| h.ports.is_some_and(|(_, d)| p.contains(d)))
+    }
+
+    /// Token bucket of rule `i` for source `src` at time `now` (filter/README.md): true when
+    /// the packet is over the limit.
+    fn over_limit(&mut self, i: usize, src: IpAddr, now: u64) -> bool {
+        let l = self.set.rules[i].limit.expect("rate-limit rule");
+        let key = mask(src, if src.is_ipv4() { l.prefix4 } else { l.prefix6 });
+        let cap = l.burst as u64 * TOKEN;
+        let rate = l.rate as u64;
+        match self.buckets.get_mut(&(i, key)) {
+            None => {
+                self.buckets.insert(
+                    (i, key),
+                    Bucket {
+                        credit: cap - TOKEN,
+                        last: now,
+                    },
+                );
+                false
+            }
+            Some(b) => {
+                if now > b.last {
+                    // min(cap, credit + elapsed * rate), without overflow.
+                    let elapsed = now - b.last;
+                    b.credit = if elapsed > cap / rate {
+                        cap
+                    } else {
+                        (b.credit + elapsed * rate).min(cap)
+                    };
+                    b.last = now;
+                }
+                if b.credit >= TOKEN {
+                    b.credit -= TOKEN;
+                    false
+                } else {
+                    true
+                }
+            }
+        }
+    }
+
+    /// The verdict on `frame` arriving at `now_ns` (only rate limits look at the time; judge
+    /// frames in time order).
+    pub fn judge(&mut self, frame: &[u8], now_ns: u64) -> Verdict {
+        match read_frame(frame) {
+            Frame::NonIp => Verdict {
+                action: self.set.non_ip,
+                cause: Cause::NonIp,
+            },
+            Frame::Malformed(_) => Verdict {
+                action: self.set.malformed,
+                cause: Cause::Malformed,
+            },
+            Frame::Ip(h) => match self.set.rules.iter().position(|r| self.matches(r, &h)) {
+                Some(i) if self.set.rules[i].limit.is_some() => {
+                    if self.over_limit(i, h.src, now_ns) {
+                        Verdict {
+                            action: Action::Drop,
+                            cause: Cause::RateLimited(i),
+                        }
+                    } else {
+                        Verdict {
+                            action: Action::Pass,
+                            cause: Cause::Rule(i),
+                        }
+                    }
+                }
+                Some(i) => Verdict {
+                    action: self.set.rules[i].action,
+                    cause: Cause::Rule(i),
+                },
+                None => Verdict {
+                    action: self.set.default,
+                    cause: Cause::Default,
+                },
+            },
+        }
+    }
+}
+
+/// The verdict of `set` on `frame`, judged alone (a rate-limit rule passes it: a bucket starts
+/// full). For many frames, or rule sets with large sets, build a [`Model`] once.
+pub fn verdict(set: &RuleSet, frame: &[u8]) -> Verdict {
+    Model::new(set.clone()).judge(frame, 0)
 }
 
 /// Packet and byte counts the kernel should show after a batch of frames.
@@ -294,6 +453,10 @@ impl Counts {
         } as usize]);
         match v.cause {
             Cause::Rule(i) => add(&mut self.rules[i]),
+            Cause::RateLimited(i) => {
+                add(&mut self.rules[i]);
+                add(&mut self.stats[stat::RATE_LIMITED as usize]);
+            }
             Cause::Default => add(&mut self.stats[stat::DEFAULT as usize]),
             Cause::Malformed => add(&mut self.stats[stat::MALFORMED as usize]),
             Cause::NonIp => add(&mut self.stats[stat::NON_IP as usize]),

@@ -4,12 +4,12 @@
 //! policies. Reading never panics; every error names the file, the line and what is wrong
 //! ([`RuleError`]). Semantics are written down in filter/README.md.
 
-use std::{fmt, net::IpAddr, path::Path, str::FromStr};
+use std::{collections::BTreeMap, fmt, net::IpAddr, path::Path, str::FromStr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
-use xdpwall_common::MAX_RULES;
+use xdpwall_common::{MAX_BURST, MAX_RATE, MAX_RULES, MAX_SETS, MAX_SET_ENTRIES};
 
 /// What happens to a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,6 +98,45 @@ pub mod proto {
     }
 }
 
+/// A rate limit: a token bucket per source key (see filter/README.md, "Rate limiting").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Tokens added per second (packets per second allowed in the long run).
+    pub rate: u32,
+    /// Bucket size: packets allowed back to back.
+    pub burst: u32,
+    /// IPv4 sources are grouped by this prefix length (32: per address).
+    pub prefix4: u8,
+    /// IPv6 sources are grouped by this prefix length (128: per address).
+    pub prefix6: u8,
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/s burst {} per src/{} src/{}",
+            self.rate, self.burst, self.prefix4, self.prefix6
+        )
+    }
+}
+
+/// A named set of networks that a rule's `src` or `dst` can name as `"@name"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrSet {
+    /// The networks, sorted, without duplicates.
+    pub nets: Vec<IpNet>,
+}
+
+impl AddrSet {
+    /// A set of `nets` (sorted and deduplicated here).
+    pub fn new(mut nets: Vec<IpNet>) -> AddrSet {
+        nets.sort_unstable();
+        nets.dedup();
+        AddrSet { nets }
+    }
+}
+
 /// One rule: the AND of its matchers; `None` matches anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
@@ -109,6 +148,13 @@ pub struct Rule {
     pub src: Option<IpNet>,
     /// Destination network.
     pub dst: Option<IpNet>,
+    /// Source set (a key of [`RuleSet::sets`]); never together with `src`.
+    pub src_set: Option<String>,
+    /// Destination set; never together with `dst`.
+    pub dst_set: Option<String>,
+    /// With a limit the rule passes packets while the source's bucket has tokens and drops
+    /// the rest (`action` is then [`Action::Pass`]).
+    pub limit: Option<RateLimit>,
     /// IP protocol number (after IPv6 extension headers).
     pub proto: Option<u8>,
     /// Source port range (only TCP and UDP packets carrying ports can match).
@@ -125,21 +171,38 @@ impl Rule {
             action,
             src: None,
             dst: None,
+            src_set: None,
+            dst_set: None,
+            limit: None,
             proto: None,
             sport: None,
             dport: None,
+        }
+    }
+
+    /// The rule-file word for what the rule does.
+    pub fn verb(&self) -> String {
+        match &self.limit {
+            Some(l) => format!("rate-limit {l}"),
+            None => self.action.to_string(),
         }
     }
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.action)?;
+        write!(f, "{}", self.verb())?;
         if let Some(s) = &self.src {
             write!(f, " src {s}")?;
         }
+        if let Some(s) = &self.src_set {
+            write!(f, " src @{s}")?;
+        }
         if let Some(d) = &self.dst {
             write!(f, " dst {d}")?;
+        }
+        if let Some(d) = &self.dst_set {
+            write!(f, " dst @{d}")?;
         }
         if let Some(p) = self.proto {
             write!(f, " proto {}", proto::name(p))?;
@@ -152,6 +215,8 @@ impl fmt::Display for Rule {
         }
         if self.src.is_none()
             && self.dst.is_none()
+            && self.src_set.is_none()
+            && self.dst_set.is_none()
             && self.proto.is_none()
             && self.sport.is_none()
             && self.dport.is_none()
@@ -173,11 +238,14 @@ pub struct RuleSet {
     pub malformed: Action,
     /// Action for frames that are not IPv4/IPv6 (default `pass`).
     pub non_ip: Action,
+    /// Named address sets.
+    pub sets: BTreeMap<String, AddrSet>,
 }
 
 impl Default for RuleSet {
     fn default() -> Self {
         RuleSet {
+            sets: BTreeMap::new(),
             rules: Vec::new(),
             default: Action::Pass,
             malformed: Action::Drop,
@@ -226,7 +294,16 @@ struct RawFile {
     malformed: Option<Spanned<String>>,
     non_ip: Option<Spanned<String>>,
     #[serde(default)]
+    set: BTreeMap<String, Spanned<RawSet>>,
+    #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSet {
+    entries: Option<Vec<Spanned<String>>>,
+    file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +316,10 @@ struct RawRule {
     proto: Option<Spanned<NumOrStr>>,
     sport: Option<Spanned<NumOrStr>>,
     dport: Option<Spanned<NumOrStr>>,
+    rate: Option<Spanned<i64>>,
+    burst: Option<Spanned<i64>>,
+    rate_prefix4: Option<Spanned<i64>>,
+    rate_prefix6: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -255,11 +336,21 @@ impl RuleSet {
             path: path.display().to_string(),
             source,
         })?;
-        RuleSet::parse(&text, &path.display().to_string())
+        RuleSet::parse_in(
+            &text,
+            &path.display().to_string(),
+            path.parent().unwrap_or(Path::new(".")),
+        )
     }
 
-    /// Parses and validates rule-file text; `origin` names it in errors.
+    /// Parses and validates rule-file text; `origin` names it in errors. Set files are read
+    /// relative to the current directory.
     pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        RuleSet::parse_in(text, origin, Path::new("."))
+    }
+
+    /// Like [`RuleSet::parse`], with set files read relative to `dir`.
+    pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<RuleSet, RuleError> {
         let err = |span: std::ops::Range<usize>, message: String| RuleError::Invalid {
             path: origin.to_string(),
             line: line_of(text, span.start),
@@ -289,8 +380,54 @@ impl RuleSet {
                 ),
             ));
         }
+        if raw.set.len() > MAX_SETS as usize {
+            return Err(err(
+                0..0,
+                format!("{} sets: at most {MAX_SETS} per rule set", raw.set.len()),
+            ));
+        }
+        let mut total = 0;
+        for (name, rs) in &raw.set {
+            let at = |m: String| err(rs.span(), format!("set \"{name}\": {m}"));
+            if name.is_empty()
+                || name.len() > 31
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(at("a set name has 1-31 letters, digits, '_' or '-'".into()));
+            }
+            let raw_set = rs.get_ref();
+            let mut nets = Vec::new();
+            for e in raw_set.entries.iter().flatten() {
+                nets.push(
+                    parse_net(e.get_ref())
+                        .map_err(|m| err(e.span(), format!("set \"{name}\": {m}")))?,
+                );
+            }
+            if let Some(f) = &raw_set.file {
+                let path = dir.join(f.get_ref());
+                nets.extend(read_set_file(&path).map_err(|e| match e {
+                    e @ RuleError::Invalid { .. } => e,
+                    RuleError::Io { source, .. } => err(
+                        f.span(),
+                        format!("set \"{name}\": cannot read {}: {source}", path.display()),
+                    ),
+                })?);
+            }
+            if raw_set.entries.is_none() && raw_set.file.is_none() {
+                return Err(at("needs `entries = [...]` or `file = \"...\"`".into()));
+            }
+            total += nets.len();
+            if total > MAX_SET_ENTRIES {
+                return Err(at(format!(
+                    "sets hold more than {MAX_SET_ENTRIES} entries together"
+                )));
+            }
+            set.sets.insert(name.clone(), AddrSet::new(nets));
+        }
         for (i, r) in raw.rule.iter().enumerate() {
-            let rule = parse_rule(r.get_ref()).map_err(|(span, m)| {
+            let rule = parse_rule(r.get_ref(), &set.sets).map_err(|(span, m)| {
                 err(
                     span.unwrap_or(r.span()),
                     format!("rule {} ({}): {m}", i + 1, rule_label(r.get_ref())),
@@ -307,17 +444,36 @@ impl RuleSet {
             "default = \"{}\"\nmalformed = \"{}\"\nnon_ip = \"{}\"\n",
             self.default, self.malformed, self.non_ip
         );
+        for (name, set) in &self.sets {
+            s.push_str(&format!("\n[set.{name}]\nentries = [\n"));
+            for n in &set.nets {
+                s.push_str(&format!("  \"{n}\",\n"));
+            }
+            s.push_str("]\n");
+        }
         for r in &self.rules {
             s.push_str("\n[[rule]]\n");
             if let Some(n) = &r.name {
                 s.push_str(&format!("name = {}\n", toml_string(n)));
             }
-            s.push_str(&format!("action = \"{}\"\n", r.action));
+            match &r.limit {
+                Some(l) => s.push_str(&format!(
+                    "action = \"rate-limit\"\nrate = {}\nburst = {}\nrate_prefix4 = {}\nrate_prefix6 = {}\n",
+                    l.rate, l.burst, l.prefix4, l.prefix6
+                )),
+                None => s.push_str(&format!("action = \"{}\"\n", r.action)),
+            }
             if let Some(n) = &r.src {
                 s.push_str(&format!("src = \"{n}\"\n"));
             }
+            if let Some(n) = &r.src_set {
+                s.push_str(&format!("src = \"@{n}\"\n"));
+            }
             if let Some(n) = &r.dst {
                 s.push_str(&format!("dst = \"{n}\"\n"));
+            }
+            if let Some(n) = &r.dst_set {
+                s.push_str(&format!("dst = \"@{n}\"\n"));
             }
             if let Some(p) = r.proto {
                 s.push_str(&format!("proto = \"{}\"\n", proto::name(p)));
@@ -370,13 +526,90 @@ fn parse_action(s: &Spanned<String>) -> Result<Action, String> {
     }
 }
 
+/// Reads a set file: one network per line; blank lines and `#` comments are ignored.
+pub fn read_set_file(path: &Path) -> Result<Vec<IpNet>, RuleError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RuleError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut nets = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        nets.push(parse_net(entry).map_err(|message| RuleError::Invalid {
+            path: path.display().to_string(),
+            line: i + 1,
+            message,
+        })?);
+    }
+    Ok(nets)
+}
+
 type FieldError = (Option<std::ops::Range<usize>>, String);
 
-fn parse_rule(r: &RawRule) -> Result<Rule, FieldError> {
+/// A field that is a number within `lo..=hi`.
+fn bounded(f: &Spanned<i64>, what: &str, lo: i64, hi: i64) -> Result<i64, FieldError> {
+    let v = *f.get_ref();
+    if v < lo || v > hi {
+        return Err((
+            Some(f.span()),
+            format!("{what} {v} is out of range {lo}-{hi}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, FieldError> {
     let at = |s: std::ops::Range<usize>| move |m: String| (Some(s.clone()), m);
-    let action = match &r.action {
-        Some(a) => parse_action(a).map_err(at(a.span()))?,
-        None => return Err((None, "missing `action` (\"pass\" or \"drop\")".into())),
+    let (action, limited) = match &r.action {
+        Some(a) if a.get_ref() == "rate-limit" => (Action::Pass, true),
+        Some(a) => (parse_action(a).map_err(at(a.span()))?, false),
+        None => {
+            return Err((
+                None,
+                "missing `action` (\"pass\", \"drop\" or \"rate-limit\")".into(),
+            ))
+        }
+    };
+    let limit = if limited {
+        let Some(rate) = &r.rate else {
+            return Err((
+                r.action.as_ref().map(|a| a.span()),
+                "action \"rate-limit\" needs `rate` (packets per second)".into(),
+            ));
+        };
+        let rate = bounded(rate, "rate", 1, MAX_RATE as i64)? as u32;
+        let burst = match &r.burst {
+            Some(b) => bounded(b, "burst", 1, MAX_BURST as i64)? as u32,
+            None => rate.min(MAX_BURST),
+        };
+        let prefix4 = match &r.rate_prefix4 {
+            Some(p) => bounded(p, "rate_prefix4", 0, 32)? as u8,
+            None => 32,
+        };
+        let prefix6 = match &r.rate_prefix6 {
+            Some(p) => bounded(p, "rate_prefix6", 0, 128)? as u8,
+            None => 128,
+        };
+        Some(RateLimit {
+            rate,
+            burst,
+            prefix4,
+            prefix6,
+        })
+    } else {
+        for f in [&r.rate, &r.burst, &r.rate_prefix4, &r.rate_prefix6]
+            .into_iter()
+            .flatten()
+        {
+            return Err((
+                Some(f.span()),
+                "`rate`, `burst` and `rate_prefix4/6` belong to action \"rate-limit\"".into(),
+            ));
+        }
+        None
     };
     let name = match &r.name {
         Some(n) if n.get_ref().len() > 31 => {
@@ -388,16 +621,24 @@ fn parse_rule(r: &RawRule) -> Result<Rule, FieldError> {
         Some(n) => Some(n.get_ref().clone()),
         None => None,
     };
-    let net = |f: &Option<Spanned<String>>, what: &str| -> Result<Option<IpNet>, FieldError> {
+    type AddrMatcher = (Option<IpNet>, Option<String>);
+    let net = |f: &Option<Spanned<String>>, what: &str| -> Result<AddrMatcher, FieldError> {
         match f {
-            Some(s) => parse_net(s.get_ref())
-                .map(Some)
-                .map_err(|m| (Some(s.span()), format!("{what}: {m}"))),
-            None => Ok(None),
+            Some(s) => match s.get_ref().strip_prefix('@') {
+                Some(name) if sets.contains_key(name) => Ok((None, Some(name.to_string()))),
+                Some(name) => Err((
+                    Some(s.span()),
+                    format!("{what}: no set named \"{name}\" (define it with [set.{name}])"),
+                )),
+                None => parse_net(s.get_ref())
+                    .map(|n| (Some(n), None))
+                    .map_err(|m| (Some(s.span()), format!("{what}: {m}"))),
+            },
+            None => Ok((None, None)),
         }
     };
-    let src = net(&r.src, "src")?;
-    let dst = net(&r.dst, "dst")?;
+    let (src, src_set) = net(&r.src, "src")?;
+    let (dst, dst_set) = net(&r.dst, "dst")?;
     if let (Some(s), Some(d)) = (&src, &dst) {
         if s.addr().is_ipv4() != d.addr().is_ipv4() {
             let span = r.dst.as_ref().map(|d| d.span());
@@ -440,6 +681,9 @@ fn parse_rule(r: &RawRule) -> Result<Rule, FieldError> {
         action,
         src,
         dst,
+        src_set,
+        dst_set,
+        limit,
         proto,
         sport,
         dport,
@@ -621,6 +865,73 @@ mod tests {
         assert!(e.contains(&format!(":{}:", 2 * MAX_RULES + 1)), "{e}");
         s.truncate(s.len() - "[[rule]]\naction = \"drop\"\n".len());
         assert_eq!(parse(&s).unwrap().rules.len(), MAX_RULES);
+    }
+
+    #[test]
+    fn sets_and_rate_limits_parse_and_round_trip() {
+        let dir = std::env::temp_dir().join(format!("xw-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("bl.txt"),
+            "# blocklist\n10.0.0.0/8\n\n192.0.2.7 # one host\n2001:db8::/32\n",
+        )
+        .unwrap();
+        let text = "[set.bl]\nfile = \"bl.txt\"\nentries = [\"198.51.100.1\"]\n\
+                    [[rule]]\naction = \"drop\"\nsrc = \"@bl\"\n\
+                    [[rule]]\naction = \"rate-limit\"\nrate = 100\nburst = 5\nrate_prefix4 = 24\ndst = \"@bl\"\nproto = \"udp\"\n";
+        let set = RuleSet::parse_in(text, "t.toml", &dir).unwrap();
+        assert_eq!(set.sets["bl"].nets.len(), 4);
+        assert_eq!(set.rules[0].src_set.as_deref(), Some("bl"));
+        assert_eq!(
+            set.rules[1].limit,
+            Some(RateLimit {
+                rate: 100,
+                burst: 5,
+                prefix4: 24,
+                prefix6: 128
+            })
+        );
+        assert_eq!(set.rules[1].action, Action::Pass);
+        assert_eq!(parse(&set.to_toml()).unwrap(), set);
+
+        std::fs::write(dir.join("bad.txt"), "10.0.0.0/8\n10.0.0.1/8\n").unwrap();
+        let e = RuleSet::parse_in("[set.x]\nfile = \"bad.txt\"\n", "t.toml", &dir).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("bad.txt:2: \"10.0.0.1/8\" has host bits set; did you mean 10.0.0.0/8?"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let cases = [
+            (
+                "[[rule]]\naction = \"drop\"\nsrc = \"@nope\"\n",
+                3,
+                "no set named \"nope\"",
+            ),
+            ("[[rule]]\naction = \"rate-limit\"\n", 2, "needs `rate`"),
+            (
+                "[[rule]]\naction = \"rate-limit\"\nrate = 0\n",
+                3,
+                "out of range",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\nburst = 3\n",
+                3,
+                "belong to action",
+            ),
+            ("[set.a]\nfile = \"/nonexistent/x\"\n", 2, "cannot read"),
+            (
+                "[set.a]\nentries = [\"1.2.3.4\", \"x\"]\n",
+                2,
+                "set \"a\": \"x\" is not",
+            ),
+        ];
+        for (text, line, what) in cases {
+            let (l, msg) = err_line(text);
+            assert_eq!(l, line, "{text:?} -> {msg}");
+            assert!(msg.contains(what), "{text:?} -> {msg}");
+        }
     }
 
     #[test]

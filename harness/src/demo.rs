@@ -92,6 +92,10 @@ fn one(set: &RuleSet, mode: Mode) -> Result<()> {
             model::Cause::Rule(i) => {
                 format!("rule {}", set.rules[i].name.as_deref().unwrap_or("?"))
             }
+            model::Cause::RateLimited(i) => format!(
+                "rule {} over its limit",
+                set.rules[i].name.as_deref().unwrap_or("?")
+            ),
             model::Cause::Default => "default".into(),
             model::Cause::Malformed => "malformed".into(),
             model::Cause::NonIp => "non-IP policy".into(),

@@ -56,6 +56,7 @@ pub enum ReplayError {
 fn cause_text(c: Cause) -> String {
     match c {
         Cause::Rule(i) => format!("rule {i}"),
+        Cause::RateLimited(i) => format!("rule {i} rate-limited"),
         Cause::Default => "default".into(),
         Cause::Malformed => "malformed".into(),
         Cause::NonIp => "non-ip".into(),
@@ -87,7 +88,7 @@ pub fn replay<F: AsRef<[u8]>>(
     set: &RuleSet,
     frames: &[F],
 ) -> Result<Vec<FrameResult>, ReplayError> {
-    let checker = Checker::new(set.clone())?;
+    let mut checker = Checker::new(set.clone())?;
     let mut out = Vec::with_capacity(frames.len());
     let mut before = checker.filter.maps.snapshot()?;
     for (i, frame) in frames.iter().enumerate() {

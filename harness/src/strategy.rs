@@ -12,7 +12,7 @@ use pktgen::{
     FrameSpec, IpSpec, Ipv6Ext, L4Spec,
 };
 use proptest::{collection::vec, prelude::*, sample::select};
-use xdpwall::{Action, PortRange, Rule, RuleSet};
+use xdpwall::{Action, AddrSet, PortRange, Rule, RuleSet};
 
 /// IPv4 anchors: networks cluster around these so rules overlap and nest.
 const V4_ANCHORS: [u32; 4] = [0x0a00_0000, 0x0a01_0200, 0xc0a8_0100, 0xc612_0000];
@@ -104,16 +104,50 @@ pub fn rule() -> impl Strategy<Value = Rule> {
         })
 }
 
-/// A random rule set of 0 to `max_rules` rules with random policies.
+/// How a rule's network becomes a set: which matcher (0 src, 1 dst, else none), and extra
+/// entries of both families that nest with, overlap or miss the rule's own network.
+type SetPlan = (u8, Vec<IpNet>, Vec<IpNet>);
+
+fn set_plan() -> impl Strategy<Value = SetPlan> {
+    (0u8..4, vec(net4(), 0..6), vec(net6(), 0..6))
+}
+
+/// A random rule set of 0 to `max_rules` rules with random policies; about half of the
+/// rules' networks are turned into sets (the network plus random entries of both families).
 pub fn rule_set(max_rules: usize) -> impl Strategy<Value = RuleSet> {
-    (vec(rule(), 0..=max_rules), action(), action(), action()).prop_map(
-        |(rules, default, malformed, non_ip)| RuleSet {
-            rules,
-            default,
-            malformed,
-            non_ip,
-        },
+    (
+        vec((rule(), set_plan()), 0..=max_rules),
+        action(),
+        action(),
+        action(),
     )
+        .prop_map(|(planned, default, malformed, non_ip)| {
+            let mut set = RuleSet {
+                default,
+                malformed,
+                non_ip,
+                ..RuleSet::default()
+            };
+            for (i, (mut r, (which, extra4, extra6))) in planned.into_iter().enumerate() {
+                let slot = match which {
+                    0 => Some((&mut r.src, &mut r.src_set)),
+                    1 => Some((&mut r.dst, &mut r.dst_set)),
+                    _ => None,
+                };
+                if let Some((net, set_name)) = slot {
+                    if let Some(n) = net.take() {
+                        let name = format!("s{i}");
+                        let mut nets = vec![n];
+                        nets.extend(extra4);
+                        nets.extend(extra6);
+                        set.sets.insert(name.clone(), AddrSet::new(nets));
+                        *set_name = Some(name);
+                    }
+                }
+                set.rules.push(r);
+            }
+            set
+        })
 }
 
 /// How a frame's field relates to a rule's matcher.
@@ -327,6 +361,7 @@ fn l4_for(proto: u8, sport: u16, dport: u16, flags: u8) -> L4Spec {
 /// A frame in the neighbourhood of one of `set`'s rules (or anywhere, for an empty set).
 pub fn frame_near(set: &RuleSet) -> impl Strategy<Value = FrameCase> {
     let rules = set.rules.clone();
+    let sets = set.sets.clone();
     let pick = if rules.is_empty() {
         0..1usize
     } else {
@@ -350,12 +385,31 @@ pub fn frame_near(set: &RuleSet) -> impl Strategy<Value = FrameCase> {
                     .get(i)
                     .cloned()
                     .unwrap_or_else(|| Rule::new(Action::Pass));
-                let v6 = match (r.src, r.dst) {
+                // A set matcher: aim at one of its entries.
+                let from_set = |name: &Option<String>, noise: u128| {
+                    name.as_ref().map(|n| {
+                        let nets = &sets[n].nets;
+                        nets[(noise >> 64) as usize % nets.len()]
+                    })
+                };
+                let src_net = r.src.or_else(|| from_set(&r.src_set, noise.0));
+                let dst_net = r.dst.or_else(|| from_set(&r.dst_set, noise.1));
+                let v6 = match (src_net, dst_net) {
                     (Some(n), _) | (None, Some(n)) => matches!(n, IpNet::V6(_)),
                     (None, None) => v6_pick,
                 };
-                let src = addr_near(r.src, v6, hows.0, noise.0);
-                let dst = addr_near(r.dst, v6, hows.1, noise.1);
+                let src = addr_near(
+                    src_net.filter(|n| matches!(n, IpNet::V6(_)) == v6),
+                    v6,
+                    hows.0,
+                    noise.0,
+                );
+                let dst = addr_near(
+                    dst_net.filter(|n| matches!(n, IpNet::V6(_)) == v6),
+                    v6,
+                    hows.1,
+                    noise.1,
+                );
                 let proto = match (r.proto, keep_proto) {
                     (Some(p), Some(())) => p,
                     _ if r.sport.is_some() || r.dport.is_some() => {

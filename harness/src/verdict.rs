@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use xdpwall::{
-    loader::Count,
-    model::{self, Counts},
-    Action, Filter, LoadError, RuleSet, Verdict,
-};
+use xdpwall::{loader::Count, model::Counts, Action, Filter, LoadError, Model, RuleSet, Verdict};
 use xdpwall_common::stat;
 
 /// `XDP_DROP`.
@@ -71,12 +67,11 @@ pub struct BatchReport {
     pub too_short: usize,
 }
 
-/// A loaded filter plus the rule set it runs, for differential checks.
+/// A loaded filter plus the model of the rule set it runs, for differential checks.
 pub struct Checker {
     /// The loaded filter.
     pub filter: Filter,
-    /// The rule set it runs (the model's input).
-    pub set: RuleSet,
+    model: Model,
 }
 
 fn hex(frame: &[u8]) -> String {
@@ -106,23 +101,45 @@ impl Checker {
     /// Loads the filter with `set`.
     pub fn new(set: RuleSet) -> Result<Checker, LoadError> {
         let filter = Filter::with_rules(&set)?;
-        Ok(Checker { filter, set })
+        Ok(Checker {
+            filter,
+            model: Model::new(set),
+        })
     }
 
-    /// Replaces the rule set through the live-update path users use.
+    /// The rule set the filter runs.
+    pub fn set(&self) -> &RuleSet {
+        self.model.rules()
+    }
+
+    /// Replaces the rule set through the live-update path users use (the model starts
+    /// afresh, as the kernel's token buckets do with a new generation).
     pub fn apply(&mut self, set: RuleSet) -> Result<(), LoadError> {
         self.filter.maps.apply(&set)?;
-        self.set = set;
+        self.model = Model::new(set);
         Ok(())
     }
 
     /// Runs one frame (at least [`MIN_FRAME`] bytes) through kernel and model.
-    pub fn run(&self, frame: &[u8]) -> Result<Outcome, LoadError> {
+    pub fn run(&mut self, frame: &[u8]) -> Result<Outcome, LoadError> {
         let r = self.filter.test_run(frame, 1)?;
         Ok(Outcome {
             kernel: action_of(r.xdp_action),
             xdp_action: r.xdp_action,
-            model: model::verdict(&self.set, frame),
+            model: self.model.judge(frame, 0),
+            duration: r.duration,
+        })
+    }
+
+    /// Runs one frame as if it arrived at `now_ns` (nanoseconds, not 0): the kernel's rate
+    /// limiter reads that time from the filter's config, the model gets the same timestamp.
+    pub fn run_at(&mut self, frame: &[u8], now_ns: u64) -> Result<Outcome, LoadError> {
+        self.filter.maps.set_clock(now_ns)?;
+        let r = self.filter.test_run(frame, 1)?;
+        Ok(Outcome {
+            kernel: action_of(r.xdp_action),
+            xdp_action: r.xdp_action,
+            model: self.model.judge(frame, now_ns),
             duration: r.duration,
         })
     }
@@ -132,7 +149,7 @@ impl Checker {
     /// applied rule set). Frames shorter than [`MIN_FRAME`] are left out (they cannot reach XDP).
     pub fn check_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Result<BatchReport, Mismatch> {
         self.filter.maps.reset_stats()?;
-        let mut expect = Counts::new(self.set.rules.len());
+        let mut expect = Counts::new(self.set().rules.len());
         let mut report = BatchReport::default();
         for (index, frame) in frames.iter().enumerate() {
             let frame = frame.as_ref();
@@ -166,6 +183,7 @@ impl Checker {
             ("default", snap.default_hits, stat::DEFAULT),
             ("malformed", snap.malformed, stat::MALFORMED),
             ("non-ip", snap.non_ip, stat::NON_IP),
+            ("rate-limited", snap.rate_limited, stat::RATE_LIMITED),
         ];
         for (what, got, idx) in globals {
             if pair(got) != expect.stats[idx as usize] {
