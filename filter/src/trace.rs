@@ -146,15 +146,20 @@ pub fn describe(
 impl TraceEvent {
     /// What the pcapng comment says: the verdict and why.
     pub fn verdict(&self) -> String {
-        let mut s = format!("xdpwall: {} by {}", self.action, self.cause);
-        if let Some(r) = self.rule {
-            s.push_str(&format!(" rule {r}"));
-            if let Some(n) = &self.rule_name {
-                s.push_str(&format!(" ({n})"));
-            }
-        }
-        s.push_str(&format!(", generation {}", self.generation));
-        s
+        let rule = match (self.rule, &self.rule_name) {
+            (Some(r), Some(n)) => format!("rule {r} \"{n}\""),
+            (Some(r), None) => format!("rule {r}"),
+            (None, _) => String::new(),
+        };
+        let why = match self.cause {
+            "rule" => rule,
+            "rate-limited" => format!("over the rate limit of {rule}"),
+            other => other.to_string(),
+        };
+        format!(
+            "xdpwall: {} ({why}), generation {}",
+            self.action, self.generation
+        )
     }
 }
 

@@ -6,10 +6,12 @@
 //! - [`verdict`]: frames through the loaded filter (BPF_PROG_TEST_RUN) against the model;
 //! - [`strategy`]: proptest strategies for rule sets and frames near them;
 //! - [`replay`]: pcap regression replay against golden verdict files;
-//! - [`corpus`]: the named regression cases (rule sets and frames).
+//! - [`corpus`]: the named regression cases (rule sets and frames);
+//! - [`blocklist`]: reproducible synthetic address sets of any size.
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod blocklist;
 pub mod chart;
 pub mod corpus;
 pub mod demo;

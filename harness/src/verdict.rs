@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use xdpwall::{loader::Count, model::Counts, Action, Filter, LoadError, Model, RuleSet, Verdict};
+use xdpwall::{
+    loader::{ApplyReport, Count},
+    model::Counts,
+    Action, Filter, LoadError, Model, RuleSet, Verdict,
+};
 use xdpwall_common::stat;
 
 /// `XDP_DROP`.
@@ -114,10 +118,10 @@ impl Checker {
 
     /// Replaces the rule set through the live-update path users use (the model starts
     /// afresh, as the kernel's token buckets do with a new generation).
-    pub fn apply(&mut self, set: RuleSet) -> Result<(), LoadError> {
-        self.filter.maps.apply(&set)?;
+    pub fn apply(&mut self, set: RuleSet) -> Result<ApplyReport, LoadError> {
+        let report = self.filter.maps.apply(&set)?;
         self.model = Model::new(set);
-        Ok(())
+        Ok(report)
     }
 
     /// Runs one frame (at least [`MIN_FRAME`] bytes) through kernel and model.

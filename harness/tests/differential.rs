@@ -53,6 +53,7 @@ fn kernel_agrees_with_the_model_on_random_rule_sets_and_frames() {
         let bytes: Vec<Vec<u8>> = cases.iter().map(|c| c.bytes()).collect();
         let mut c = checker.borrow_mut();
         c.apply(set.clone())
+            .map(drop)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         match c.check_batch(&bytes) {
             Ok(r) => {

@@ -10,7 +10,7 @@ use crate::{root, step};
 /// bpf-linker version known to build with aya 0.14 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests and benchmarks use.
-pub const APT_PACKAGES: &[&str] = &["tcpdump"];
+pub const APT_PACKAGES: &[&str] = &["tcpdump", "tshark"];
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
