@@ -78,7 +78,7 @@ fn sampling_rate_and_event_contents() {
     assert_eq!((d.proto, d.sport, d.dport), (Some(17), Some(999), Some(23)));
     assert_eq!(
         d.verdict(),
-        "xdpwall: drop (rule 0 \"no-telnet\"), generation 1"
+        "xdpwall: drop (rule 0 \"no-telnet\"), generation 0"
     );
 
     // Every pass, the default cause, and a snap length beyond the frame.
