@@ -79,6 +79,33 @@ enum Cmd {
         #[arg(long)]
         all: bool,
     },
+    /// Stream sampled verdicts of a running filter (one drop in 1,000 by default).
+    Trace {
+        /// The filter's name.
+        name: String,
+        /// Sample one drop in this many (0: no drops); default: leave the filter's setting.
+        #[arg(long)]
+        every: Option<u32>,
+        /// Sample one pass in this many (0: no passes); default: leave the filter's setting.
+        #[arg(long)]
+        passes: Option<u32>,
+        /// Leading bytes of each sampled frame to capture (at most 256).
+        #[arg(long)]
+        snap: Option<u32>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also write the sampled frames to this pcapng file, the verdict as each packet's
+        /// comment.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
     /// Check a rule file without touching any filter.
     Check {
         /// The rule file.
@@ -162,8 +189,9 @@ fn run(cli: Cli) -> Result<()> {
             let mut maps = Maps::open_pinned(&name)?;
             let r = maps.apply(&set)?;
             println!(
-                "updated '{name}': {} rules from {} (generation {}, compiled in {:.1} ms, written in {:.1} ms)",
+                "updated '{name}': {} rules, {} set entries from {} (generation {}, compiled in {:.1} ms, written in {:.1} ms)",
                 r.rules,
+                set.sets.values().map(|s| s.nets.len()).sum::<usize>(),
                 rules.display(),
                 r.generation,
                 r.compile.as_secs_f64() * 1e3,
@@ -211,6 +239,25 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Trace {
+            name,
+            every,
+            passes,
+            snap,
+            json,
+            pcap,
+            count,
+            duration,
+        } => trace(
+            &name,
+            every,
+            passes,
+            snap,
+            json,
+            pcap.as_deref(),
+            count,
+            duration,
+        ),
         Cmd::Check { rules } => {
             let set = RuleSet::from_file(&rules)?;
             xdpwall::compile::compile(&set)?;
@@ -288,6 +335,88 @@ fn attach(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+fn trace(
+    name: &str,
+    every: Option<u32>,
+    passes: Option<u32>,
+    snap: Option<u32>,
+    json: bool,
+    pcap: Option<&Path>,
+    count: Option<u64>,
+    duration: Option<f64>,
+) -> Result<()> {
+    use xdpwall::trace::{describe, monotonic_now, monotonic_to_wall, PcapngSink, Tracer};
+    install_signal_handlers();
+    let mut maps = Maps::open_pinned(name)?;
+    let before = maps.sampling()?;
+    let wanted = loader::Sampling {
+        drops: every.unwrap_or(before.drops),
+        passes: passes.unwrap_or(before.passes),
+        snap_len: snap.unwrap_or(before.snap_len),
+    };
+    let mut tracer = Tracer::new(maps.take_events()?);
+    let mut sink = match pcap {
+        Some(p) => Some(
+            PcapngSink::create(p, wanted.snap_len)
+                .with_context(|| format!("creating {}", p.display()))?,
+        ),
+        None => None,
+    };
+    maps.set_sampling(wanted)?;
+    if wanted.drops == 0 && wanted.passes == 0 {
+        eprintln!("xdpwall: sampling is off for '{name}' (use --every N and/or --passes N)");
+    }
+    let start = monotonic_now();
+    let offset = monotonic_to_wall();
+    let deadline = duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let mut names = (u32::MAX, Vec::<Option<String>>::new());
+    let mut seen = 0u64;
+    let result = (|| -> Result<()> {
+        while !STOP.load(Ordering::SeqCst)
+            && count.is_none_or(|c| seen < c)
+            && deadline.is_none_or(|d| Instant::now() < d)
+        {
+            let Some(e) = tracer.next(Duration::from_millis(200)) else {
+                continue;
+            };
+            // Events from before this trace started were sampled under other settings.
+            if e.ts_ns < start {
+                continue;
+            }
+            if names.0 != e.gen {
+                let rules = maps.active_rules()?.1;
+                names = (e.gen, rules.into_iter().map(|r| r.name).collect());
+            }
+            let ev = describe(&e, offset, |_, i| {
+                names.1.get(i as usize).cloned().flatten()
+            });
+            if json {
+                println!("{}", serde_json::to_string(&ev)?);
+            } else {
+                println!("{ev}");
+            }
+            if let Some(s) = sink.as_mut() {
+                s.write(&ev)?;
+            }
+            seen += 1;
+        }
+        Ok(())
+    })();
+    // Leave the filter sampling as it was, whatever happened.
+    let restored = maps.set_sampling(before);
+    if let Some(s) = sink {
+        s.finish()?;
+        eprintln!(
+            "xdpwall: wrote {seen} sampled frames to {}",
+            pcap.unwrap().display()
+        );
+    }
+    result?;
+    restored?;
+    Ok(())
+}
+
 fn print_status(name: &str, s: &Snapshot) {
     println!(
         "filter '{name}': generation {}, default {}, malformed {}, non-ip {}",
@@ -307,12 +436,30 @@ fn print_status(name: &str, s: &Snapshot) {
             r.hits.bytes
         );
     }
+    for r in s.rules.iter().filter(|r| r.rule.limit.is_some()) {
+        println!(
+            "  rule {} over its rate limit: {} packets dropped",
+            r.index, r.limited.packets
+        );
+    }
+    for set in &s.sets {
+        println!(
+            "  set {:<20} {:>9} entries ({} hosts, {} IPv6)",
+            set.name, set.entries, set.hosts, set.v6
+        );
+    }
+    println!(
+        "  sampling: 1 in {} drops, 1 in {} passes (0: off), {} bytes per frame",
+        s.sampling.drops, s.sampling.passes, s.sampling.snap_len
+    );
     for (label, c) in [
         ("passed", s.pass),
         ("dropped", s.drop),
         ("no rule (default)", s.default_hits),
         ("malformed", s.malformed),
         ("non-IP", s.non_ip),
+        ("rate-limited", s.rate_limited),
+        ("events lost", s.events_lost),
     ] {
         println!(
             "  {label:<18} {:>12} packets {:>14} bytes",
