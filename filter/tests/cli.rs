@@ -201,3 +201,100 @@ fn attach_status_update_detach_and_foreground_sigint() {
         "detached after Ctrl-C"
     );
 }
+
+/// `xdpwall trace` on a running filter: JSON lines for sampled drops and a pcapng file that
+/// tshark reads, each packet commented with its verdict and rule.
+#[test]
+fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
+    let id = std::process::id() % 10000;
+    let topo = Topology::standard(&format!("tr-{id}"), &Options::default()).unwrap();
+    let name = format!("xw-tr-{id}");
+    let _cleanup = Detach(name.clone());
+    let rules = scratch(
+        "trace.toml",
+        "[[rule]]\nname = \"no-7000\"\naction = \"drop\"\nproto = \"udp\"\ndport = 7000\n",
+    );
+    let out = xdpwall(&[
+        "attach",
+        "dut0",
+        "--netns",
+        &topo.dut.netns,
+        "--mode",
+        "native",
+        "--name",
+        &name,
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pcap = std::env::temp_dir().join(format!("xdpwall-trace-{id}.pcapng"));
+    let child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
+        .args([
+            "trace", &name, "--every", "1", "--snap", "96", "--json", "--count", "20",
+        ])
+        .arg("--pcap")
+        .arg(&pcap)
+        .args(["--duration", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let got = udp_round(&topo, &[(false, 7000)], 30, Duration::from_millis(300));
+    assert_eq!(got, vec![0], "all dropped");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    for l in &lines {
+        assert_eq!(l["action"], "drop");
+        assert_eq!(l["rule"], 0);
+        assert_eq!(l["rule_name"], "no-7000");
+        assert_eq!(l["dport"], 7000);
+        assert_eq!(l["src"], topo.gen.ip4.to_string());
+    }
+    // The sampling setting is back to the filter's default after trace exits.
+    let status = xdpwall(&["status", &name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v[0]["status"]["sampling"]["drops"], 1000);
+
+    let tshark = Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .expect("tshark (installed by `cargo xtask setup`)");
+    assert!(
+        tshark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tshark.stderr)
+    );
+    let text = String::from_utf8_lossy(&tshark.stdout);
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 20, "{text}");
+    for r in rows {
+        assert!(
+            r.starts_with("7000\txdpwall: drop (rule 0 \"no-7000\")"),
+            "{r}"
+        );
+    }
+    let _ = std::fs::remove_file(&pcap);
+}
