@@ -3,14 +3,18 @@
 //!   drop baseline and of the filter with 1 and 1,024 ordered rules, frame matching the last
 //!   rule. One run per call on purpose: with `repeat > 1` the kernel switches the XDP
 //!   dispatcher around the loop, which costs milliseconds per call;
+//! - `test_run/set_N_{host,prefix,miss}`: the filter with one rule and an N-entry set
+//!   (N = 10, 10,000, 1,000,000), frame sourced from a host entry, from inside a prefix entry,
+//!   or from outside the set (see `harness::bench::set_probe_sources`);
 //! - `model/verdict`: reference-model verdicts per second;
-//! - `rules/*`: compiling and applying (live update path) 1,024 rules.
+//! - `rules/*`: compiling and applying (live update path) 1,024 rules and a 1,000,000-entry
+//!   set.
 //!
 //! Kernel-only ns/packet (without the syscall) is what `cargo xtask bench` reports.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use harness::{
-    bench::{frame_for_last, ordered_rules},
+    bench::{frame_for_last, ordered_rules, set_probe_sources, set_rules},
     verdict::Checker,
 };
 use pktgen::xdp::CountDrop;
@@ -29,6 +33,18 @@ fn test_run(c: &mut Criterion) {
         g.bench_function(format!("filter_{n}_rules"), |b| {
             b.iter(|| checker.filter.test_run(&frame, 1).unwrap())
         });
+    }
+    for n in [10usize, 10_000, 1_000_000] {
+        let set = set_rules(n);
+        let checker = Checker::new(set.clone()).expect("root needed");
+        for (what, src) in set_probe_sources(&set) {
+            let frame = pktgen::FrameSpec::udp(src, "198.18.0.2".parse().unwrap(), 5000, 1000)
+                .payload(64 - 42)
+                .build();
+            g.bench_function(format!("set_{n}_{what}"), |b| {
+                b.iter(|| checker.filter.test_run(&frame, 1).unwrap())
+            });
+        }
     }
     g.finish();
 }
@@ -54,6 +70,14 @@ fn rules(c: &mut Criterion) {
     let mut checker = Checker::new(ordered_rules(1)).expect("root needed");
     g.bench_function("apply_1024", |b| {
         b.iter(|| checker.filter.maps.apply(&set).unwrap())
+    });
+    let big = set_rules(1_000_000);
+    g.sample_size(10);
+    g.bench_function("compile_set_1000000", |b| {
+        b.iter(|| xdpwall::compile::compile(&big).unwrap())
+    });
+    g.bench_function("apply_set_1000000", |b| {
+        b.iter(|| checker.filter.maps.apply(&big).unwrap())
     });
     g.finish();
 }

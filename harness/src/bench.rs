@@ -65,6 +65,10 @@ pub struct Args {
     /// Rule counts to measure (ordered rules, the last one matching).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 100, 1024])]
     pub rules: Vec<usize>,
+    /// Set sizes to measure (one rule dropping sources in a synthetic blocklist of this many
+    /// entries; the traffic hits one of its prefixes).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![10usize, 10_000, 1_000_000])]
+    pub sets: Vec<usize>,
     /// Traffic sources: xdp (live frames), afpacket (stack packets).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["xdp".to_string(), "afpacket".to_string()])]
     pub sources: Vec<String>,
@@ -89,10 +93,12 @@ pub struct Case {
     pub mode: String,
     /// `xdp` or `afpacket`.
     pub source: String,
-    /// `baseline` or `filter-N`.
+    /// `baseline`, `filter-N` (N ordered rules) or `set-N` (one rule, an N-entry set).
     pub program: String,
     /// Rules in the filter (0 for the baseline).
     pub rules: usize,
+    /// Entries in the filter's address set (0 without one).
+    pub set_entries: usize,
     /// Mpps judged by the DUT, one per run.
     pub runs_mpps: Vec<f64>,
     /// Median of the runs.
@@ -116,7 +122,8 @@ pub struct Case {
 /// Kernel-measured cost of one program run.
 #[derive(Clone, Debug, Serialize)]
 pub struct TestRunCost {
-    /// `baseline` or `filter-N`.
+    /// `baseline`, `filter-N`, or `set-N-host` / `set-N-prefix` / `set-N-miss` (a frame whose
+    /// source is a host entry of the N-entry set, inside one of its prefixes, or in neither).
     pub program: String,
     /// ns per packet, median of the rounds.
     pub median_ns: f64,
@@ -185,6 +192,49 @@ pub fn frame_for_last(n: usize, size: usize) -> FrameSpec {
         1000 + i as u16,
     )
     .payload(size.saturating_sub(14 + 20 + 8))
+}
+
+/// What the DUT runs in one case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Baseline,
+    Rules(usize),
+    Set(usize),
+}
+
+impl Workload {
+    fn name(&self) -> String {
+        match self {
+            Workload::Baseline => "baseline".into(),
+            Workload::Rules(n) => format!("filter-{n}"),
+            Workload::Set(n) => format!("set-{n}"),
+        }
+    }
+
+    fn template(&self, size: usize) -> FrameSpec {
+        match self {
+            Workload::Rules(n) => frame_for_last((*n).max(1), size),
+            _ => frame_for_last(1, size),
+        }
+    }
+}
+
+/// The prefix of [`set_rules`] that the benchmark traffic (sources 10.0.0.7 and up) hits.
+pub const SET_TRAFFIC_PREFIX: &str = "10.0.0.0/24";
+
+/// One rule dropping sources in a set of `n` entries: a synthetic blocklist
+/// ([`crate::blocklist`]) of `n - 1` entries plus [`SET_TRAFFIC_PREFIX`].
+pub fn set_rules(n: usize) -> RuleSet {
+    let mut nets = crate::blocklist::blocklist(n.saturating_sub(1), 42).nets;
+    nets.push(SET_TRAFFIC_PREFIX.parse().unwrap());
+    let mut set = RuleSet::default();
+    set.sets
+        .insert("blocklist".into(), xdpwall::AddrSet::new(nets));
+    let mut r = xdpwall::Rule::new(xdpwall::Action::Drop);
+    r.name = Some("blocklist".into());
+    r.src_set = Some("blocklist".into());
+    set.rules.push(r);
+    set
 }
 
 /// Flows of the benchmark traffic: 200 sources inside the matching /24, 1000 source ports.
@@ -325,6 +375,7 @@ pub fn run(mut args: Args) -> Result<()> {
         args.duration = 0.5;
         args.repeats = 2;
         args.rules = vec![1, 1024];
+        args.sets = vec![10, 1_000_000];
     }
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -335,14 +386,16 @@ pub fn run(mut args: Args) -> Result<()> {
             bail!("unknown source '{s}' (xdp or afpacket)");
         }
     }
-    skipped.push(
-        "sets of 10 / 10,000 / 1,000,000 CIDRs: set matchers are not implemented yet".to_string(),
-    );
     skipped.push(peer_status());
 
-    let test_run = test_run_costs(&args)?;
-    let mut programs: Vec<(String, usize)> = vec![("baseline".into(), 0)];
-    programs.extend(args.rules.iter().map(|&n| (format!("filter-{n}"), n)));
+    let mut set_cache: std::collections::HashMap<usize, RuleSet> = Default::default();
+    for &n in &args.sets {
+        set_cache.insert(n, set_rules(n));
+    }
+    let test_run = test_run_costs(&args, &set_cache)?;
+    let mut programs: Vec<Workload> = vec![Workload::Baseline];
+    programs.extend(args.rules.iter().map(|&n| Workload::Rules(n)));
+    programs.extend(args.sets.iter().map(|&n| Workload::Set(n)));
     let total = args.mode.modes().len() * args.sources.len() * programs.len() * args.repeats;
     let mut done = 0;
     let mut cases = Vec::new();
@@ -357,9 +410,15 @@ pub fn run(mut args: Args) -> Result<()> {
         let topo = Topology::standard(&format!("bench-{mode}"), &opts)?;
         for source in &args.sources {
             let mut baseline = None;
-            for (program, n) in &programs {
-                let template = frame_for_last((*n).max(1), args.size);
-                let rx = attach(&topo, mode, *n, program == "baseline")?;
+            for w in &programs {
+                let program = w.name();
+                let template = w.template(args.size);
+                let ruleset = match w {
+                    Workload::Baseline => None,
+                    Workload::Rules(n) => Some(ordered_rules(*n)),
+                    Workload::Set(n) => Some(set_cache[n].clone()),
+                };
+                let rx = attach(&topo, mode, ruleset.as_ref())?;
                 let (mut runs, mut sent, mut judged) = (Vec::new(), 0, 0);
                 for r in 0..args.repeats {
                     progress(
@@ -390,7 +449,10 @@ pub fn run(mut args: Args) -> Result<()> {
                     mode: mode.to_string(),
                     source: source.clone(),
                     program: program.clone(),
-                    rules: *n,
+                    rules: ruleset.as_ref().map_or(0, |r| r.rules.len()),
+                    set_entries: ruleset
+                        .as_ref()
+                        .map_or(0, |r| r.sets.values().map(|s| s.nets.len()).sum()),
                     runs_mpps: runs,
                     median_mpps: median,
                     min_mpps: min,
@@ -441,9 +503,9 @@ pub fn run(mut args: Args) -> Result<()> {
     Ok(())
 }
 
-fn attach(topo: &Topology, mode: Mode, n: usize, baseline: bool) -> Result<Receiver> {
+fn attach(topo: &Topology, mode: Mode, rules: Option<&RuleSet>) -> Result<Receiver> {
     let _ns = topo.dut.enter()?;
-    if baseline {
+    let Some(rules) = rules else {
         let mut c = CountDrop::load()?;
         let m = if mode == Mode::Native {
             XdpMode::Driver
@@ -453,15 +515,17 @@ fn attach(topo: &Topology, mode: Mode, n: usize, baseline: bool) -> Result<Recei
         c.program()
             .attach(&topo.dut.iface, m)
             .with_context(|| format!("attaching the baseline in {mode} mode"))?;
-        Ok(Receiver::Baseline(c))
-    } else {
-        let mut f = Filter::with_rules(&ordered_rules(n))?;
-        f.attach(&topo.dut.iface, mode)?;
-        Ok(Receiver::Filter(Box::new(f)))
-    }
+        return Ok(Receiver::Baseline(c));
+    };
+    let mut f = Filter::with_rules(rules)?;
+    f.attach(&topo.dut.iface, mode)?;
+    Ok(Receiver::Filter(Box::new(f)))
 }
 
-fn test_run_costs(args: &Args) -> Result<Vec<TestRunCost>> {
+fn test_run_costs(
+    args: &Args,
+    sets: &std::collections::HashMap<usize, RuleSet>,
+) -> Result<Vec<TestRunCost>> {
     let repeat = if args.quick { 20_000 } else { 200_000 };
     let rounds = args.repeats.max(1);
     let mut out = Vec::new();
@@ -488,7 +552,46 @@ fn test_run_costs(args: &Args) -> Result<Vec<TestRunCost>> {
             max_ns: hi,
         });
     }
+    for &n in &args.sets {
+        let set = &sets[&n];
+        let c = Checker::new(set.clone())?;
+        for (what, src) in set_probe_sources(set) {
+            let frame = FrameSpec::udp(src, "198.18.0.2".parse().unwrap(), 5000, 1000)
+                .payload(args.size.saturating_sub(14 + 20 + 8))
+                .build();
+            let v = c.ns_per_packet(&frame, repeat, rounds)?;
+            let (m, lo, hi) = stats(&v);
+            out.push(TestRunCost {
+                program: format!("set-{n}-{what}"),
+                median_ns: m,
+                min_ns: lo,
+                max_ns: hi,
+            });
+        }
+    }
     Ok(out)
+}
+
+/// IPv4 sources that exercise each path of a set lookup: a host entry (hash hit), an address
+/// inside [`SET_TRAFFIC_PREFIX`] (hash miss, trie hit) and one in no entry (hash miss, trie
+/// miss to the /0).
+pub fn set_probe_sources(set: &RuleSet) -> Vec<(&'static str, std::net::IpAddr)> {
+    let nets = &set.sets["blocklist"].nets;
+    let host = nets
+        .iter()
+        .find(|n| n.addr().is_ipv4() && n.prefix_len() == 32)
+        .map(|n| n.addr())
+        .expect("the blocklist has IPv4 hosts");
+    let in_set = |a: std::net::IpAddr| nets.iter().any(|n| n.contains(&a));
+    let miss = (1..=255u8)
+        .map(|i| std::net::IpAddr::from([10, 0, i, 7]))
+        .find(|a| !in_set(*a))
+        .expect("an address outside the set");
+    vec![
+        ("host", host),
+        ("prefix", "10.0.0.7".parse().unwrap()),
+        ("miss", miss),
+    ]
 }
 
 /// Whether the peer (xdp-filter) can run here; the text says why it is skipped.
