@@ -94,7 +94,7 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     };
     count(&XW_STATS, stat_index, len);
     if every != 0 {
-        sample(&ctx, cfg, &v, &pkt, len, drop as u32, every);
+        sample(&ctx, cfg, &v, &pkt, len);
     }
     if drop {
         xdp_action::XDP_DROP
@@ -190,8 +190,9 @@ fn masked(addr: &[u32; 4], prefix: u32) -> [u32; 4] {
 }
 
 /// Token bucket of rule `index` for the packet's source (filter/README.md): takes one token
-/// and returns false, or returns true when the bucket has none.
-#[inline(always)]
+/// and returns false, or returns true when the bucket has none. Not inlined: only rate-limit
+/// rules reach it, and inlined it makes every packet's path longer.
+#[inline(never)]
 fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
     let now = if cfg.clock_ns != 0 {
         cfg.clock_ns
@@ -255,16 +256,15 @@ fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
 }
 
 /// Every `every`-th drop (`kind` 1) or pass (`kind` 0) on this CPU becomes a verdict event.
-#[inline(always)]
-fn sample(
-    ctx: &XdpContext,
-    cfg: &Config,
-    v: &Verdict,
-    pkt: &Packet,
-    len: u64,
-    kind: u32,
-    every: u32,
-) {
+/// Not inlined, for the same reason as [`over_limit`].
+#[inline(never)]
+fn sample(ctx: &XdpContext, cfg: &Config, v: &Verdict, pkt: &Packet, len: u64) {
+    // (BPF subprograms take at most five arguments.)
+    let (kind, every) = if v.action == action::DROP {
+        (1, cfg.sample_drops)
+    } else {
+        (0, cfg.sample_passes)
+    };
     let Some(c) = XW_SAMPLE.get_ptr_mut(kind) else {
         return;
     };

@@ -600,9 +600,10 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
             prefix6,
         })
     } else {
-        for f in [&r.rate, &r.burst, &r.rate_prefix4, &r.rate_prefix6]
+        if let Some(f) = [&r.rate, &r.burst, &r.rate_prefix4, &r.rate_prefix6]
             .into_iter()
             .flatten()
+            .next()
         {
             return Err((
                 Some(f.span()),

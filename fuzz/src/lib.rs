@@ -188,6 +188,7 @@ pub fn decode(data: &[u8]) -> Result<(RuleSet, Vec<u8>)> {
         default: action(&mut u)?,
         malformed: action(&mut u)?,
         non_ip: action(&mut u)?,
+        ..RuleSet::default()
     };
     let f = frame(&mut u, &set.rules)?;
     Ok((set, f))
