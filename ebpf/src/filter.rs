@@ -84,8 +84,9 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     let Some(cfg) = XW_CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let mut pkt = Packet::new();
-    let v = filter(&ctx, cfg, len, &mut pkt);
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let pkt = Packet::zeroed(&mut slot);
+    let v = filter(&ctx, cfg, len, pkt);
     let drop = v.action == action::DROP;
     let (stat_index, every) = if drop {
         (stat::DROP, cfg.sample_drops)
@@ -94,7 +95,7 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     };
     count(&XW_STATS, stat_index, len);
     if every != 0 {
-        sample(&ctx, cfg, &v, &pkt, len);
+        sample(&ctx, cfg, &v, pkt, len);
     }
     if drop {
         xdp_action::XDP_DROP

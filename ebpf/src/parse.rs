@@ -26,38 +26,48 @@ const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
 
 /// The fields the classifier needs.
+///
+/// Laid out without holes and 8-byte aligned (40 bytes): the packet lives on the stack
+/// (sampling takes its address), and a zeroed struct of this shape is five 64-bit stores,
+/// while an odd-sized one made LLVM call a byte-by-byte memset on every packet.
+#[repr(C, align(8))]
 pub struct Packet {
-    /// IPv6 (else IPv4).
-    pub v6: bool,
     /// Source address as four 32-bit words in network byte order (IPv4: word 0 only).
     pub src: [u32; 4],
     /// Destination address, likewise.
     pub dst: [u32; 4],
-    /// Transport protocol (after IPv6 extension headers).
-    pub proto: u8,
-    /// TCP or UDP with its header present (not a non-first fragment).
-    pub has_ports: bool,
     /// Source port, host order.
     pub sport: u16,
     /// Destination port, host order.
     pub dport: u16,
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// TCP or UDP with its header present (not a non-first fragment).
+    pub has_ports: bool,
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// Explicit padding.
+    pub _pad: u8,
 }
 
 impl Packet {
-    /// An empty packet to parse into.
+    /// Zeroes `slot` and returns it as an empty packet to parse into. Five volatile 64-bit
+    /// stores: plain zeroing is turned by LLVM into a call to a byte-by-byte `memset`, which
+    /// cost about 40 ns per packet.
     #[inline(always)]
-    pub const fn new() -> Self {
-        Packet {
-            v6: false,
-            src: [0; 4],
-            dst: [0; 4],
-            proto: 0,
-            has_ports: false,
-            sport: 0,
-            dport: 0,
+    pub fn zeroed(slot: &mut core::mem::MaybeUninit<Packet>) -> &mut Packet {
+        const WORDS: usize = core::mem::size_of::<Packet>() / 8;
+        let w = slot.as_mut_ptr() as *mut u64;
+        for i in 0..WORDS {
+            // SAFETY: `w` points at WORDS aligned u64s inside the slot.
+            unsafe { core::ptr::write_volatile(w.add(i), 0) };
         }
+        // SAFETY: every byte was written; all-zero is a valid Packet.
+        unsafe { slot.assume_init_mut() }
     }
 }
+
+const _: () = assert!(core::mem::size_of::<Packet>() == 40);
 
 /// What parsing found out about a frame.
 pub enum Parsed {

@@ -81,9 +81,13 @@ pub struct Args {
     /// Folder for the JSON and SVG results.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// A short smoke run: 0.5 s windows, 2 runs, rule counts 1 and 1024.
+    /// A short smoke run: 0.5 s windows, 2 runs, rule counts 1 and 1024, sets of 10 and
+    /// 1,000,000 entries.
     #[arg(long)]
     pub quick: bool,
+    /// Only the BPF_PROG_TEST_RUN costs (no topology, no traffic).
+    #[arg(long)]
+    pub test_run_only: bool,
 }
 
 /// One measured case.
@@ -393,6 +397,10 @@ pub fn run(mut args: Args) -> Result<()> {
         set_cache.insert(n, set_rules(n));
     }
     let test_run = test_run_costs(&args, &set_cache)?;
+    if args.test_run_only {
+        print_test_run(&test_run);
+        return Ok(());
+    }
     let mut programs: Vec<Workload> = vec![Workload::Baseline];
     programs.extend(args.rules.iter().map(|&n| Workload::Rules(n)));
     programs.extend(args.sets.iter().map(|&n| Workload::Set(n)));
@@ -605,14 +613,18 @@ fn peer_status() -> String {
     }
 }
 
-fn print_report(r: &Report) {
+fn print_test_run(costs: &[TestRunCost]) {
     println!("\nBPF_PROG_TEST_RUN, kernel-measured ns/packet (frame matching the last rule):");
-    for c in &r.test_run {
+    for c in costs {
         println!(
-            "  {:<14} {:>7.1} ns  [{:.1} - {:.1}]",
+            "  {:<18} {:>7.1} ns  [{:.1} - {:.1}]",
             c.program, c.median_ns, c.min_ns, c.max_ns
         );
     }
+}
+
+fn print_report(r: &Report) {
+    print_test_run(&r.test_run);
     println!(
         "\nOn the wire: Mpps judged by the DUT, {} runs of {:.1} s, {}-byte frames, {} generator thread(s) (median [min - max]):",
         r.settings.repeats, r.settings.duration_s, r.settings.frame_size, r.settings.threads
