@@ -510,8 +510,23 @@ impl Maps {
 
     fn write_generation(&mut self, gen: u32, t: &Tables) -> Result<(), LoadError> {
         // Hosts first: the only table that can be full, and nothing live reads this generation.
-        write_hosts(&self.host4, gen, t, false)?;
-        write_hosts(&self.host6, gen, t, true)?;
+        let info = |g: u32| {
+            self.gen_info
+                .get(&g, 0)
+                .map_err(map_err(map_names::GEN_INFO))
+        };
+        let mut stale_info = info(gen)?;
+        let (stale, other) = (stale_info.hosts, info(1 - gen)?.hosts);
+        // Record first that this (inactive) generation may hold host entries, so that a write
+        // that fails half way is still cleaned up by the next one.
+        if t.info.hosts & !stale != 0 {
+            stale_info.hosts |= t.info.hosts;
+            self.gen_info
+                .set(gen, stale_info, 0)
+                .map_err(map_err(map_names::GEN_INFO))?;
+        }
+        write_hosts(&self.host4, gen, t, false, stale, other)?;
+        write_hosts(&self.host6, gen, t, true, stale, other)?;
         clear_trie(&mut self.src4, gen, map_names::SRC4)?;
         clear_trie(&mut self.dst4, gen, map_names::DST4)?;
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
@@ -720,13 +735,37 @@ fn untyped(map: Map) -> MapData {
 
 /// Replaces generation `gen`'s entries of one host hash table (IPv4 or IPv6, both
 /// dimensions) with the tables' host entries. Checks the capacity before changing anything.
-fn write_hosts(map: &MapData, gen: u32, t: &Tables, v6: bool) -> Result<(), LoadError> {
-    let (name, ks) = if v6 {
-        (map_names::HOST6, std::mem::size_of::<Host6Key>())
+/// `stale_bits` and `other_bits` are the [`xdpwall_common::hosts`] bits of the generation being
+/// replaced and of the running one: without host entries on either side, the table is not
+/// scanned (a scan walks every bucket, milliseconds even when empty).
+fn write_hosts(
+    map: &MapData,
+    gen: u32,
+    t: &Tables,
+    v6: bool,
+    stale_bits: u32,
+    other_bits: u32,
+) -> Result<(), LoadError> {
+    use xdpwall_common::hosts;
+    let (name, ks, family) = if v6 {
+        (
+            map_names::HOST6,
+            std::mem::size_of::<Host6Key>(),
+            hosts::SRC6 | hosts::DST6,
+        )
     } else {
-        (map_names::HOST4, std::mem::size_of::<Host4Key>())
+        (
+            map_names::HOST4,
+            std::mem::size_of::<Host4Key>(),
+            hosts::SRC4 | hosts::DST4,
+        )
     };
-    let existing = batch::keys(map, ks, 4).map_err(batch_err(name, "lookup"))?;
+    let new_hosts = t.info.hosts & family != 0;
+    let existing = if stale_bits & family == 0 && (!new_hosts || other_bits & family == 0) {
+        Vec::new()
+    } else {
+        batch::keys(map, ks, 4).map_err(batch_err(name, "lookup"))?
+    };
     let (stale, other): (Vec<&[u8]>, Vec<&[u8]>) = existing
         .chunks_exact(ks)
         .partition(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) >> 1 == gen);
