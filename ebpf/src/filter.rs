@@ -94,7 +94,7 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
         (stat::PASS, cfg.sample_passes)
     };
     count(&XW_STATS, stat_index, len);
-    if every != 0 {
+    if every != 0 && sampled(drop as u32, every) {
         sample(&ctx, cfg, &v, pkt, len);
     }
     if drop {
@@ -256,28 +256,27 @@ fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
     }
 }
 
-/// Every `every`-th drop (`kind` 1) or pass (`kind` 0) on this CPU becomes a verdict event.
-/// Not inlined, for the same reason as [`over_limit`].
-#[inline(never)]
-fn sample(ctx: &XdpContext, cfg: &Config, v: &Verdict, pkt: &Packet, len: u64) {
-    // (BPF subprograms take at most five arguments.)
-    let (kind, every) = if v.action == action::DROP {
-        (1, cfg.sample_drops)
-    } else {
-        (0, cfg.sample_passes)
-    };
+/// Counts down per CPU: true for every `every`-th drop (`kind` 1) or pass (`kind` 0).
+#[inline(always)]
+fn sampled(kind: u32, every: u32) -> bool {
     let Some(c) = XW_SAMPLE.get_ptr_mut(kind) else {
-        return;
+        return false;
     };
-    // SAFETY: per-CPU value.
+    // SAFETY: per-CPU value, only this CPU writes it while the program runs.
     unsafe {
         let n = *c + 1;
         if n < every as u64 {
             *c = n;
-            return;
+            return false;
         }
         *c = 0;
     }
+    true
+}
+
+/// Sends the verdict as an event. Not inlined, for the same reason as [`over_limit`].
+#[inline(never)]
+fn sample(ctx: &XdpContext, cfg: &Config, v: &Verdict, pkt: &Packet, len: u64) {
     let Some(mut entry) = XW_EVENTS.reserve::<Event>(0) else {
         count(&XW_STATS, stat::EVENTS_LOST, len);
         return;
