@@ -1,7 +1,8 @@
 //! Flood defence on the wire: a rate-limit rule on the DUT's veth (native XDP) caps a flood
 //! from one source near the configured rate while another source's traffic through the same
-//! rule passes untouched. Datagrams are counted by UDP sockets behind the filter. Needs root;
-//! fails (never skips) without it.
+//! rule passes untouched. Datagrams are counted by UDP sockets behind the filter. Under the
+//! same load, sampled verdict events arrive at the configured rate (one drop in 1,000 per
+//! CPU). Needs root; fails (never skips) without it.
 
 use std::{
     net::UdpSocket,
@@ -36,7 +37,7 @@ fn a_flood_is_capped_near_the_rate_and_other_sources_pass() {
         "flood",
     )
     .unwrap();
-    let (filter, flood_sock, legit_sock) = {
+    let (mut filter, flood_sock, legit_sock) = {
         let _ns = topo.dut.enter().unwrap();
         let mut f = Filter::with_rules(&set).unwrap();
         assert_eq!(
@@ -90,6 +91,11 @@ fn a_flood_is_capped_near_the_rate_and_other_sources_pass() {
         }
         (sent, legit_sent, start.elapsed())
     };
+    let mut tracer = xdpwall::trace::Tracer::new(filter.maps.take_events().unwrap());
+    let mut events = Vec::new();
+    while let Some(e) = tracer.next(Duration::from_millis(100)) {
+        events.push(e);
+    }
     let flood_got = count(&flood_sock);
     let legit_got = count(&legit_sock);
     let snap = filter.maps.snapshot().unwrap();
@@ -110,4 +116,17 @@ fn a_flood_is_capped_near_the_rate_and_other_sources_pass() {
     assert_eq!(legit_got, legit_sent, "legitimate traffic untouched");
     assert_eq!(snap.rules[0].limited.packets, snap.rate_limited.packets);
     assert!(snap.rate_limited.packets + flood_got + legit_got >= sent * 9 / 10);
+
+    // Default sampling: one drop in 1,000 per CPU, so each CPU leaves fewer than 1,000 unsampled.
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    let drops = snap.drop.packets;
+    assert_eq!(snap.events_lost.packets, 0);
+    assert!(
+        events.len() as u64 <= drops / 1000 && events.len() as u64 + cpus >= drops / 1000,
+        "{} events for {drops} drops",
+        events.len()
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.cause == xdpwall_common::cause::RATE_LIMITED && e.rule == 0 && e.dport == 9000));
 }

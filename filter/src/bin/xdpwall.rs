@@ -272,6 +272,9 @@ fn run(cli: Cli) -> Result<()> {
             for (i, r) in set.rules.iter().enumerate() {
                 println!("  {i:>4}  {:<20} {r}", r.name.as_deref().unwrap_or("-"));
             }
+            for (name, s) in &set.sets {
+                println!("  set {name}: {} entries", s.nets.len());
+            }
             Ok(())
         }
     }
@@ -363,7 +366,12 @@ fn trace(
         ),
         None => None,
     };
-    maps.set_sampling(wanted)?;
+    // The config word also holds the active generation: change it under the update lock so
+    // that a concurrent `xdpwall update` cannot be undone by this read-modify-write.
+    {
+        let _lock = lock(name)?;
+        maps.set_sampling(wanted)?;
+    }
     if wanted.drops == 0 && wanted.passes == 0 {
         eprintln!("xdpwall: sampling is off for '{name}' (use --every N and/or --passes N)");
     }
@@ -404,7 +412,7 @@ fn trace(
         Ok(())
     })();
     // Leave the filter sampling as it was, whatever happened.
-    let restored = maps.set_sampling(before);
+    let restored = lock(name).and_then(|_lock| Ok(maps.set_sampling(before)?));
     if let Some(s) = sink {
         s.finish()?;
         eprintln!(
