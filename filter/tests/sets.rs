@@ -216,3 +216,63 @@ fn million_entry_sets_load_and_swap_live() {
         .count();
     assert!(passed > a_hosts.len() / 2, "old entries still dropped");
 }
+
+struct PinGuard(String);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        xdpwall::loader::remove_pins(&self.0).unwrap();
+    }
+}
+
+/// Sets replaced live, through the pins as `xdpwall update` does, while this process keeps
+/// running a probe: in set A the probe's source is a host entry (hash), in set B it is inside a
+/// prefix (trie). Both drop it, the default passes: a packet that saw a half-written table
+/// would pass.
+#[test]
+fn set_swaps_under_traffic_never_show_a_half_written_table() {
+    let with = |seed: u64, extra: &str| {
+        let mut s = blocklist(50_000, seed);
+        s.nets.push(extra.parse().unwrap());
+        blocking(AddrSet::new(s.nets))
+    };
+    let (a, b) = (with(1, "10.9.1.1/32"), with(2, "10.9.0.0/16"));
+    let probe = udp(
+        "10.9.1.1".parse().unwrap(),
+        "198.18.0.2".parse().unwrap(),
+        53,
+    );
+    for s in [&a, &b] {
+        assert_eq!(xdpwall::verdict(s, &probe).action, Action::Drop);
+    }
+    let name = format!("test-set-swap-{}", std::process::id());
+    let _cleanup = PinGuard(name.clone());
+    let mut f = xdpwall::Filter::load_pinned(&name).expect("load and pin (root needed)");
+    f.maps.apply(&a).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (runs, swaps) = std::thread::scope(|s| {
+        let runner = s.spawn(|| {
+            let mut runs = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = f.test_run(&probe, 16).unwrap();
+                assert_eq!(r.xdp_action, 1, "XDP_DROP expected after {runs} runs");
+                runs += 1;
+            }
+            runs
+        });
+        let mut writer = xdpwall::Maps::open_pinned(&name).unwrap();
+        let mut swaps = 0;
+        for i in 0..10 {
+            writer.apply(if i % 2 == 0 { &b } else { &a }).unwrap();
+            swaps += 1;
+            if runner.is_finished() {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (runner.join().unwrap(), swaps)
+    });
+    eprintln!("{runs} probe runs (x16) during {swaps} live set swaps");
+    assert_eq!(swaps, 10);
+    assert!(runs > 10, "the probe did not run alongside the swaps");
+}
