@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -40,9 +40,10 @@ pub const PROTO_ENTRIES: u32 = 256;
 /// Maximum number of LPM entries per generation and address family (distinct prefixes + /0).
 /// LPM tries allocate on demand, so this is only a bound.
 pub const LPM_ENTRIES_PER_GEN: u32 = (1 << 20) + MAX_RULES as u32 + 1;
-/// Host entries (/32 and /128 networks) per address family, source and destination together,
-/// summed over both generations: a live swap holds the old and the new generation at once, so
-/// one generation can hold up to half of this. The hash map allocates on demand.
+/// Hashed networks (the longest prefix lengths, see [`GenInfo::hashed`]) per address family,
+/// source and destination together, summed over both generations: a live swap holds the old
+/// and the new generation at once, so one generation can hold up to half of this. The hash map
+/// allocates on demand.
 pub const HOST_ENTRIES: u32 = 1 << 21;
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
@@ -95,7 +96,8 @@ pub mod map_names {
     pub const RULE_STATS: &str = "XW_RULE_STATS";
     /// Per-CPU [`super::Counter`] per rule of packets over a rate limit: `gen * MAX_RULES + rule`.
     pub const RULE_LIMITED: &str = "XW_RULE_LIMITED";
-    /// Hash: [`super::Host4Key`] -> slot (host entries of sets and rules, checked before the trie).
+    /// Hash: [`super::Host4Key`] -> slot (networks of the hashed prefix lengths, checked before
+    /// the trie).
     pub const HOST4: &str = "XW_HOST4";
     /// Hash: [`super::Host6Key`] -> slot.
     pub const HOST6: &str = "XW_HOST6";
@@ -168,8 +170,22 @@ pub mod cause {
     pub const RATE_LIMITED: u8 = 4;
 }
 
+/// Most prefix lengths per dimension and family kept in the hash tables (see [`GenInfo::hashed`]).
+pub const MAX_HASHED_LENS: usize = 4;
+/// Marks an unused entry of [`GenInfo::hashed`].
+pub const NO_LEN: u8 = 0xff;
+/// A dimension's trie may keep at most this many prefixes (besides the /0) when hashing its
+/// longest prefix lengths can get it there: then those lengths go into the hash instead.
+pub const TRIE_TARGET: usize = 64;
+
+/// The tag of a host-table key: generation, dimension (0 source, 1 destination) and prefix
+/// length in one word.
+pub const fn hash_tag(gen: u32, dim: u32, len: u8) -> u32 {
+    (len as u32) << 8 | (gen * 2 + dim)
+}
+
 /// Bits of [`GenInfo::hosts`]: which host hash tables the generation fills (the program only
-/// looks into those).
+/// looks into those). Bit `i` goes with row `i` of [`GenInfo::hashed`].
 pub mod hosts {
     /// Source, IPv4.
     pub const SRC4: u32 = 1;
@@ -274,8 +290,13 @@ pub struct GenInfo {
     pub non_ip_action: u8,
     /// Explicit padding.
     pub _pad: u8,
+    /// Per row (source IPv4, destination IPv4, source IPv6, destination IPv6): the prefix
+    /// lengths whose networks are in the hash tables instead of the trie, longest first, unused
+    /// entries [`NO_LEN`]. Every length left in the trie is shorter than all of them, so the
+    /// first hash hit, tried longest first, is the longest match.
+    pub hashed: [[u8; MAX_HASHED_LENS]; 4],
 }
-const _: () = assert!(core::mem::size_of::<GenInfo>() == 16);
+const _: () = assert!(core::mem::size_of::<GenInfo>() == 32);
 
 /// One rule as stored in the kernel: its action, and its matchers so that a second process
 /// (`xdpwall status`) can show what the running rules are.
@@ -329,7 +350,7 @@ pub struct SetInfo {
     pub name: [u8; 32],
     /// Entries in the set.
     pub entries: u32,
-    /// Of which host entries (/32, /128), kept in the host hash tables.
+    /// Of which host entries (/32, /128).
     pub hosts: u32,
     /// Of which IPv6 entries.
     pub v6: u32,
@@ -338,12 +359,12 @@ pub struct SetInfo {
 }
 const _: () = assert!(core::mem::size_of::<SetInfo>() == 48);
 
-/// Host hash key for IPv4: `gen_dim = gen * 2 + (0 for source, 1 for destination)`, then the
-/// address as it is on the wire.
+/// Hash-table key for IPv4: the tag ([`hash_tag`]: generation, dimension, prefix length), then
+/// the network address as it is on the wire.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Host4Key {
-    /// Generation and dimension.
+    /// [`hash_tag`].
     pub gen_dim: u32,
     /// Address bytes in network order.
     pub addr: [u8; 4],
@@ -354,7 +375,7 @@ const _: () = assert!(core::mem::size_of::<Host4Key>() == 8);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Host6Key {
-    /// Generation and dimension.
+    /// [`hash_tag`].
     pub gen_dim: u32,
     /// Address bytes in network order.
     pub addr: [u8; 16],

@@ -8,11 +8,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, cause, dim, hosts, stat, Bitmap, Bucket, Config, Counter, Event, GenInfo, Host4Key,
+    action, cause, dim, hash_tag, stat, Bitmap, Bucket, Config, Counter, Event, GenInfo, Host4Key,
     Host6Key, Lpm4Key, Lpm6Key, RateKey, RuleEntry, SetInfo, BITMAP_WORDS, EVENT_RING_BYTES,
     GENERATIONS, GEN_PREFIX_BITS, HOST_ENTRIES, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
-    MAP_F_NO_PREALLOC, MAX_RULES, MAX_SETS, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, RATE_ENTRIES,
-    SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
+    MAP_F_NO_PREALLOC, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
+    PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -330,19 +330,19 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     let all = XW_BITMAPS.get(base + SLOT_ALL)?;
     let dims = info.dims;
     let src = if dims & dim::SRC != 0 {
-        let host = info.hosts & if pkt.v6 { hosts::SRC6 } else { hosts::SRC4 } != 0;
+        let row = if pkt.v6 { 2 } else { 0 };
         bitmap(
             base,
-            addr_slot(gen * 2, host, pkt.v6, &pkt.src, &XW_SRC4, &XW_SRC6)?,
+            addr_slot(gen, 0, &info.hashed[row], pkt, &XW_SRC4, &XW_SRC6)?,
         )?
     } else {
         all
     };
     let dst = if dims & dim::DST != 0 {
-        let host = info.hosts & if pkt.v6 { hosts::DST6 } else { hosts::DST4 } != 0;
+        let row = if pkt.v6 { 3 } else { 1 };
         bitmap(
             base,
-            addr_slot(gen * 2 + 1, host, pkt.v6, &pkt.dst, &XW_DST4, &XW_DST6)?,
+            addr_slot(gen, 1, &info.hashed[row], pkt, &XW_DST4, &XW_DST6)?,
         )?
     } else {
         all
@@ -389,32 +389,36 @@ fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
     XW_BITMAPS.get(base + slot)
 }
 
-/// Looks the address up: first in the host hash (when `host`: the generation has host entries
-/// for this dimension and family), which holds the longest possible prefixes, then in the
-/// family's LPM trie of the other prefixes; every generation has a /0 entry, so a well-formed
-/// table always answers.
+/// Looks the address up: first in the hash tables, one lookup per hashed prefix length
+/// (longest first; every length in the trie is shorter), then in the family's LPM trie of the
+/// remaining prefixes; every generation has a /0 entry, so a well-formed table always answers.
 #[inline(always)]
 fn addr_slot(
-    gen_dim: u32,
-    host: bool,
-    v6: bool,
-    addr: &[u32; 4],
+    gen: u32,
+    dim: u32,
+    lens: &[u8; MAX_HASHED_LENS],
+    pkt: &Packet,
     trie4: &LpmTrie<Lpm4Key, u32>,
     trie6: &LpmTrie<Lpm6Key, u32>,
 ) -> Option<u32> {
-    let gen = gen_dim >> 1;
-    if host {
-        // SAFETY: [u32; N] and [u8; 4 * N] have the same size and no invalid values.
+    let v6 = pkt.v6;
+    let addr = if dim == 0 { &pkt.src } else { &pkt.dst };
+    for &len in lens.iter() {
+        if len == NO_LEN {
+            break;
+        }
+        let tag = hash_tag(gen, dim, len);
+        // SAFETY: [u32; 4] and [u8; 16] have the same size and no invalid values.
         let hit = unsafe {
             if v6 {
                 XW_HOST6.get(&Host6Key {
-                    gen_dim,
-                    addr: core::mem::transmute::<[u32; 4], [u8; 16]>(*addr),
+                    gen_dim: tag,
+                    addr: core::mem::transmute::<[u32; 4], [u8; 16]>(masked(addr, len as u32)),
                 })
             } else {
                 XW_HOST4.get(&Host4Key {
-                    gen_dim,
-                    addr: addr[0].to_ne_bytes(),
+                    gen_dim: tag,
+                    addr: masked(&[addr[0], 0, 0, 0], len as u32)[0].to_ne_bytes(),
                 })
             }
         };

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 use xdpwall_common::{
-    dim, hosts, matcher, Bitmap, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, MAX_RULES, NO_PORT,
-    PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL,
+    dim, hosts, matcher, Bitmap, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, MAX_HASHED_LENS,
+    MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
 };
 
 use crate::rules::{PortRange, Rule, RuleSet};
@@ -31,13 +31,13 @@ pub struct Tables {
     pub rules: Vec<RuleEntry>,
     /// Distinct bitmaps; index = slot. Slot [`SLOT_ALL`] has every rule's bit.
     pub bitmaps: Vec<Bitmap>,
-    /// Source networks of both families that go into the LPM tries (all but host entries).
+    /// Source networks of both families that go into the LPM tries (the lengths not hashed).
     pub src: Vec<LpmEntry>,
     /// Destination networks for the LPM tries.
     pub dst: Vec<LpmEntry>,
-    /// Source host entries (/32, /128) for the host hash tables.
+    /// Source networks for the hash tables (the lengths in [`GenInfo::hashed`]).
     pub src_hosts: Vec<LpmEntry>,
-    /// Destination host entries.
+    /// Destination networks for the hash tables.
     pub dst_hosts: Vec<LpmEntry>,
     /// One entry per set of the rule set, in name order (a rule's set index points here).
     pub sets: Vec<SetInfo>,
@@ -136,19 +136,31 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         .enumerate()
         .map(|(i, k)| (k.as_str(), i))
         .collect();
-    let (src, src_hosts) = addr_entries(&mut slots, set, |r| (r.src, r.src_set.as_deref()))?;
-    let (dst, dst_hosts) = addr_entries(&mut slots, set, |r| (r.dst, r.dst_set.as_deref()))?;
+    let AddrTables {
+        lpm: src,
+        hashed: src_hosts,
+        lens: src_lens,
+    } = addr_entries(&mut slots, set, |r| (r.src, r.src_set.as_deref()))?;
+    let AddrTables {
+        lpm: dst,
+        hashed: dst_hosts,
+        lens: dst_lens,
+    } = addr_entries(&mut slots, set, |r| (r.dst, r.dst_set.as_deref()))?;
     let mut host_bits = 0;
-    for (entries, b4, b6) in [
-        (&src_hosts, hosts::SRC4, hosts::SRC6),
-        (&dst_hosts, hosts::DST4, hosts::DST6),
-    ] {
-        if entries.iter().any(|e| e.net.addr().is_ipv4()) {
-            host_bits |= b4;
+    let mut hashed = [[NO_LEN; MAX_HASHED_LENS]; 4];
+    for (row, (lens, bit)) in [
+        (&src_lens[0], hosts::SRC4),
+        (&dst_lens[0], hosts::DST4),
+        (&src_lens[1], hosts::SRC6),
+        (&dst_lens[1], hosts::DST6),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if !lens.is_empty() {
+            host_bits |= bit;
         }
-        if entries.iter().any(|e| e.net.addr().is_ipv6()) {
-            host_bits |= b6;
-        }
+        hashed[row][..lens.len()].copy_from_slice(lens);
     }
     let sets = set
         .sets
@@ -194,6 +206,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         info: GenInfo {
             nrules: n as u32,
             hosts: host_bits,
+            hashed,
             dims,
             default_action: set.default.code(),
             malformed_action: set.malformed.code(),
@@ -215,7 +228,15 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 
 /// The address tables of one dimension: every distinct network that some rule names (as its
 /// CIDR or as an entry of its set), plus a /0 per family, split into LPM entries and host
-/// entries (/32, /128).
+/// entries for the hash tables.
+///
+/// Which lengths are hashed, per family: all of them when there are at most
+/// [`MAX_HASHED_LENS`] (the trie keeps only the /0); otherwise host entries (/32, /128) plus as
+/// few of the next longest lengths as leave at most [`TRIE_TARGET`] prefixes in the trie, or
+/// only the host entries when that is out of reach. A packet then needs one hash
+/// lookup per hashed length and, on a miss, one small trie lookup, instead of a walk down a
+/// deep trie. Every length left in the trie is shorter than the hashed ones, so the first hash
+/// hit (longest first) is the longest match.
 ///
 /// The bitmap of network `p` holds the rules with no matcher in this dimension and those with a
 /// network (CIDR or set entry) containing `p`. The longest-prefix match of an address `a` is the
@@ -231,7 +252,7 @@ fn addr_entries<'a>(
     slots: &mut Slots,
     set: &'a RuleSet,
     matcher_of: impl Fn(&'a Rule) -> (Option<IpNet>, Option<&'a str>),
-) -> Result<(Vec<LpmEntry>, Vec<LpmEntry>), CompileError> {
+) -> Result<AddrTables, CompileError> {
     let n = set.rules.len();
     // (network, rule) for every network a rule names; u32::MAX marks the /0 entries.
     let mut named: Vec<(IpNet, u32)> = vec![
@@ -255,6 +276,8 @@ fn addr_entries<'a>(
     let mut index: HashMap<IpNet, u32> = HashMap::with_capacity(named.len());
     let mut lpm = Vec::new();
     let mut host = Vec::new();
+    let mut all = Vec::new();
+    let mut per_len = [[0usize; 129]; 2];
     let mut i = 0;
     while i < named.len() {
         let net = named[i].0;
@@ -294,15 +317,54 @@ fn addr_entries<'a>(
         if lens[family].last() != Some(&net.prefix_len()) {
             lens[family].push(net.prefix_len());
         }
-        let e = LpmEntry { net, slot };
-        if net.prefix_len() == net.max_prefix_len() {
+        per_len[family][net.prefix_len() as usize] += 1;
+        all.push(LpmEntry { net, slot });
+        i = j;
+    }
+    // Per family: how many entries each length has, longest first (without the /0).
+    let mut hashed: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    for (family, h) in hashed.iter_mut().enumerate() {
+        let counts: Vec<(u8, usize)> = lens[family]
+            .iter()
+            .rev()
+            .filter(|&&l| l > 0)
+            .map(|&l| (l, per_len[family][l as usize]))
+            .collect();
+        let max = if family == 0 { 32 } else { 128 };
+        let base = usize::from(counts.first().is_some_and(|c| c.0 == max));
+        let total: usize = counts.iter().map(|c| c.1).sum();
+        let k = if counts.len() <= MAX_HASHED_LENS {
+            counts.len()
+        } else {
+            (base..=MAX_HASHED_LENS)
+                .find(|&k| total - counts[..k].iter().map(|c| c.1).sum::<usize>() <= TRIE_TARGET)
+                .unwrap_or(base)
+        };
+        *h = counts[..k].iter().map(|c| c.0).collect();
+    }
+    for e in all {
+        let family = e.net.addr().is_ipv6() as usize;
+        if hashed[family].contains(&e.net.prefix_len()) {
             host.push(e);
         } else {
             lpm.push(e);
         }
-        i = j;
     }
-    Ok((lpm, host))
+    Ok(AddrTables {
+        lpm,
+        hashed: host,
+        lens: hashed,
+    })
+}
+
+/// One dimension's address tables.
+struct AddrTables {
+    /// Entries for the LPM tries.
+    lpm: Vec<LpmEntry>,
+    /// Entries for the hash tables.
+    hashed: Vec<LpmEntry>,
+    /// Hashed prefix lengths per family (IPv4, IPv6), longest first.
+    lens: [Vec<u8>; 2],
 }
 
 /// One slot per port and one for packets without ports: computed per elementary interval
@@ -499,7 +561,8 @@ mod tests {
         let t = compile(&set(vec![a, b, c])).unwrap();
         let slot = |net: &str| {
             let net: IpNet = net.parse().unwrap();
-            t.bitmaps[t.src.iter().find(|e| e.net == net).unwrap().slot as usize]
+            let e = t.src.iter().chain(&t.src_hosts).find(|e| e.net == net);
+            t.bitmaps[e.unwrap().slot as usize]
         };
         let s16 = slot("10.1.0.0/16");
         assert!(bit(&s16, 0) && bit(&s16, 1) && bit(&s16, 2));
@@ -509,6 +572,49 @@ mod tests {
         assert!(!bit(&s0, 0) && !bit(&s0, 1) && bit(&s0, 2));
         let s6 = slot("::/0");
         assert_eq!(s6, s0, "no IPv6 rule: same bitmap, same slot");
+    }
+
+    fn src_rules(nets: impl Iterator<Item = IpNet>) -> RuleSet {
+        set(nets
+            .map(|n| {
+                let mut r = Rule::new(Action::Drop);
+                r.src = Some(n);
+                r
+            })
+            .collect())
+    }
+
+    #[test]
+    fn longest_prefix_lengths_go_to_the_hash_and_the_trie_keeps_shorter_ones() {
+        use std::net::Ipv4Addr;
+        let net = |a: u32, l: u8| IpNet::new(Ipv4Addr::from(a).into(), l).unwrap().trunc();
+        // Three lengths: all hashed, the trie keeps only the /0s.
+        let t = compile(&src_rules(
+            (0..300u32).map(|i| net(i << 8, [24, 28, 32][i as usize % 3])),
+        ))
+        .unwrap();
+        assert_eq!(t.info.hashed[0], [32, 28, 24, NO_LEN]);
+        assert_eq!(t.src.len(), 2);
+        assert_eq!(t.src_hosts.len(), 300);
+        // Nine lengths, 100 networks each: hashing four leaves 500 in the trie, so only the
+        // hosts are hashed.
+        let many = (0..900u32).map(|i| net(i << 12, 32 - (i % 9) as u8));
+        let t = compile(&src_rules(many)).unwrap();
+        assert_eq!(t.info.hashed[0], [32, NO_LEN, NO_LEN, NO_LEN]);
+        // Nine lengths, most networks long (a set): hashing /32, /31 and /30 leaves 60 <= 64.
+        let skewed: Vec<IpNet> = (0..1000u32)
+            .map(|i| net(i << 12, 32))
+            .chain((0..1000u32).map(|i| net((i << 12) | 0x800_0000, 31)))
+            .chain((0..70u32).map(|i| net(i << 16 | 0x4000_0000, 30 - (i % 7) as u8)))
+            .collect();
+        let mut s = set(vec![Rule::new(Action::Drop)]);
+        s.rules[0].src_set = Some("s".into());
+        s.sets
+            .insert("s".into(), crate::rules::AddrSet::new(skewed));
+        let t = compile(&s).unwrap();
+        assert_eq!(t.info.hashed[0], [32, 31, 30, NO_LEN]);
+        assert!(t.src.iter().all(|e| e.net.prefix_len() < 30));
+        assert!(t.src.len() - 2 <= TRIE_TARGET);
     }
 
     #[test]

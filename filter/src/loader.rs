@@ -768,20 +768,20 @@ fn write_hosts(
     };
     let (stale, other): (Vec<&[u8]>, Vec<&[u8]>) = existing
         .chunks_exact(ks)
-        .partition(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) >> 1 == gen);
+        .partition(|k| (u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) & 0xff) >> 1 == gen);
     let mut keys: Vec<u8> = Vec::new();
     let mut slots: Vec<u32> = Vec::new();
     for (dim, entries) in [(0, &t.src_hosts), (1, &t.dst_hosts)] {
-        let gen_dim = (gen * 2 + dim).to_ne_bytes();
         for e in entries.iter() {
+            let tag = xdpwall_common::hash_tag(gen, dim, e.net.prefix_len()).to_ne_bytes();
             match (e.net, v6) {
                 (ipnet::IpNet::V4(n), false) => {
-                    keys.extend_from_slice(&gen_dim);
-                    keys.extend_from_slice(&n.addr().octets());
+                    keys.extend_from_slice(&tag);
+                    keys.extend_from_slice(&n.network().octets());
                 }
                 (ipnet::IpNet::V6(n), true) => {
-                    keys.extend_from_slice(&gen_dim);
-                    keys.extend_from_slice(&n.addr().octets());
+                    keys.extend_from_slice(&tag);
+                    keys.extend_from_slice(&n.network().octets());
                 }
                 _ => continue,
             }
@@ -790,7 +790,7 @@ fn write_hosts(
     }
     if other.len() + slots.len() > HOST_ENTRIES as usize {
         return Err(LoadError::Capacity(format!(
-            "{} IPv{} host entries do not fit next to the running rule set's {} (the table holds {HOST_ENTRIES} for both generations)",
+            "{} hashed IPv{} networks do not fit next to the running rule set's {} (the hash table holds {HOST_ENTRIES} for both generations)",
             slots.len(),
             if v6 { 6 } else { 4 },
             other.len()
