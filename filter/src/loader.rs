@@ -887,8 +887,36 @@ pub fn pin_dir(name: &str) -> PathBuf {
     Path::new(PIN_ROOT).join(name)
 }
 
-/// Makes sure a bpffs is mounted at /sys/fs/bpf (mounting one if not).
-pub fn ensure_bpffs() -> Result<(), LoadError> {
+/// Where the BPF filesystem lives.
+const BPFFS: &str = "/sys/fs/bpf";
+/// Present while a bpffs that xdpwall mounted is mounted (xdpwall unmounts only its own).
+const MOUNT_MARK: &str = "/run/xdpwall/bpffs-mounted";
+/// Serialises mounting, pinning, unpinning and unmounting between xdpwall processes.
+const BPFFS_LOCK: &str = "/run/xdpwall/bpffs.lock";
+/// What the kernel itself puts into every new bpffs (the bpf_preload iterators).
+const KERNEL_ENTRIES: [&str; 2] = ["maps.debug", "progs.debug"];
+
+/// An exclusive lock on [`BPFFS_LOCK`], released on drop.
+struct BpffsLock {
+    _file: fs::File,
+}
+
+impl BpffsLock {
+    fn take() -> Result<BpffsLock, LoadError> {
+        let err = |e: std::io::Error| LoadError::Pin(format!("locking {BPFFS_LOCK}: {e}"));
+        fs::create_dir_all("/run/xdpwall").map_err(err)?;
+        let f = fs::File::create(BPFFS_LOCK).map_err(err)?;
+        // SAFETY: valid fd.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        Ok(BpffsLock { _file: f })
+    }
+}
+
+/// Makes sure a bpffs is mounted at /sys/fs/bpf, mounting one (and remembering that xdpwall
+/// did) if not. Call with the [`BpffsLock`] held.
+fn ensure_bpffs() -> Result<(), LoadError> {
     let path = c"/sys/fs/bpf";
     // SAFETY: statfs writes into the zeroed struct we pass.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -896,7 +924,7 @@ pub fn ensure_bpffs() -> Result<(), LoadError> {
     if r == 0 && st.f_type as i64 == BPF_FS_MAGIC {
         return Ok(());
     }
-    fs::create_dir_all("/sys/fs/bpf").ok();
+    fs::create_dir_all(BPFFS).ok();
     // SAFETY: constant C strings, no data argument.
     let r = unsafe {
         libc::mount(
@@ -913,7 +941,36 @@ pub fn ensure_bpffs() -> Result<(), LoadError> {
             "no BPF filesystem at /sys/fs/bpf and mounting one failed ({e}): run as root, or `mount -t bpf bpf /sys/fs/bpf`"
         )));
     }
-    Ok(())
+    fs::write(MOUNT_MARK, b"mounted by xdpwall\n")
+        .map_err(|e| LoadError::Pin(format!("writing {MOUNT_MARK}: {e}")))
+}
+
+/// Unmounts the bpffs at /sys/fs/bpf if xdpwall mounted it and nothing but the kernel's own
+/// entries is left in it. Call with the [`BpffsLock`] held.
+fn release_bpffs_locked() -> Result<(), LoadError> {
+    if !Path::new(MOUNT_MARK).exists() {
+        return Ok(());
+    }
+    let in_use = fs::read_dir(BPFFS)
+        .map_err(|e| LoadError::Pin(format!("reading {BPFFS}: {e}")))?
+        .flatten()
+        .any(|e| !KERNEL_ENTRIES.iter().any(|k| e.file_name() == *k));
+    if in_use {
+        return Ok(());
+    }
+    // SAFETY: constant C string.
+    if unsafe { libc::umount(c"/sys/fs/bpf".as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(LoadError::Pin(format!("unmounting {BPFFS}: {e}")));
+    }
+    fs::remove_file(MOUNT_MARK).map_err(|e| LoadError::Pin(format!("removing {MOUNT_MARK}: {e}")))
+}
+
+/// Unmounts the bpffs xdpwall mounted, once no pin of anyone is left in it (`xdpwall detach
+/// --all` calls this after a crash; [`remove_pins`] does it by itself).
+pub fn release_bpffs() -> Result<(), LoadError> {
+    let _lock = BpffsLock::take()?;
+    release_bpffs_locked()
 }
 
 /// A loaded (not necessarily attached) filter.
@@ -955,6 +1012,7 @@ impl Filter {
     /// processes can steer the filter; [`Filter::pin_link`] later pins the attachment.
     /// On error nothing stays pinned.
     pub fn load_pinned(name: &str) -> Result<Filter, LoadError> {
+        let _lock = BpffsLock::take()?;
         ensure_bpffs()?;
         let dir = pin_dir(name);
         if dir.exists() {
@@ -967,7 +1025,7 @@ impl Filter {
             .map_err(|e| LoadError::Pin(format!("creating {}: {e}", dir.display())))?;
         let r = Filter::load_inner(Some(&dir));
         if r.is_err() {
-            let _ = remove_pins(name);
+            let _ = remove_pins_locked(name);
         }
         r
     }
@@ -1168,8 +1226,14 @@ impl Filter {
 /// Detaches and removes the filter pinned under `name`: unpinning the link detaches the
 /// program, unpinning the maps frees them once nothing else holds them. Idempotent.
 pub fn remove_pins(name: &str) -> Result<bool, LoadError> {
+    let _lock = BpffsLock::take()?;
+    remove_pins_locked(name)
+}
+
+fn remove_pins_locked(name: &str) -> Result<bool, LoadError> {
     let dir = pin_dir(name);
     if !dir.exists() {
+        release_bpffs_locked()?;
         return Ok(false);
     }
     let link = dir.join(LINK_PIN);
@@ -1196,8 +1260,10 @@ pub fn remove_pins(name: &str) -> Result<bool, LoadError> {
         }
     }
     fs::remove_dir(&dir).map_err(|e| LoadError::Pin(format!("removing {}: {e}", dir.display())))?;
-    // The root folder goes too once no filter is left (another one may race us: ignore).
+    // The root folder goes too once no filter is left (another one may race us: ignore), and
+    // the bpffs when xdpwall mounted it and nothing else is pinned there.
     let _ = fs::remove_dir(PIN_ROOT);
+    release_bpffs_locked()?;
     Ok(true)
 }
 

@@ -147,6 +147,12 @@ fn attach_status_update_detach_and_foreground_sigint() {
     let out = xdpwall(&["detach", &name]);
     assert!(out.status.success());
     assert!(!Path::new("/sys/fs/bpf/xdpwall").join(&name).exists());
+    assert!(
+        !Path::new("/run/xdpwall")
+            .join(format!("{name}.lock"))
+            .exists(),
+        "the update lock file goes with the filter"
+    );
     let out = xdpwall(&["status", &name]);
     assert_eq!(
         out.status.code(),

@@ -140,11 +140,23 @@ fn enter_netns(name: &str) -> Result<()> {
     Ok(())
 }
 
+fn lock_path(name: &str) -> PathBuf {
+    Path::new("/run/xdpwall").join(format!("{name}.lock"))
+}
+
+/// Detaches the filter `name` and removes its update lock file; false when none was running.
+fn detach(name: &str) -> Result<bool> {
+    let was = remove_pins(name)?;
+    // A process still waiting on the old file gets it, then finds no filter: harmless.
+    let _ = std::fs::remove_file(lock_path(name));
+    Ok(was)
+}
+
 /// Serialises updates of one filter between processes.
 fn lock(name: &str) -> Result<File> {
-    let dir = Path::new("/run/xdpwall");
+    let path = lock_path(name);
+    let dir = path.parent().expect("lock files live in a folder");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("{name}.lock"));
     let f = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: valid fd.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -231,11 +243,15 @@ fn run(cli: Cli) -> Result<()> {
                 name.into_iter().collect()
             };
             for n in names {
-                if remove_pins(&n)? {
+                if detach(&n)? {
                     println!("detached '{n}'");
                 } else if !all {
                     bail!("no xdpwall filter named '{n}' is running");
                 }
+            }
+            if all {
+                // After a crash the bpffs xdpwall mounted may be all that is left.
+                loader::release_bpffs()?;
             }
             Ok(())
         }
@@ -306,7 +322,7 @@ fn attach(
         Ok(m) => m,
         Err(e) => {
             drop(filter);
-            let _ = remove_pins(name);
+            let _ = detach(name);
             return Err(e);
         }
     };
@@ -333,7 +349,7 @@ fn attach(
         }
     }
     drop(filter);
-    remove_pins(name)?;
+    detach(name)?;
     println!("detached from {iface}");
     Ok(())
 }
