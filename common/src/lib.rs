@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -44,7 +44,7 @@ pub const LPM_ENTRIES_PER_GEN: u32 = (1 << 20) + MAX_RULES as u32 + 1;
 /// source and destination together, summed over both generations: a live swap holds the old
 /// and the new generation at once, so one generation can hold up to half of this. The hash map
 /// allocates on demand.
-pub const HOST_ENTRIES: u32 = 1 << 21;
+pub const HASH_ENTRIES: u32 = 1 << 21;
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
 /// Maximum number of entries of all sets of one rule set together.
@@ -96,11 +96,11 @@ pub mod map_names {
     pub const RULE_STATS: &str = "XW_RULE_STATS";
     /// Per-CPU [`super::Counter`] per rule of packets over a rate limit: `gen * MAX_RULES + rule`.
     pub const RULE_LIMITED: &str = "XW_RULE_LIMITED";
-    /// Hash: [`super::Host4Key`] -> slot (networks of the hashed prefix lengths, checked before
+    /// Hash: [`super::Hash4Key`] -> slot (networks of the hashed prefix lengths, checked before
     /// the trie).
-    pub const HOST4: &str = "XW_HOST4";
-    /// Hash: [`super::Host6Key`] -> slot.
-    pub const HOST6: &str = "XW_HOST6";
+    pub const HASH4: &str = "XW_HASH4";
+    /// Hash: [`super::Hash6Key`] -> slot.
+    pub const HASH6: &str = "XW_HASH6";
     /// [`super::SetInfo`] per set: `gen * MAX_SETS + set`.
     pub const SETS: &str = "XW_SETS";
     /// LRU hash: [`super::RateKey`] -> [`super::Bucket`].
@@ -126,8 +126,8 @@ pub mod map_names {
         STATS,
         RULE_STATS,
         RULE_LIMITED,
-        HOST4,
-        HOST6,
+        HASH4,
+        HASH6,
         SETS,
         RATE,
         EVENTS,
@@ -172,8 +172,9 @@ pub mod cause {
 
 /// Most prefix lengths per dimension and family kept in the hash tables (see [`GenInfo::hashed`]).
 pub const MAX_HASHED_LENS: usize = 4;
-/// Marks an unused entry of [`GenInfo::hashed`].
-pub const NO_LEN: u8 = 0xff;
+/// Marks an unused entry of [`GenInfo::hashed`]: 0, since the /0 always stays in the trie
+/// (so a zeroed [`GenInfo`] hashes nothing).
+pub const NO_LEN: u8 = 0;
 /// A dimension's trie may keep at most this many prefixes (besides the /0) when hashing its
 /// longest prefix lengths can get it there: then those lengths go into the hash instead.
 pub const TRIE_TARGET: usize = 64;
@@ -182,19 +183,6 @@ pub const TRIE_TARGET: usize = 64;
 /// length in one word.
 pub const fn hash_tag(gen: u32, dim: u32, len: u8) -> u32 {
     (len as u32) << 8 | (gen * 2 + dim)
-}
-
-/// Bits of [`GenInfo::hosts`]: which host hash tables the generation fills (the program only
-/// looks into those). Bit `i` goes with row `i` of [`GenInfo::hashed`].
-pub mod hosts {
-    /// Source, IPv4.
-    pub const SRC4: u32 = 1;
-    /// Destination, IPv4.
-    pub const DST4: u32 = 2;
-    /// Source, IPv6.
-    pub const SRC6: u32 = 4;
-    /// Destination, IPv6.
-    pub const DST6: u32 = 8;
 }
 
 /// Indices into the statistics map.
@@ -278,8 +266,6 @@ const _: () = assert!(core::mem::size_of::<Config>() == 32);
 pub struct GenInfo {
     /// Number of rules.
     pub nrules: u32,
-    /// Bits from [`hosts`]: host hash tables this generation has entries in.
-    pub hosts: u32,
     /// Bits from [`dim`]: dimensions that need a lookup.
     pub dims: u32,
     /// Action when no rule matches.
@@ -296,7 +282,27 @@ pub struct GenInfo {
     /// first hash hit, tried longest first, is the longest match.
     pub hashed: [[u8; MAX_HASHED_LENS]; 4],
 }
-const _: () = assert!(core::mem::size_of::<GenInfo>() == 32);
+const _: () = assert!(core::mem::size_of::<GenInfo>() == 28);
+
+/// Rows of [`GenInfo::hashed`] that are IPv4 (source, destination), as bits of
+/// [`GenInfo::hashed_rows`].
+pub const HASHED_ROWS_V4: u32 = 0b0011;
+/// Rows of [`GenInfo::hashed`] that are IPv6.
+pub const HASHED_ROWS_V6: u32 = 0b1100;
+
+impl GenInfo {
+    /// Bit `i` set when row `i` of [`GenInfo::hashed`] has a length: the hash tables hold
+    /// networks of this generation for that dimension and family.
+    pub fn hashed_rows(&self) -> u32 {
+        let mut bits = 0;
+        for (i, row) in self.hashed.iter().enumerate() {
+            if row[0] != NO_LEN {
+                bits |= 1 << i;
+            }
+        }
+        bits
+    }
+}
 
 /// One rule as stored in the kernel: its action, and its matchers so that a second process
 /// (`xdpwall status`) can show what the running rules are.
@@ -363,24 +369,24 @@ const _: () = assert!(core::mem::size_of::<SetInfo>() == 48);
 /// the network address as it is on the wire.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Host4Key {
+pub struct Hash4Key {
     /// [`hash_tag`].
-    pub gen_dim: u32,
+    pub tag: u32,
     /// Address bytes in network order.
     pub addr: [u8; 4],
 }
-const _: () = assert!(core::mem::size_of::<Host4Key>() == 8);
+const _: () = assert!(core::mem::size_of::<Hash4Key>() == 8);
 
-/// Host hash key for IPv6 (see [`Host4Key`]).
+/// Hash-table key for IPv6 (see [`Hash4Key`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Host6Key {
+pub struct Hash6Key {
     /// [`hash_tag`].
-    pub gen_dim: u32,
+    pub tag: u32,
     /// Address bytes in network order.
     pub addr: [u8; 16],
 }
-const _: () = assert!(core::mem::size_of::<Host6Key>() == 20);
+const _: () = assert!(core::mem::size_of::<Hash6Key>() == 20);
 
 /// Token-bucket key: the rule (`gen * MAX_RULES + rule`) and the source address masked to the
 /// rule's prefix length (IPv4 in the first 4 bytes).
@@ -531,8 +537,8 @@ mod pod {
     unsafe impl aya::Pod for super::Lpm6Key {}
     unsafe impl aya::Pod for super::GenConfig {}
     unsafe impl aya::Pod for super::SetInfo {}
-    unsafe impl aya::Pod for super::Host4Key {}
-    unsafe impl aya::Pod for super::Host6Key {}
+    unsafe impl aya::Pod for super::Hash4Key {}
+    unsafe impl aya::Pod for super::Hash6Key {}
     unsafe impl aya::Pod for super::RateKey {}
     unsafe impl aya::Pod for super::Bucket {}
     unsafe impl aya::Pod for super::Event {}

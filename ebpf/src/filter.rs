@@ -8,9 +8,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, cause, dim, hash_tag, stat, Bitmap, Bucket, Config, Counter, Event, GenInfo, Host4Key,
-    Host6Key, Lpm4Key, Lpm6Key, RateKey, RuleEntry, SetInfo, BITMAP_WORDS, EVENT_RING_BYTES,
-    GENERATIONS, GEN_PREFIX_BITS, HOST_ENTRIES, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
+    action, cause, dim, hash_tag, stat, Bitmap, Bucket, Config, Counter, Event, GenInfo, Hash4Key,
+    Hash6Key, Lpm4Key, Lpm6Key, RateKey, RuleEntry, SetInfo, BITMAP_WORDS, EVENT_RING_BYTES,
+    GENERATIONS, GEN_PREFIX_BITS, HASH_ENTRIES, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
     MAP_F_NO_PREALLOC, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
     PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
 };
@@ -53,11 +53,11 @@ static XW_RULE_STATS: PerCpuArray<Counter> =
 static XW_RULE_LIMITED: PerCpuArray<Counter> =
     PerCpuArray::with_max_entries(GENERATIONS * MAX_RULES as u32, 0);
 #[map]
-static XW_HOST4: HashMap<Host4Key, u32> =
-    HashMap::with_max_entries(HOST_ENTRIES, MAP_F_NO_PREALLOC);
+static XW_HASH4: HashMap<Hash4Key, u32> =
+    HashMap::with_max_entries(HASH_ENTRIES, MAP_F_NO_PREALLOC);
 #[map]
-static XW_HOST6: HashMap<Host6Key, u32> =
-    HashMap::with_max_entries(HOST_ENTRIES, MAP_F_NO_PREALLOC);
+static XW_HASH6: HashMap<Hash6Key, u32> =
+    HashMap::with_max_entries(HASH_ENTRIES, MAP_F_NO_PREALLOC);
 /// Only user space reads it; declared here so that it lives with the other maps.
 #[map]
 static XW_SETS: Array<SetInfo> = Array::with_max_entries(GENERATIONS * MAX_SETS, 0);
@@ -172,7 +172,7 @@ fn filter(ctx: &XdpContext, cfg: &Config, len: u64, pkt: &mut Packet) -> Verdict
     }
 }
 
-/// The source address masked to `prefix` bits, words in network order.
+/// `addr` (words in network order) masked to its first `prefix` bits.
 #[inline(always)]
 fn masked(addr: &[u32; 4], prefix: u32) -> [u32; 4] {
     let mut out = [0u32; 4];
@@ -411,13 +411,13 @@ fn addr_slot(
         // SAFETY: [u32; 4] and [u8; 16] have the same size and no invalid values.
         let hit = unsafe {
             if v6 {
-                XW_HOST6.get(&Host6Key {
-                    gen_dim: tag,
+                XW_HASH6.get(&Hash6Key {
+                    tag,
                     addr: core::mem::transmute::<[u32; 4], [u8; 16]>(masked(addr, len as u32)),
                 })
             } else {
-                XW_HOST4.get(&Host4Key {
-                    gen_dim: tag,
+                XW_HASH4.get(&Hash4Key {
+                    tag,
                     addr: masked(&[addr[0], 0, 0, 0], len as u32)[0].to_ne_bytes(),
                 })
             }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 use xdpwall_common::{
-    dim, hosts, matcher, Bitmap, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, MAX_HASHED_LENS,
-    MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
+    dim, matcher, Bitmap, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, MAX_HASHED_LENS, MAX_RULES,
+    NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
 };
 
 use crate::rules::{PortRange, Rule, RuleSet};
@@ -36,9 +36,9 @@ pub struct Tables {
     /// Destination networks for the LPM tries.
     pub dst: Vec<LpmEntry>,
     /// Source networks for the hash tables (the lengths in [`GenInfo::hashed`]).
-    pub src_hosts: Vec<LpmEntry>,
+    pub src_hashed: Vec<LpmEntry>,
     /// Destination networks for the hash tables.
-    pub dst_hosts: Vec<LpmEntry>,
+    pub dst_hashed: Vec<LpmEntry>,
     /// One entry per set of the rule set, in name order (a rule's set index points here).
     pub sets: Vec<SetInfo>,
     /// Slot per protocol number.
@@ -138,28 +138,19 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         .collect();
     let AddrTables {
         lpm: src,
-        hashed: src_hosts,
+        hashed: src_hashed,
         lens: src_lens,
     } = addr_entries(&mut slots, set, |r| (r.src, r.src_set.as_deref()))?;
     let AddrTables {
         lpm: dst,
-        hashed: dst_hosts,
+        hashed: dst_hashed,
         lens: dst_lens,
     } = addr_entries(&mut slots, set, |r| (r.dst, r.dst_set.as_deref()))?;
-    let mut host_bits = 0;
     let mut hashed = [[NO_LEN; MAX_HASHED_LENS]; 4];
-    for (row, (lens, bit)) in [
-        (&src_lens[0], hosts::SRC4),
-        (&dst_lens[0], hosts::DST4),
-        (&src_lens[1], hosts::SRC6),
-        (&dst_lens[1], hosts::DST6),
-    ]
-    .into_iter()
-    .enumerate()
+    for (row, lens) in [&src_lens[0], &dst_lens[0], &src_lens[1], &dst_lens[1]]
+        .into_iter()
+        .enumerate()
     {
-        if !lens.is_empty() {
-            host_bits |= bit;
-        }
         hashed[row][..lens.len()].copy_from_slice(lens);
     }
     let sets = set
@@ -205,7 +196,6 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     Ok(Tables {
         info: GenInfo {
             nrules: n as u32,
-            hosts: host_bits,
             hashed,
             dims,
             default_action: set.default.code(),
@@ -217,8 +207,8 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         bitmaps: slots.bitmaps,
         src,
         dst,
-        src_hosts,
-        dst_hosts,
+        src_hashed,
+        dst_hashed,
         sets,
         proto,
         sport,
@@ -545,7 +535,7 @@ mod tests {
     #[test]
     fn empty_set_has_no_words_and_no_dims() {
         let t = compile(&RuleSet::default()).unwrap();
-        assert_eq!(t.info.hosts, 0);
+        assert_eq!(t.info.hashed_rows(), 0);
         assert_eq!(t.info.dims, 0);
         assert!(t.sport.is_empty() && t.dport.is_empty());
         assert_eq!(t.src.len(), 2, "a /0 per family");
@@ -561,7 +551,7 @@ mod tests {
         let t = compile(&set(vec![a, b, c])).unwrap();
         let slot = |net: &str| {
             let net: IpNet = net.parse().unwrap();
-            let e = t.src.iter().chain(&t.src_hosts).find(|e| e.net == net);
+            let e = t.src.iter().chain(&t.src_hashed).find(|e| e.net == net);
             t.bitmaps[e.unwrap().slot as usize]
         };
         let s16 = slot("10.1.0.0/16");
@@ -595,7 +585,7 @@ mod tests {
         .unwrap();
         assert_eq!(t.info.hashed[0], [32, 28, 24, NO_LEN]);
         assert_eq!(t.src.len(), 2);
-        assert_eq!(t.src_hosts.len(), 300);
+        assert_eq!(t.src_hashed.len(), 300);
         // Nine lengths, 100 networks each: hashing four leaves 500 in the trie, so only the
         // hosts are hashed.
         let many = (0..900u32).map(|i| net(i << 12, 32 - (i % 9) as u8));

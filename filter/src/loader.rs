@@ -32,10 +32,10 @@ use aya::{
 };
 use serde::Serialize;
 use xdpwall_common::{
-    map_names, stat, Bitmap, Config, Counter, GenInfo, Host4Key, Host6Key, Lpm4Key, Lpm6Key,
+    map_names, stat, Bitmap, Config, Counter, GenInfo, Hash4Key, Hash6Key, Lpm4Key, Lpm6Key,
     RuleEntry, SetInfo, ABI_VERSION, DEFAULT_SAMPLE_DROPS, GENERATIONS, GEN_PREFIX_BITS,
-    HOST_ENTRIES, MAX_RULES, MAX_SETS, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES, SLOTS_PER_GEN,
-    SNAP_MAX,
+    HASHED_ROWS_V4, HASHED_ROWS_V6, HASH_ENTRIES, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES,
+    PROGRAM_NAME, PROTO_ENTRIES, SLOTS_PER_GEN, SNAP_MAX,
 };
 
 use crate::{
@@ -251,8 +251,8 @@ pub struct Maps {
     stats: PerCpuArray<MapData, Counter>,
     rule_stats: PerCpuArray<MapData, Counter>,
     rule_limited: PerCpuArray<MapData, Counter>,
-    host4: MapData,
-    host6: MapData,
+    hash4: MapData,
+    hash6: MapData,
     sets: Array<MapData, SetInfo>,
     /// Token buckets, sampling countdowns: only the program uses them; kept so they are pinned.
     _rate: Map,
@@ -284,8 +284,8 @@ pub struct ApplyReport {
     pub bitmaps: usize,
     /// Entries written to the LPM tries (both dimensions and families).
     pub prefixes: usize,
-    /// Entries written to the host hash tables.
-    pub hosts: usize,
+    /// Entries written to the hash tables.
+    pub hashed: usize,
     /// Time to compile.
     pub compile: Duration,
     /// Time to write the maps and flip.
@@ -394,8 +394,8 @@ impl Maps {
             stats: typed!(map_names::STATS, PerCpuArray),
             rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
             rule_limited: typed!(map_names::RULE_LIMITED, PerCpuArray),
-            host4: untyped(take(map_names::HOST4)?),
-            host6: untyped(take(map_names::HOST6)?),
+            hash4: untyped(take(map_names::HASH4)?),
+            hash6: untyped(take(map_names::HASH6)?),
             sets: typed!(map_names::SETS, Array),
             _rate: take(map_names::RATE)?,
             _sample: take(map_names::SAMPLE)?,
@@ -502,31 +502,36 @@ impl Maps {
             rules: tables.rules.len(),
             bitmaps: tables.bitmaps.len(),
             prefixes: tables.src.len() + tables.dst.len(),
-            hosts: tables.src_hosts.len() + tables.dst_hosts.len(),
+            hashed: tables.src_hashed.len() + tables.dst_hashed.len(),
             compile: compiled,
             write: t1.elapsed(),
         })
     }
 
     fn write_generation(&mut self, gen: u32, t: &Tables) -> Result<(), LoadError> {
-        // Hosts first: the only table that can be full, and nothing live reads this generation.
+        // Hash tables first: the only ones that can be full, and nothing live reads this
+        // generation.
         let info = |g: u32| {
             self.gen_info
                 .get(&g, 0)
                 .map_err(map_err(map_names::GEN_INFO))
         };
         let mut stale_info = info(gen)?;
-        let (stale, other) = (stale_info.hosts, info(1 - gen)?.hosts);
-        // Record first that this (inactive) generation may hold host entries, so that a write
-        // that fails half way is still cleaned up by the next one.
-        if t.info.hosts & !stale != 0 {
-            stale_info.hosts |= t.info.hosts;
+        let (stale, other) = (stale_info.hashed_rows(), info(1 - gen)?.hashed_rows());
+        // Record first that this (inactive) generation may hold entries in those rows, so that
+        // a write that fails half way is still cleaned up by the next one.
+        if t.info.hashed_rows() & !stale != 0 {
+            for (old, new) in stale_info.hashed.iter_mut().zip(t.info.hashed) {
+                if old[0] == NO_LEN {
+                    *old = new;
+                }
+            }
             self.gen_info
                 .set(gen, stale_info, 0)
                 .map_err(map_err(map_names::GEN_INFO))?;
         }
-        write_hosts(&self.host4, gen, t, false, stale, other)?;
-        write_hosts(&self.host6, gen, t, true, stale, other)?;
+        write_hashed(&self.hash4, gen, t, false, stale, other)?;
+        write_hashed(&self.hash6, gen, t, true, stale, other)?;
         clear_trie(&mut self.src4, gen, map_names::SRC4)?;
         clear_trie(&mut self.dst4, gen, map_names::DST4)?;
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
@@ -704,7 +709,8 @@ fn update_batch<V: aya::Pod>(
     };
     let count = values.len() / per_key;
     let keys: Vec<u32> = (first..first + count as u32).collect();
-    batch::update(map, as_bytes(&keys), bytes, count).map_err(batch_err(name, "update"))
+    batch::update(map, as_bytes(&keys), bytes, count)
+        .map_err(batch_err(name, "bpf_map_update_batch"))
 }
 
 fn as_bytes<V: aya::Pod>(v: &[V]) -> &[u8] {
@@ -712,93 +718,81 @@ fn as_bytes<V: aya::Pod>(v: &[V]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
-fn batch_err(map: &'static str, what: &'static str) -> impl Fn(std::io::Error) -> LoadError {
+fn batch_err(map: &'static str, call: &'static str) -> impl Fn(std::io::Error) -> LoadError {
     move |e| LoadError::Map {
         map,
-        source: MapError::SyscallError(aya::sys::SyscallError {
-            call: match what {
-                "update" => "bpf_map_update_batch",
-                "delete" => "bpf_map_delete_batch",
-                _ => "bpf_map_lookup_batch",
-            },
-            io_error: e,
-        }),
+        source: MapError::SyscallError(aya::sys::SyscallError { call, io_error: e }),
     }
 }
 
 fn untyped(map: Map) -> MapData {
     match map {
         Map::HashMap(m) | Map::LruHashMap(m) => m,
-        other => panic!("host table of unexpected type {other:?}"),
+        other => panic!("hash table of unexpected type {other:?}"),
     }
 }
 
-/// Replaces generation `gen`'s entries of one host hash table (IPv4 or IPv6, both
-/// dimensions) with the tables' host entries. Checks the capacity before changing anything.
-/// `stale_bits` and `other_bits` are the [`xdpwall_common::hosts`] bits of the generation being
-/// replaced and of the running one: without host entries on either side, the table is not
-/// scanned (a scan walks every bucket, milliseconds even when empty).
-fn write_hosts(
+/// Replaces generation `gen`'s entries of one hash table (IPv4 or IPv6, both dimensions) with
+/// the tables' hashed networks. Checks the capacity before changing anything. `stale_rows` and
+/// `other_rows` are the [`GenInfo::hashed_rows`] of the generation being replaced and of the
+/// running one: without hashed rows of this family on either side, the table is not scanned (a
+/// scan walks every bucket, milliseconds even when empty).
+fn write_hashed(
     map: &MapData,
     gen: u32,
     t: &Tables,
     v6: bool,
-    stale_bits: u32,
-    other_bits: u32,
+    stale_rows: u32,
+    other_rows: u32,
 ) -> Result<(), LoadError> {
-    use xdpwall_common::hosts;
-    let (name, ks, family) = if v6 {
+    let (name, ks, rows) = if v6 {
         (
-            map_names::HOST6,
-            std::mem::size_of::<Host6Key>(),
-            hosts::SRC6 | hosts::DST6,
+            map_names::HASH6,
+            std::mem::size_of::<Hash6Key>(),
+            HASHED_ROWS_V6,
         )
     } else {
         (
-            map_names::HOST4,
-            std::mem::size_of::<Host4Key>(),
-            hosts::SRC4 | hosts::DST4,
+            map_names::HASH4,
+            std::mem::size_of::<Hash4Key>(),
+            HASHED_ROWS_V4,
         )
     };
-    let new_hosts = t.info.hosts & family != 0;
-    let existing = if stale_bits & family == 0 && (!new_hosts || other_bits & family == 0) {
+    let new_rows = t.info.hashed_rows() & rows != 0;
+    let existing = if stale_rows & rows == 0 && (!new_rows || other_rows & rows == 0) {
         Vec::new()
     } else {
-        batch::keys(map, ks, 4).map_err(batch_err(name, "lookup"))?
+        batch::keys(map, ks, 4).map_err(batch_err(name, "bpf_map_lookup_batch"))?
     };
     let (stale, other): (Vec<&[u8]>, Vec<&[u8]>) = existing
         .chunks_exact(ks)
         .partition(|k| (u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) & 0xff) >> 1 == gen);
     let mut keys: Vec<u8> = Vec::new();
     let mut slots: Vec<u32> = Vec::new();
-    for (dim, entries) in [(0, &t.src_hosts), (1, &t.dst_hosts)] {
-        for e in entries.iter() {
-            let tag = xdpwall_common::hash_tag(gen, dim, e.net.prefix_len()).to_ne_bytes();
-            match (e.net, v6) {
-                (ipnet::IpNet::V4(n), false) => {
-                    keys.extend_from_slice(&tag);
-                    keys.extend_from_slice(&n.network().octets());
-                }
-                (ipnet::IpNet::V6(n), true) => {
-                    keys.extend_from_slice(&tag);
-                    keys.extend_from_slice(&n.network().octets());
-                }
-                _ => continue,
+    for (dim, entries) in [(0, &t.src_hashed), (1, &t.dst_hashed)] {
+        for e in entries.iter().filter(|e| e.net.addr().is_ipv6() == v6) {
+            let tag = xdpwall_common::hash_tag(gen, dim, e.net.prefix_len());
+            keys.extend_from_slice(&tag.to_ne_bytes());
+            match e.net.network() {
+                std::net::IpAddr::V4(a) => keys.extend_from_slice(&a.octets()),
+                std::net::IpAddr::V6(a) => keys.extend_from_slice(&a.octets()),
             }
             slots.push(e.slot);
         }
     }
-    if other.len() + slots.len() > HOST_ENTRIES as usize {
+    if other.len() + slots.len() > HASH_ENTRIES as usize {
         return Err(LoadError::Capacity(format!(
-            "{} hashed IPv{} networks do not fit next to the running rule set's {} (the hash table holds {HOST_ENTRIES} for both generations)",
+            "{} hashed IPv{} networks do not fit next to the running rule set's {} (the hash table holds {HASH_ENTRIES} for both generations)",
             slots.len(),
             if v6 { 6 } else { 4 },
             other.len()
         )));
     }
     let stale: Vec<u8> = stale.concat();
-    batch::delete(map, &stale, stale.len() / ks).map_err(batch_err(name, "delete"))?;
-    batch::update(map, &keys, as_bytes(&slots), slots.len()).map_err(batch_err(name, "update"))
+    batch::delete(map, &stale, stale.len() / ks)
+        .map_err(batch_err(name, "bpf_map_delete_batch"))?;
+    batch::update(map, &keys, as_bytes(&slots), slots.len())
+        .map_err(batch_err(name, "bpf_map_update_batch"))
 }
 
 trait GenKey: aya::Pod {

@@ -182,11 +182,11 @@ fn million_entry_sets_load_and_swap_live() {
     let t = Instant::now();
     let report = c.apply(blocking(a)).unwrap();
     eprintln!(
-        "1,000,000-entry set: loaded in {:.2} s (compile {:.2} s, write {:.2} s, {} host entries, {} prefixes)",
+        "1,000,000-entry set: loaded in {:.2} s (compile {:.2} s, write {:.2} s, {} hashed entries, {} prefixes)",
         t.elapsed().as_secs_f64(),
         report.compile.as_secs_f64(),
         report.write.as_secs_f64(),
-        report.hosts,
+        report.hashed,
         report.prefixes
     );
     let kernel = |c: &mut Checker, addr: IpAddr| {
