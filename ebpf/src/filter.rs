@@ -195,6 +195,10 @@ fn masked(addr: &[u32; 4], prefix: u32) -> [u32; 4] {
 /// rules reach it, and inlined it makes every packet's path longer.
 #[inline(never)]
 fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
+    let rate = r.rate as u64;
+    if rate == 0 {
+        return true;
+    }
     let now = if cfg.clock_ns != 0 {
         cfg.clock_ns
     } else {
@@ -212,10 +216,6 @@ fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
         // SAFETY: [u32; 4] and [u8; 16] have the same size and no invalid values.
         addr: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) },
     };
-    let rate = r.rate as u64;
-    if rate == 0 {
-        return true;
-    }
     let cap = r.burst as u64 * TOKEN;
     match XW_RATE.get_ptr_mut(&key) {
         Some(b) => {
@@ -225,15 +225,11 @@ fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
             let mut credit = b.credit;
             if now > b.last_ns {
                 let elapsed = now - b.last_ns;
+                // min(cap, credit + elapsed * rate), without overflow.
                 credit = if elapsed > cap / rate {
                     cap
                 } else {
-                    let c = credit + elapsed * rate;
-                    if c > cap {
-                        cap
-                    } else {
-                        c
-                    }
+                    (credit + elapsed * rate).min(cap)
                 };
                 b.last_ns = now;
             }

@@ -156,21 +156,16 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     let sets = set
         .sets
         .iter()
-        .map(|(name, s)| {
-            let mut info = SetInfo {
-                name: [0; 32],
-                entries: s.nets.len() as u32,
-                hosts: s
-                    .nets
-                    .iter()
-                    .filter(|n| n.prefix_len() == n.max_prefix_len())
-                    .count() as u32,
-                v6: s.nets.iter().filter(|n| n.addr().is_ipv6()).count() as u32,
-                _pad: 0,
-            };
-            let b = name.as_bytes();
-            info.name[..b.len().min(31)].copy_from_slice(&b[..b.len().min(31)]);
-            info
+        .map(|(name, s)| SetInfo {
+            name: name_field(name),
+            entries: s.nets.len() as u32,
+            hosts: s
+                .nets
+                .iter()
+                .filter(|n| n.prefix_len() == n.max_prefix_len())
+                .count() as u32,
+            v6: s.nets.iter().filter(|n| n.addr().is_ipv6()).count() as u32,
+            _pad: 0,
         })
         .collect();
     let proto = (0..PROTO_ENTRIES)
@@ -284,12 +279,7 @@ fn addr_entries<'a>(
                 let q = IpNet::new(net.addr(), l).unwrap().trunc();
                 index.get(&q).copied()
             });
-        let parent_slot = parent.unwrap_or(u32::MAX);
-        let mut b = if parent_slot == u32::MAX {
-            base
-        } else {
-            slots.bitmaps[parent_slot as usize]
-        };
+        let mut b = parent.map_or(base, |p| slots.bitmaps[p as usize]);
         let before = b;
         for &(_, rule) in &named[i..j] {
             if rule != u32::MAX {
@@ -298,10 +288,9 @@ fn addr_entries<'a>(
                 b.summary |= 1 << (r / 64);
             }
         }
-        let slot = if b == before && parent_slot != u32::MAX {
-            parent_slot
-        } else {
-            slots.slot_checked(b)?
+        let slot = match parent {
+            Some(p) if b == before => p,
+            _ => slots.slot_checked(b)?,
         };
         index.insert(net, slot);
         if lens[family].last() != Some(&net.prefix_len()) {
@@ -440,9 +429,7 @@ fn rule_entry(r: &Rule, set_index: &HashMap<&str, usize>) -> RuleEntry {
         e.dport = [p.lo, p.hi];
     }
     if let Some(name) = &r.name {
-        let b = name.as_bytes();
-        let len = b.len().min(31);
-        e.name[..len].copy_from_slice(&b[..len]);
+        e.name = name_field(name);
     }
     e
 }
@@ -458,6 +445,21 @@ fn net_fields(net: IpNet) -> (u8, u8, [u8; 16]) {
     }
 }
 
+/// A name as the kernel tables keep it: UTF-8, at most 31 bytes, NUL padded.
+fn name_field(name: &str) -> [u8; 32] {
+    let mut field = [0; 32];
+    let b = name.as_bytes();
+    let len = b.len().min(31);
+    field[..len].copy_from_slice(&b[..len]);
+    field
+}
+
+/// The name in a kernel name field (empty when unused).
+pub(crate) fn name_of(field: &[u8; 32]) -> String {
+    let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..len]).into_owned()
+}
+
 /// Turns a kernel [`RuleEntry`] back into a rule (for `xdpwall status`); `set_names` are the
 /// generation's sets in index order.
 pub fn decode_rule(e: &RuleEntry, set_names: &[String]) -> Rule {
@@ -471,8 +473,7 @@ pub fn decode_rule(e: &RuleEntry, set_names: &[String]) -> Rule {
         IpNet::new(addr, len).ok()
     };
     let has = |bit| e.flags & bit != 0;
-    let name_len = e.name.iter().position(|&b| b == 0).unwrap_or(e.name.len());
-    let name = String::from_utf8_lossy(&e.name[..name_len]).into_owned();
+    let name = name_of(&e.name);
     let set_name = |bit, index: u8| {
         has(bit).then(|| {
             set_names

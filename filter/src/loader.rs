@@ -575,12 +575,12 @@ impl Maps {
                 .sets
                 .get(&(gen * MAX_SETS + i), 0)
                 .map_err(map_err(map_names::SETS))?;
-            let len = s.name.iter().position(|&b| b == 0).unwrap_or(s.name.len());
-            if len == 0 {
+            let name = crate::compile::name_of(&s.name);
+            if name.is_empty() {
                 break;
             }
             sets.push(SetStatus {
-                name: String::from_utf8_lossy(&s.name[..len]).into_owned(),
+                name,
                 entries: s.entries,
                 hosts: s.hosts,
                 v6: s.v6,

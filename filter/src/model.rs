@@ -18,7 +18,7 @@ use pnet_packet::{
     vlan::VlanPacket,
 };
 use serde::Serialize;
-use xdpwall_common::stat;
+use xdpwall_common::{stat, TOKEN};
 
 use crate::rules::{proto, Action, AddrSet, Rule, RuleSet};
 
@@ -290,9 +290,6 @@ struct Bucket {
     credit: u64,
     last: u64,
 }
-
-/// Nanoseconds-scaled token: a packet costs this much credit.
-const TOKEN: u64 = 1_000_000_000;
 
 /// The reference model of one rule set, with the state rate limiting needs: judge frames in
 /// time order with [`Model::judge`].
