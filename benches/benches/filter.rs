@@ -5,7 +5,7 @@
 //!   dispatcher around the loop, which costs milliseconds per call;
 //! - `test_run/set_N_{host,prefix,miss}`: the filter with one rule and an N-entry set
 //!   (N = 10, 10,000, 1,000,000), frame sourced from a host entry, from inside a prefix entry,
-//!   or from outside the set (see `harness::bench::set_probe_sources`);
+//!   or from outside the set (see `harness::bench::set_probe_frames`);
 //! - `model/verdict`: reference-model verdicts per second;
 //! - `rules/*`: compiling and applying (live update path) 1,024 rules and a 1,000,000-entry
 //!   set.
@@ -14,7 +14,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use harness::{
-    bench::{frame_for_last, ordered_rules, set_probe_sources, set_rules},
+    bench::{frame_for_last, ordered_rules, set_probe_frames, set_rules},
     verdict::Checker,
 };
 use pktgen::xdp::CountDrop;
@@ -37,10 +37,8 @@ fn test_run(c: &mut Criterion) {
     for n in [10usize, 10_000, 1_000_000] {
         let set = set_rules(n);
         let checker = Checker::new(set.clone()).expect("root needed");
-        for (what, src) in set_probe_sources(&set) {
-            let frame = pktgen::FrameSpec::udp(src, "198.18.0.2".parse().unwrap(), 5000, 1000)
-                .payload(64 - 42)
-                .build();
+        for (what, frame) in set_probe_frames(&set, 64) {
+            let frame = frame.build();
             g.bench_function(format!("set_{n}_{what}"), |b| {
                 b.iter(|| checker.filter.test_run(&frame, 1).unwrap())
             });

@@ -80,12 +80,17 @@ impl Drop for Detach {
     }
 }
 
+/// A standard topology named `prefix-ID` and a filter name `xw-prefix-ID` detached on drop.
+fn setup(prefix: &str) -> (Topology, String, Detach) {
+    let id = std::process::id() % 10000;
+    let topo = Topology::standard(&format!("{prefix}-{id}"), &Options::default()).unwrap();
+    let name = format!("xw-{prefix}-{id}");
+    (topo, name.clone(), Detach(name))
+}
+
 #[test]
 fn attach_status_update_detach_and_foreground_sigint() {
-    let id = std::process::id() % 10000;
-    let topo = Topology::standard(&format!("cli-{id}"), &Options::default()).unwrap();
-    let name = format!("xw-cli-{id}");
-    let _cleanup = Detach(name.clone());
+    let (topo, name, _cleanup) = setup("cli");
     let targets = [(false, 7000u16)];
     let quiet = Duration::from_millis(400);
 
@@ -212,10 +217,7 @@ fn attach_status_update_detach_and_foreground_sigint() {
 /// tshark reads, each packet commented with its verdict and rule.
 #[test]
 fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
-    let id = std::process::id() % 10000;
-    let topo = Topology::standard(&format!("tr-{id}"), &Options::default()).unwrap();
-    let name = format!("xw-tr-{id}");
-    let _cleanup = Detach(name.clone());
+    let (topo, name, _cleanup) = setup("tr");
     let rules = scratch(
         "trace.toml",
         "[[rule]]\nname = \"no-7000\"\naction = \"drop\"\nproto = \"udp\"\ndport = 7000\n",
@@ -237,7 +239,7 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pcap = std::env::temp_dir().join(format!("xdpwall-trace-{id}.pcapng"));
+    let pcap = std::env::temp_dir().join(format!("{name}.pcapng"));
     let child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
         .args([
             "trace", &name, "--every", "1", "--snap", "96", "--json", "--count", "20",

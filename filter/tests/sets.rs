@@ -7,7 +7,10 @@ use std::{
     time::Instant,
 };
 
-use harness::{blocklist::blocklist, verdict::Checker};
+use harness::{
+    blocklist::blocklist,
+    verdict::{swaps_under_probes, Checker, XDP_DROP},
+};
 use ipnet::IpNet;
 use pktgen::{FrameSpec, L4Spec};
 use xdpwall::{Action, AddrSet, Cause, Rule, RuleSet};
@@ -164,20 +167,15 @@ fn blocking(set: AddrSet) -> RuleSet {
 fn million_entry_sets_load_and_swap_live() {
     let a = blocklist(1_000_000, 11);
     let b = blocklist(1_000_000, 12);
-    let a_hosts: Vec<IpAddr> = a
-        .nets
-        .iter()
-        .filter(|n| n.prefix_len() == n.max_prefix_len())
-        .step_by(10_007)
-        .map(|n| n.addr())
-        .collect();
-    let b_hosts: Vec<IpAddr> = b
-        .nets
-        .iter()
-        .filter(|n| n.prefix_len() == n.max_prefix_len())
-        .step_by(10_007)
-        .map(|n| n.addr())
-        .collect();
+    let sample_hosts = |s: &AddrSet| -> Vec<IpAddr> {
+        s.nets
+            .iter()
+            .filter(|n| n.prefix_len() == n.max_prefix_len())
+            .step_by(10_007)
+            .map(|n| n.addr())
+            .collect()
+    };
+    let (a_hosts, b_hosts) = (sample_hosts(&a), sample_hosts(&b));
     let mut c = checker(RuleSet::default());
     let t = Instant::now();
     let report = c.apply(blocking(a)).unwrap();
@@ -217,14 +215,6 @@ fn million_entry_sets_load_and_swap_live() {
     assert!(passed > a_hosts.len() / 2, "old entries still dropped");
 }
 
-struct PinGuard(String);
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        xdpwall::loader::remove_pins(&self.0).unwrap();
-    }
-}
-
 /// Sets replaced live, through the pins as `xdpwall update` does, while this process keeps
 /// running a probe: in set A the probe's source is a host entry (hash), in set B it is inside a
 /// prefix (trie). Both drop it, the default passes: a packet that saw a half-written table
@@ -245,34 +235,13 @@ fn set_swaps_under_traffic_never_show_a_half_written_table() {
     for s in [&a, &b] {
         assert_eq!(xdpwall::verdict(s, &probe).action, Action::Drop);
     }
-    let name = format!("test-set-swap-{}", std::process::id());
-    let _cleanup = PinGuard(name.clone());
-    let mut f = xdpwall::Filter::load_pinned(&name).expect("load and pin (root needed)");
-    f.maps.apply(&a).unwrap();
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (runs, swaps) = std::thread::scope(|s| {
-        let runner = s.spawn(|| {
-            let mut runs = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = f.test_run(&probe, 16).unwrap();
-                assert_eq!(r.xdp_action, 1, "XDP_DROP expected after {runs} runs");
-                runs += 1;
-            }
-            runs
-        });
-        let mut writer = xdpwall::Maps::open_pinned(&name).unwrap();
-        let mut swaps = 0;
-        for i in 0..10 {
-            writer.apply(if i % 2 == 0 { &b } else { &a }).unwrap();
-            swaps += 1;
-            if runner.is_finished() {
-                break;
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        (runner.join().unwrap(), swaps)
-    });
-    eprintln!("{runs} probe runs (x16) during {swaps} live set swaps");
-    assert_eq!(swaps, 10);
+    let runs = swaps_under_probes(
+        &format!("test-set-swap-{}", std::process::id()),
+        [&a, &b],
+        &probe,
+        XDP_DROP,
+        10,
+    );
+    eprintln!("{runs} probe runs (x16) during 10 live set swaps");
     assert!(runs > 10, "the probe did not run alongside the swaps");
 }

@@ -6,13 +6,10 @@ use std::net::IpAddr;
 
 use harness::{
     corpus::{bad_field_frames, feature_frames, feature_sets, structural_frames, truncated_frames},
-    verdict::Checker,
+    verdict::{swaps_under_probes, Checker, XDP_DROP, XDP_PASS},
 };
 use pktgen::FrameSpec;
 use xdpwall::{model, Action, Cause, Filter, RuleSet};
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -278,44 +275,15 @@ fn swaps_under_traffic_never_show_a_half_written_table() {
     assert_eq!(model::verdict(&b, &probe).action, Action::Drop);
     // The writer steers the filter through its pins, as `xdpwall update` does from another
     // process, while this process keeps running the probe through the program.
-    let name = format!("test-swap-{}", std::process::id());
-    let _cleanup = PinGuard(name.clone());
-    let mut f = Filter::load_pinned(&name).expect("load and pin (root needed)");
-    f.maps.apply(&a).unwrap();
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (runs, swaps) = std::thread::scope(|s| {
-        let runner = s.spawn(|| {
-            let mut runs = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = f.test_run(&probe, 16).unwrap();
-                assert_eq!(r.xdp_action, XDP_DROP, "after {runs} runs");
-                runs += 1;
-            }
-            runs
-        });
-        let mut writer = xdpwall::Maps::open_pinned(&name).unwrap();
-        let mut swaps = 0;
-        for i in 0..40 {
-            writer.apply(if i % 2 == 0 { &b } else { &a }).unwrap();
-            swaps += 1;
-            if runner.is_finished() {
-                break;
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        (runner.join().unwrap(), swaps)
-    });
-    eprintln!("{runs} probe runs (x16) during {swaps} live swaps");
-    assert_eq!(swaps, 40);
+    let runs = swaps_under_probes(
+        &format!("test-swap-{}", std::process::id()),
+        [&a, &b],
+        &probe,
+        XDP_DROP,
+        40,
+    );
+    eprintln!("{runs} probe runs (x16) during 40 live swaps");
     assert!(runs > 10, "the probe did not run alongside the swaps");
-}
-
-struct PinGuard(String);
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        xdpwall::loader::remove_pins(&self.0).unwrap();
-    }
 }
 
 #[test]

@@ -538,52 +538,48 @@ fn test_run_costs(
     let rounds = args.repeats.max(1);
     let mut out = Vec::new();
     let frame = frame_for_last(1, args.size).build();
+    let cost = |program: String, ns: Vec<f64>| {
+        let (median_ns, min_ns, max_ns) = stats(&ns);
+        TestRunCost {
+            program,
+            median_ns,
+            min_ns,
+            max_ns,
+        }
+    };
     let cd = CountDrop::load()?;
-    let v = cd.ns_per_packet(&frame, repeat, rounds)?;
-    let (m, lo, hi) = stats(&v);
-    out.push(TestRunCost {
-        program: "baseline".into(),
-        median_ns: m,
-        min_ns: lo,
-        max_ns: hi,
-    });
+    out.push(cost(
+        "baseline".into(),
+        cd.ns_per_packet(&frame, repeat, rounds)?,
+    ));
     let mut counts = vec![0usize];
     counts.extend(&args.rules);
     for &n in &counts {
         let c = Checker::new(ordered_rules(n))?;
-        let v = c.ns_per_packet(&frame_for_last(n.max(1), args.size).build(), repeat, rounds)?;
-        let (m, lo, hi) = stats(&v);
-        out.push(TestRunCost {
-            program: format!("filter-{n}"),
-            median_ns: m,
-            min_ns: lo,
-            max_ns: hi,
-        });
+        let frame = frame_for_last(n.max(1), args.size).build();
+        out.push(cost(
+            format!("filter-{n}"),
+            c.ns_per_packet(&frame, repeat, rounds)?,
+        ));
     }
     for &n in &args.sets {
         let set = &sets[&n];
         let c = Checker::new(set.clone())?;
-        for (what, src) in set_probe_sources(set) {
-            let frame = FrameSpec::udp(src, "198.18.0.2".parse().unwrap(), 5000, 1000)
-                .payload(args.size.saturating_sub(14 + 20 + 8))
-                .build();
-            let v = c.ns_per_packet(&frame, repeat, rounds)?;
-            let (m, lo, hi) = stats(&v);
-            out.push(TestRunCost {
-                program: format!("set-{n}-{what}"),
-                median_ns: m,
-                min_ns: lo,
-                max_ns: hi,
-            });
+        for (what, frame) in set_probe_frames(set, args.size) {
+            out.push(cost(
+                format!("set-{n}-{what}"),
+                c.ns_per_packet(&frame.build(), repeat, rounds)?,
+            ));
         }
     }
     Ok(out)
 }
 
-/// IPv4 sources that exercise each path of a set lookup: a host entry (hash hit), an address
-/// inside [`SET_TRAFFIC_PREFIX`] (hash miss, trie hit) and one in no entry (hash miss, trie
-/// miss to the /0).
-pub fn set_probe_sources(set: &RuleSet) -> Vec<(&'static str, std::net::IpAddr)> {
+/// Frames of `size` bytes (like [`frame_for_last`]) whose IPv4 sources exercise each path of a
+/// set lookup in [`set_rules`]: a host entry (hash hit), an address inside
+/// [`SET_TRAFFIC_PREFIX`] (hash miss, trie hit) and one in no entry (hash miss, trie miss to
+/// the /0).
+pub fn set_probe_frames(set: &RuleSet, size: usize) -> Vec<(&'static str, FrameSpec)> {
     let nets = &set.sets["blocklist"].nets;
     let host = nets
         .iter()
@@ -595,11 +591,18 @@ pub fn set_probe_sources(set: &RuleSet) -> Vec<(&'static str, std::net::IpAddr)>
         .map(|i| std::net::IpAddr::from([10, 0, i, 7]))
         .find(|a| !in_set(*a))
         .expect("an address outside the set");
-    vec![
+    [
         ("host", host),
         ("prefix", "10.0.0.7".parse().unwrap()),
         ("miss", miss),
     ]
+    .into_iter()
+    .map(|(what, src)| {
+        let spec = FrameSpec::udp(src, "198.18.0.2".parse().unwrap(), 5000, 1000)
+            .payload(size.saturating_sub(14 + 20 + 8));
+        (what, spec)
+    })
+    .collect()
 }
 
 /// Whether the peer (xdp-filter) can run here; the text says why it is skipped.

@@ -229,3 +229,52 @@ impl Checker {
         Ok(v)
     }
 }
+
+/// Removes the pins of a filter when dropped (also when a test panics).
+pub struct PinGuard(pub String);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let _ = xdpwall::loader::remove_pins(&self.0);
+    }
+}
+
+/// Loads a filter pinned as `name` with `sets[0]`, then applies `sets[1]`, `sets[0]`, ...
+/// `swaps` times through the pins (as `xdpwall update` does from another process) while
+/// another thread runs `probe` through the program (16 runs per call) and asserts each result
+/// is `want` (an XDP action). Returns how many probe calls ran alongside the swaps; the pins
+/// are removed afterwards, also when an assertion fails.
+pub fn swaps_under_probes(
+    name: &str,
+    sets: [&RuleSet; 2],
+    probe: &[u8],
+    want: u32,
+    swaps: usize,
+) -> u64 {
+    let _cleanup = PinGuard(name.to_string());
+    let mut f = Filter::load_pinned(name).expect("load and pin (root needed)");
+    f.maps.apply(sets[0]).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let f = &f;
+    std::thread::scope(|s| {
+        let runner = s.spawn(|| {
+            let mut runs = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = f.test_run(probe, 16).unwrap();
+                assert_eq!(r.xdp_action, want, "after {runs} runs");
+                runs += 1;
+            }
+            runs
+        });
+        let mut writer = xdpwall::Maps::open_pinned(name).unwrap();
+        for i in 0..swaps {
+            // The probe only ends early by failing; join() below reports how.
+            if runner.is_finished() {
+                break;
+            }
+            writer.apply(sets[(i + 1) % 2]).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        runner.join().unwrap()
+    })
+}
