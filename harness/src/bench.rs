@@ -22,7 +22,9 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use aya::programs::XdpMode;
-use pktgen::{afpacket::AfPacket, xdp::CountDrop, xdp::XdpEngine, Flows, FrameSpec, Vary};
+use pktgen::{
+    afpacket::AfPacket, pace::Slicer, xdp::CountDrop, xdp::XdpEngine, Flows, FrameSpec, Vary,
+};
 use serde::Serialize;
 use xdpwall::{Filter, Mode, RuleSet};
 
@@ -282,7 +284,14 @@ struct Generator {
 }
 
 impl Generator {
-    fn start(topo: &Topology, source: &str, template: FrameSpec, threads: usize) -> Generator {
+    /// Starts `threads` generators; `xdp` ones size their calls to end near `until`.
+    fn start(
+        topo: &Topology,
+        source: &str,
+        template: FrameSpec,
+        threads: usize,
+        until: Instant,
+    ) -> Generator {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let handles = (0..threads.max(1))
@@ -300,10 +309,13 @@ impl Generator {
                         let flows = bench_flows();
                         if source == "xdp" {
                             let e = XdpEngine::new(&template, &flows, &iface)?;
-                            const CHUNK: u32 = 1 << 16;
+                            let mut slicer = Slicer::new(XdpEngine::CALL_SLICE, 1e6);
                             while !s2.load(Ordering::Relaxed) {
-                                e.send(CHUNK, 64)?;
-                                c2.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                                let left = until.saturating_duration_since(Instant::now());
+                                let n = slicer.next(Some(left)).min(u32::MAX as u64) as u32;
+                                let took = e.send(n, 64)?;
+                                slicer.record(n as u64, took);
+                                c2.fetch_add(n as u64, Ordering::Relaxed);
                             }
                         } else {
                             let frames = flows.frames(&template, 1000);
@@ -356,8 +368,10 @@ fn run_once(
     threads: usize,
 ) -> Result<(f64, u64, u64)> {
     let start_judged = rx.judged()?;
-    let g = Generator::start(topo, source, template.clone(), threads);
-    std::thread::sleep(Duration::from_millis(200));
+    const SETTLE: Duration = Duration::from_millis(200);
+    let until = Instant::now() + SETTLE + window + Duration::from_millis(50);
+    let g = Generator::start(topo, source, template.clone(), threads, until);
+    std::thread::sleep(SETTLE);
     let a = rx.judged()?;
     let t = Instant::now();
     std::thread::sleep(window);

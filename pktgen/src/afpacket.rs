@@ -13,6 +13,10 @@ pub struct AfPacket {
 }
 
 impl AfPacket {
+    /// How long one round of [`AfPacket::send_batch`] should last when sending for a time:
+    /// sendmmsg has no large fixed cost, so short rounds only serve pacing and stopping on time.
+    pub const CALL_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
     /// Opens a socket on `iface`. Needs CAP_NET_RAW.
     pub fn open(iface: &str) -> io::Result<AfPacket> {
         let name = std::ffi::CString::new(iface)

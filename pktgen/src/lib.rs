@@ -6,6 +6,7 @@
 pub mod afpacket;
 pub mod flow;
 pub mod frame;
+pub mod pace;
 pub mod pcap;
 pub mod profile;
 pub mod xdp;

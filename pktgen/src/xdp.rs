@@ -68,6 +68,10 @@ fn load_prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, XdpEngin
 }
 
 impl XdpEngine {
+    /// How long one [`XdpEngine::send`] call should last: each call costs about 24 ms of
+    /// set-up besides its frames (see [`crate::pace`]), so calls of 1 s keep that under 3%.
+    pub const CALL_SLICE: Duration = Duration::from_secs(1);
+
     /// Loads the generator for `template` varied by `flows`, sending out of `iface` (in the
     /// calling thread's namespace).
     pub fn new(

@@ -218,12 +218,14 @@ fn weighted_rounds(weights: &[u32], chunk: u64) -> Vec<u64> {
 }
 
 /// Runs the sending loop shared by every engine: `send(k, frames)` sends `frames` frames of
-/// template `k`. Stops at the count or the duration, paces to the rate, shows progress.
+/// template `k`. Calls are sized by time (`slice` each, see [`pktgen::pace`]); stops at the
+/// count or the duration, paces to the rate, shows progress.
 fn drive(
     out: &Output,
     threads: usize,
     weights: &[u32],
-    send: impl Fn(usize, usize, u64) -> Result<()> + Sync,
+    slice: Duration,
+    send: impl Fn(usize, u64) -> Result<()> + Sync,
 ) -> Result<(u64, f64)> {
     let count = match (out.count, out.duration) {
         (Some(c), _) => c,
@@ -235,35 +237,40 @@ fn drive(
     let stop = AtomicBool::new(false);
     let start = Instant::now();
     let per_thread_rate = out.rate.map(|r| (r as f64 / threads as f64).max(1.0));
-    // Rounds small enough to pace and to stop on time.
-    let chunk = per_thread_rate.map_or(4096, |r| ((r / 100.0) as u64).clamp(1, 4096));
-    let rounds = weighted_rounds(weights, chunk);
     std::thread::scope(|s| -> Result<()> {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|t| {
-                let (sent, stop, rounds, send) = (&sent, &stop, &rounds, &send);
+                let (sent, stop, send) = (&sent, &stop, &send);
                 s.spawn(move || -> Result<()> {
                     pktgen::pin_to_cpu(t);
                     let mut mine = 0u64;
+                    let mut slicer = pktgen::pace::Slicer::new(slice, 1e6);
                     let t0 = Instant::now();
                     'outer: loop {
-                        for (k, &n) in rounds.iter().enumerate() {
+                        let left = deadline.map(|d| d.saturating_sub(start.elapsed()));
+                        let mut chunk = slicer.next(left);
+                        if let Some(r) = per_thread_rate {
+                            chunk = chunk.min(((r * slice.as_secs_f64()) as u64).max(1));
+                        }
+                        let began = Instant::now();
+                        let mut round = 0;
+                        for (k, n) in weighted_rounds(weights, chunk).into_iter().enumerate() {
                             let claimed = sent.fetch_add(n, Ordering::Relaxed);
                             if claimed >= count || stop.load(Ordering::Relaxed) {
                                 sent.fetch_sub(n, Ordering::Relaxed);
                                 break 'outer;
                             }
-                            let n = n.min(count - claimed);
-                            if n < rounds[k] {
-                                sent.fetch_sub(rounds[k] - n, Ordering::Relaxed);
-                            }
-                            send(t, k, n)?;
-                            mine += n;
-                            if let Some(r) = per_thread_rate {
-                                let due = Duration::from_secs_f64(mine as f64 / r);
-                                if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                                    std::thread::sleep(wait);
-                                }
+                            let left = n.min(count - claimed);
+                            sent.fetch_sub(n - left, Ordering::Relaxed);
+                            send(k, left)?;
+                            round += left;
+                        }
+                        slicer.record(round, began.elapsed());
+                        mine += round;
+                        if let Some(r) = per_thread_rate {
+                            let due = Duration::from_secs_f64(mine as f64 / r);
+                            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                                std::thread::sleep(wait);
                             }
                         }
                     }
@@ -389,10 +396,11 @@ fn run(cli: Cli) -> Result<()> {
                         .collect();
                     let cursor: Vec<AtomicU64> =
                         (0..frames.len()).map(|_| AtomicU64::new(0)).collect();
-                    let (sent, secs) = drive(&out, threads, &weights, |_, k, n| {
-                        let at = cursor[k].fetch_add(n, Ordering::Relaxed) as usize;
-                        Ok(sock.send_batch(&frames[k], at, n as usize)?)
-                    })?;
+                    let (sent, secs) =
+                        drive(&out, threads, &weights, AfPacket::CALL_SLICE, |k, n| {
+                            let at = cursor[k].fetch_add(n, Ordering::Relaxed) as usize;
+                            Ok(sock.send_batch(&frames[k], at, n as usize)?)
+                        })?;
                     report("afpacket", sent, secs, avg, out.json)
                 }
                 Engine::Xdp => {
@@ -400,10 +408,11 @@ fn run(cli: Cli) -> Result<()> {
                         .iter()
                         .map(|(t, _)| XdpEngine::new(t, &flows, &out.iface))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let (sent, secs) = drive(&out, threads, &weights, |_, k, n| {
-                        engines[k].send(n as u32, 64)?;
-                        Ok(())
-                    })?;
+                    let (sent, secs) =
+                        drive(&out, threads, &weights, XdpEngine::CALL_SLICE, |k, n| {
+                            engines[k].send(n.min(u32::MAX as u64) as u32, 64)?;
+                            Ok(())
+                        })?;
                     report("xdp", sent, secs, avg, out.json)
                 }
             }
@@ -450,7 +459,7 @@ fn run(cli: Cli) -> Result<()> {
                 ..out
             };
             let cursor = AtomicU64::new(0);
-            let (sent, secs) = drive(&out, 1, &[1], |_, _, n| {
+            let (sent, secs) = drive(&out, 1, &[1], AfPacket::CALL_SLICE, |_, n| {
                 let at = cursor.fetch_add(n, Ordering::Relaxed) as usize;
                 Ok(sock.send_batch(&data, at, n as usize)?)
             })?;
