@@ -967,6 +967,26 @@ pub fn release_bpffs() -> Result<(), LoadError> {
     release_bpffs_locked()
 }
 
+/// Keeps a bpffs mounted at /sys/fs/bpf for another tool that pins there (the benchmark's
+/// xdp-filter peer), with the same bookkeeping as xdpwall's own pins: on drop it is unmounted
+/// if xdpwall mounted it and nothing but the kernel's entries is left.
+pub struct BpffsHold(());
+
+impl BpffsHold {
+    /// Mounts a bpffs at /sys/fs/bpf unless one is there.
+    pub fn take() -> Result<BpffsHold, LoadError> {
+        let _lock = BpffsLock::take()?;
+        ensure_bpffs()?;
+        Ok(BpffsHold(()))
+    }
+}
+
+impl Drop for BpffsHold {
+    fn drop(&mut self) {
+        let _ = release_bpffs();
+    }
+}
+
 /// A loaded (not necessarily attached) filter.
 pub struct Filter {
     ebpf: Ebpf,

@@ -5,7 +5,9 @@
 //! Cases: mode (native, generic) x source (`xdp`: frames generated in the kernel with live
 //! frames and redirected into the veth; `afpacket`: frames sent through AF_PACKET sockets, so
 //! the DUT receives skbs) x program (`baseline`: a counting drop program, the ceiling here;
-//! `filter-N`: xdpwall with N ordered rules where only the last one matches, the worst case).
+//! `filter-N`: xdpwall with N ordered rules where only the last one matches, the worst case;
+//! `set-N`: one rule with an N-entry address set; `denylist-N` and `xdp-filter-N`: xdpwall and
+//! the peer [`crate::peer::XdpFilter`] dropping the same N exact source addresses).
 //! Rates come from the DUT's own counters over a fixed window while the generator runs flat
 //! out; after the window, frames sent = judged + lost is checked and reported.
 //!
@@ -71,6 +73,10 @@ pub struct Args {
     /// entries; the traffic hits one of its prefixes).
     #[arg(long, value_delimiter = ',', default_values_t = vec![10usize, 10_000, 1_000_000])]
     pub sets: Vec<usize>,
+    /// Exact source addresses in the deny list that xdpwall and the peer, xdp-filter, both
+    /// drop (0: no deny-list cases). The peer runs when xdp-tools 1.6 or later is on PATH.
+    #[arg(long, default_value_t = 1024)]
+    pub deny_list: usize,
     /// Traffic sources: xdp (live frames), afpacket (stack packets).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["xdp".to_string(), "afpacket".to_string()])]
     pub sources: Vec<String>,
@@ -99,7 +105,9 @@ pub struct Case {
     pub mode: String,
     /// `xdp` or `afpacket`.
     pub source: String,
-    /// `baseline`, `filter-N` (N ordered rules) or `set-N` (one rule, an N-entry set).
+    /// `baseline`, `filter-N` (N ordered rules), `set-N` (one rule, an N-entry set),
+    /// `denylist-N` (one rule, a set of N hosts) or `xdp-filter-N` (the peer with the same N
+    /// hosts).
     pub program: String,
     /// Rules in the filter (0 for the baseline).
     pub rules: usize,
@@ -139,7 +147,7 @@ pub struct TestRunCost {
     pub max_ns: f64,
 }
 
-/// The JSON report (`version` 1).
+/// The JSON report (`version` 2: adds `peers`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// Schema version.
@@ -158,6 +166,8 @@ pub struct Report {
     pub test_run: Vec<TestRunCost>,
     /// Cases not run, with the reason.
     pub skipped: Vec<String>,
+    /// Peer tools that ran, with their versions.
+    pub peers: Vec<String>,
 }
 
 /// Settings of a run.
@@ -206,6 +216,8 @@ enum Workload {
     Baseline,
     Rules(usize),
     Set(usize),
+    DenyList(usize),
+    XdpFilter(usize),
 }
 
 impl Workload {
@@ -214,6 +226,8 @@ impl Workload {
             Workload::Baseline => "baseline".into(),
             Workload::Rules(n) => format!("filter-{n}"),
             Workload::Set(n) => format!("set-{n}"),
+            Workload::DenyList(n) => format!("denylist-{n}"),
+            Workload::XdpFilter(n) => format!("xdp-filter-{n}"),
         }
     }
 
@@ -243,10 +257,38 @@ pub fn set_rules(n: usize) -> RuleSet {
     set
 }
 
+/// Sources in the benchmark traffic, from its template's source up.
+const TRAFFIC_SOURCES: usize = 200;
+
+/// The deny list of the `denylist-N` and `xdp-filter-N` cases: the traffic's sources, then
+/// other hosts up to `n`.
+pub fn deny_list(n: usize) -> Vec<std::net::Ipv4Addr> {
+    crate::peer::deny_list("10.0.0.7".parse().unwrap(), TRAFFIC_SOURCES, n)
+}
+
+/// One rule dropping sources in a set of the `n` hosts of [`deny_list`]: xdpwall's side of
+/// the comparison with xdp-filter.
+pub fn deny_rules(n: usize) -> RuleSet {
+    let nets = deny_list(n)
+        .into_iter()
+        .map(|a| ipnet::IpNet::from(std::net::IpAddr::V4(a)))
+        .collect();
+    let mut set = RuleSet::default();
+    set.sets
+        .insert("denylist".into(), xdpwall::AddrSet::new(nets));
+    let mut r = xdpwall::Rule::new(xdpwall::Action::Drop);
+    r.name = Some("denylist".into());
+    r.src_set = Some("denylist".into());
+    set.rules.push(r);
+    set
+}
+
 /// Flows of the benchmark traffic: 200 sources inside the matching /24, 1000 source ports.
 fn bench_flows() -> Flows {
     Flows {
-        src: Vary::Range { count: 200 },
+        src: Vary::Range {
+            count: TRAFFIC_SOURCES as u32,
+        },
         sport: Vary::Range { count: 1000 },
         ..Flows::default()
     }
@@ -262,6 +304,7 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
 enum Receiver {
     Baseline(CountDrop),
     Filter(Box<Filter>),
+    Peer(crate::peer::XdpFilter),
 }
 
 impl Receiver {
@@ -272,6 +315,7 @@ impl Receiver {
                 let s = f.maps.snapshot()?;
                 s.pass.packets + s.drop.packets
             }
+            Receiver::Peer(p) => p.judged()?,
         })
     }
 }
@@ -404,13 +448,21 @@ pub fn run(mut args: Args) -> Result<()> {
             bail!("unknown source '{s}' (xdp or afpacket)");
         }
     }
-    skipped.push(peer_status());
+    let peer = match crate::peer::xdp_tools_version("xdp-filter", "load") {
+        Ok(v) => Some(v),
+        Err(why) => {
+            if args.deny_list > 0 {
+                skipped.push(format!("peer xdp-filter-{}: {why}", args.deny_list));
+            }
+            None
+        }
+    };
 
     let mut set_cache: std::collections::HashMap<usize, RuleSet> = Default::default();
     for &n in &args.sets {
         set_cache.insert(n, set_rules(n));
     }
-    let test_run = test_run_costs(&args, &set_cache)?;
+    let mut test_run = test_run_costs(&args, &set_cache)?;
     if args.test_run_only {
         print_test_run(&test_run);
         return Ok(());
@@ -418,6 +470,12 @@ pub fn run(mut args: Args) -> Result<()> {
     let mut programs: Vec<Workload> = vec![Workload::Baseline];
     programs.extend(args.rules.iter().map(|&n| Workload::Rules(n)));
     programs.extend(args.sets.iter().map(|&n| Workload::Set(n)));
+    if args.deny_list > 0 {
+        programs.push(Workload::DenyList(args.deny_list));
+        if peer.is_some() {
+            programs.push(Workload::XdpFilter(args.deny_list));
+        }
+    }
     let total = args.mode.modes().len() * args.sources.len() * programs.len() * args.repeats;
     let mut done = 0;
     let mut cases = Vec::new();
@@ -436,11 +494,34 @@ pub fn run(mut args: Args) -> Result<()> {
                 let program = w.name();
                 let template = w.template(args.size);
                 let ruleset = match w {
-                    Workload::Baseline => None,
+                    Workload::Baseline | Workload::XdpFilter(_) => None,
                     Workload::Rules(n) => Some(ordered_rules(*n)),
                     Workload::Set(n) => Some(set_cache[n].clone()),
+                    Workload::DenyList(n) => Some(deny_rules(*n)),
                 };
-                let rx = attach(&topo, mode, ruleset.as_ref())?;
+                let rx = match w {
+                    Workload::XdpFilter(n) => {
+                        match crate::peer::XdpFilter::load(&topo.dut, mode, &deny_list(*n)) {
+                            Ok(p) => {
+                                if !test_run.iter().any(|c| c.program == program) {
+                                    let (repeat, rounds) = test_run_rounds(&args);
+                                    let frame = template.build();
+                                    test_run.push(cost(
+                                        program.clone(),
+                                        p.ns_per_packet(&frame, repeat, rounds)?,
+                                    ));
+                                }
+                                Receiver::Peer(p)
+                            }
+                            Err(e) => {
+                                skipped.push(format!("peer {program} in {mode} mode: {e:#}"));
+                                done += args.repeats;
+                                continue;
+                            }
+                        }
+                    }
+                    _ => attach(&topo, mode, ruleset.as_ref())?,
+                };
                 let (mut runs, mut sent, mut judged) = (Vec::new(), 0, 0);
                 for r in 0..args.repeats {
                     progress(
@@ -472,9 +553,12 @@ pub fn run(mut args: Args) -> Result<()> {
                     source: source.clone(),
                     program: program.clone(),
                     rules: ruleset.as_ref().map_or(0, |r| r.rules.len()),
-                    set_entries: ruleset
-                        .as_ref()
-                        .map_or(0, |r| r.sets.values().map(|s| s.nets.len()).sum()),
+                    set_entries: match w {
+                        Workload::XdpFilter(n) => *n,
+                        _ => ruleset
+                            .as_ref()
+                            .map_or(0, |r| r.sets.values().map(|s| s.nets.len()).sum()),
+                    },
                     runs_mpps: runs,
                     median_mpps: median,
                     min_mpps: min,
@@ -495,7 +579,7 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     eprintln!("\r\x1b[2K[{total}/{total}] done");
     let report = Report {
-        version: 1,
+        version: 2,
         started,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -513,6 +597,7 @@ pub fn run(mut args: Args) -> Result<()> {
         cases,
         test_run,
         skipped,
+        peers: peer.into_iter().collect(),
     };
     print_report(&report);
     std::fs::create_dir_all(&args.out)
@@ -544,23 +629,32 @@ fn attach(topo: &Topology, mode: Mode, rules: Option<&RuleSet>) -> Result<Receiv
     Ok(Receiver::Filter(Box::new(f)))
 }
 
+/// BPF_PROG_TEST_RUN repeat count and rounds per program.
+fn test_run_rounds(args: &Args) -> (u32, usize) {
+    (
+        if args.quick { 20_000 } else { 200_000 },
+        args.repeats.max(1),
+    )
+}
+
+/// Median, min and max of kernel-measured ns per packet.
+fn cost(program: String, ns: Vec<f64>) -> TestRunCost {
+    let (median_ns, min_ns, max_ns) = stats(&ns);
+    TestRunCost {
+        program,
+        median_ns,
+        min_ns,
+        max_ns,
+    }
+}
+
 fn test_run_costs(
     args: &Args,
     sets: &std::collections::HashMap<usize, RuleSet>,
 ) -> Result<Vec<TestRunCost>> {
-    let repeat = if args.quick { 20_000 } else { 200_000 };
-    let rounds = args.repeats.max(1);
+    let (repeat, rounds) = test_run_rounds(args);
     let mut out = Vec::new();
     let frame = frame_for_last(1, args.size).build();
-    let cost = |program: String, ns: Vec<f64>| {
-        let (median_ns, min_ns, max_ns) = stats(&ns);
-        TestRunCost {
-            program,
-            median_ns,
-            min_ns,
-            max_ns,
-        }
-    };
     let cd = CountDrop::load()?;
     out.push(cost(
         "baseline".into(),
@@ -573,6 +667,13 @@ fn test_run_costs(
         let frame = frame_for_last(n.max(1), args.size).build();
         out.push(cost(
             format!("filter-{n}"),
+            c.ns_per_packet(&frame, repeat, rounds)?,
+        ));
+    }
+    if args.deny_list > 0 {
+        let c = Checker::new(deny_rules(args.deny_list))?;
+        out.push(cost(
+            format!("denylist-{}", args.deny_list),
             c.ns_per_packet(&frame, repeat, rounds)?,
         ));
     }
@@ -617,17 +718,6 @@ pub fn set_probe_frames(set: &RuleSet, size: usize) -> Vec<(&'static str, FrameS
         (what, spec)
     })
     .collect()
-}
-
-/// Whether the peer (xdp-filter) can run here; the text says why it is skipped.
-fn peer_status() -> String {
-    match std::process::Command::new("xdp-filter").arg("--version").output() {
-        Err(_) => "peer xdp-filter: not on PATH (install xdp-tools 1.6 or later to compare; Debian's 1.3.1 does not run on this kernel)".into(),
-        Ok(o) => format!(
-            "peer xdp-filter ({}): comparison not implemented yet",
-            String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("unknown version").trim()
-        ),
-    }
 }
 
 fn print_test_run(costs: &[TestRunCost]) {
@@ -690,6 +780,30 @@ fn print_report(r: &Report) {
     }
     if !ratios.is_empty() {
         println!("\nnative / generic: {}", ratios.join(", "));
+    }
+    // xdpwall against the peer on the same deny list and traffic.
+    for p in r
+        .cases
+        .iter()
+        .filter(|c| c.program.starts_with("xdp-filter-"))
+    {
+        let ours = format!("denylist-{}", p.set_entries);
+        if let Some(o) = r
+            .cases
+            .iter()
+            .find(|o| o.mode == p.mode && o.source == p.source && o.program == ours)
+        {
+            println!(
+                "xdpwall / xdp-filter, {} {} ({} hosts): {:.2}x",
+                p.mode,
+                p.source,
+                p.set_entries,
+                o.median_mpps / p.median_mpps.max(1e-9)
+            );
+        }
+    }
+    for p in &r.peers {
+        println!("peer: {p}");
     }
     for s in &r.skipped {
         println!("skipped: {s}");

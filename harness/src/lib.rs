@@ -7,7 +7,8 @@
 //! - [`strategy`]: proptest strategies for rule sets and frames near them;
 //! - [`replay`]: pcap regression replay against golden verdict files;
 //! - [`corpus`]: the named regression cases (rule sets and frames);
-//! - [`blocklist`]: reproducible synthetic address sets of any size.
+//! - [`blocklist`]: reproducible synthetic address sets of any size;
+//! - [`peer`]: peer tools (xdp-tools) the benchmarks compare with, when installed.
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -16,6 +17,7 @@ pub mod chart;
 pub mod corpus;
 pub mod demo;
 pub mod netns;
+pub mod peer;
 pub mod probe;
 pub mod replay;
 pub mod strategy;

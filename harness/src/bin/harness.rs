@@ -85,7 +85,8 @@ enum TopoCmd {
         /// Topology name.
         #[arg(required_unless_present = "all")]
         name: Option<String>,
-        /// Everything named xw-* (leftovers of crashed runs).
+        /// Everything named xw-* (leftovers of crashed runs), and the pins of an xdp-filter
+        /// the benchmark loaded.
         #[arg(long)]
         all: bool,
     },
@@ -185,6 +186,9 @@ fn run(cli: Cli) -> Result<()> {
                     if all {
                         for ns in topo::remove_all()? {
                             println!("removed {ns}");
+                        }
+                        if harness::peer::clean_leftovers() {
+                            println!("removed the pins of the benchmark's xdp-filter peer");
                         }
                     } else {
                         let name = name.context("a name or --all")?;
