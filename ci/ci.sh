@@ -12,6 +12,8 @@ cargo xtask fuzz --time "${XDPWALL_FUZZ_SECS:-60}"
 
 stage "benchmark smoke run"
 cargo xtask bench --mode both --quick
+stage "generator benchmark smoke run"
+cargo xtask bench --generators --quick
 
 # Last, so its closing `tests: N passed, M failed` line is the run's closing line.
 stage "tests (the README test command)"

@@ -96,6 +96,13 @@ pub struct Args {
     /// Only the BPF_PROG_TEST_RUN costs (no topology, no traffic).
     #[arg(long)]
     pub test_run_only: bool,
+    /// Instead of the filter: pktgen's engines against their peers (xdp-trafficgen, trafgen)
+    /// for the `--sources` given (see [`crate::genbench`]).
+    #[arg(long, conflicts_with = "test_run_only")]
+    pub generators: bool,
+    /// Sending threads per generator case (`--generators`; `--quick` uses 1).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 2])]
+    pub gen_threads: Vec<usize>,
 }
 
 /// One measured case.
@@ -294,7 +301,8 @@ fn bench_flows() -> Flows {
     }
 }
 
-fn stats(v: &[f64]) -> (f64, f64, f64) {
+/// Median, min and max.
+pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     (s[s.len() / 2], s[0], s[s.len() - 1])
@@ -320,19 +328,21 @@ impl Receiver {
     }
 }
 
-/// A generator thread running flat out until stopped; counts what it sent.
-struct Generator {
+/// Generator threads running flat out until stopped; counts what they sent.
+pub(crate) struct Generator {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     handles: Vec<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl Generator {
-    /// Starts `threads` generators; `xdp` ones size their calls to end near `until`.
-    fn start(
+    /// Starts `threads` generators of `template` varied by `flows`, with the `xdp` or
+    /// `afpacket` engine; `xdp` ones size their calls to end near `until`.
+    pub(crate) fn start(
         topo: &Topology,
         source: &str,
         template: FrameSpec,
+        flows: Flows,
         threads: usize,
         until: Instant,
     ) -> Generator {
@@ -350,7 +360,6 @@ impl Generator {
                 std::thread::spawn(move || -> Result<()> {
                     netns::run_in(&ns, move || -> Result<()> {
                         pktgen::pin_to_cpu(cpu);
-                        let flows = bench_flows();
                         if source == "xdp" {
                             let e = XdpEngine::new(&template, &flows, &iface)?;
                             let mut slicer = Slicer::new(XdpEngine::CALL_SLICE, 1e6);
@@ -383,7 +392,8 @@ impl Generator {
         }
     }
 
-    fn finish(mut self) -> Result<u64> {
+    /// Stops the threads and returns how many frames they sent.
+    pub(crate) fn finish(mut self) -> Result<u64> {
         self.stop.store(true, Ordering::Relaxed);
         for h in self.handles.drain(..) {
             h.join()
@@ -414,7 +424,14 @@ fn run_once(
     let start_judged = rx.judged()?;
     const SETTLE: Duration = Duration::from_millis(200);
     let until = Instant::now() + SETTLE + window + Duration::from_millis(50);
-    let g = Generator::start(topo, source, template.clone(), threads, until);
+    let g = Generator::start(
+        topo,
+        source,
+        template.clone(),
+        bench_flows(),
+        threads,
+        until,
+    );
     std::thread::sleep(SETTLE);
     let a = rx.judged()?;
     let t = Instant::now();
@@ -427,7 +444,7 @@ fn run_once(
     Ok(((b - a) as f64 / elapsed / 1e6, sent, judged))
 }
 
-fn progress(done: usize, total: usize, what: &str) {
+pub(crate) fn progress(done: usize, total: usize, what: &str) {
     eprint!("\r\x1b[2K[{done:>3}/{total}] {what}");
 }
 
@@ -439,15 +456,18 @@ pub fn run(mut args: Args) -> Result<()> {
         args.rules = vec![1, 1024];
         args.sets = vec![10, 1_000_000];
     }
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let mut skipped = Vec::new();
     for s in &args.sources {
         if s != "xdp" && s != "afpacket" {
             bail!("unknown source '{s}' (xdp or afpacket)");
         }
     }
+    if args.generators {
+        return crate::genbench::run(&args);
+    }
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut skipped = Vec::new();
     let peer = match crate::peer::xdp_tools_version("xdp-filter", "load") {
         Ok(v) => Some(v),
         Err(why) => {

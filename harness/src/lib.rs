@@ -16,6 +16,7 @@ pub mod blocklist;
 pub mod chart;
 pub mod corpus;
 pub mod demo;
+pub mod genbench;
 pub mod netns;
 pub mod peer;
 pub mod probe;

@@ -4,9 +4,11 @@
 //!
 //! [`XdpFilter`] runs `xdp-filter` on the DUT with a deny list of source addresses (its default
 //! `allow` policy: listed sources are dropped, the rest passes) and reads its own per-action
-//! counters from its pinned `xdp_stats_map`, so it is judged like xdpwall is.
+//! counters from its pinned `xdp_stats_map`, so it is judged like xdpwall is. [`PeerSender`]
+//! runs the generators pktgen is compared with: `xdp-trafficgen` (xdp-tools) and `trafgen`
+//! (netsniff-ng).
 
-use std::{net::Ipv4Addr, path::Path, process::Command};
+use std::{net::Ipv4Addr, os::unix::process::CommandExt, path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
 use aya::{
@@ -182,6 +184,133 @@ pub fn clean_leftovers() -> bool {
     remove_pins(true);
     let _ = xdpwall::loader::release_bpffs();
     true
+}
+
+/// A peer traffic generator running in the generator's namespace until stopped.
+pub struct PeerSender {
+    child: Option<std::process::Child>,
+    _conf: Option<tempfile_path::TempPath>,
+}
+
+mod tempfile_path {
+    /// A file removed on drop.
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl PeerSender {
+    /// Starts `xdp-trafficgen udp` (IPv6 only) on `gen`'s interface with `threads` threads:
+    /// frames of `size` bytes from `src` to `dst` (MACs from `frame`).
+    pub fn xdp_trafficgen(
+        gen: &Endpoint,
+        frame: &pktgen::FrameSpec,
+        src: std::net::Ipv6Addr,
+        dst: std::net::Ipv6Addr,
+        size: usize,
+        threads: usize,
+    ) -> Result<PeerSender> {
+        let mac = |m: [u8; 6]| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let _ns = gen.enter()?;
+        let child = Command::new("xdp-trafficgen")
+            .args(["udp", "-m", &mac(frame.dst_mac), "-M", &mac(frame.src_mac)])
+            .args(["-A", &src.to_string(), "-a", &dst.to_string()])
+            .args([
+                "-s",
+                &size.to_string(),
+                "-t",
+                &threads.to_string(),
+                &gen.iface,
+            ])
+            .env("LIBXDP_SKIP_DISPATCHER", "1")
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting xdp-trafficgen")?;
+        Ok(PeerSender {
+            child: Some(child),
+            _conf: None,
+        })
+    }
+
+    /// Starts `trafgen` on `gen`'s interface with `cpus` processes, sending exactly the bytes
+    /// of `frame` over and over.
+    pub fn trafgen(gen: &Endpoint, frame: &[u8], cpus: usize) -> Result<PeerSender> {
+        let path = std::env::temp_dir().join(format!("xdpwall-trafgen-{}.cfg", std::process::id()));
+        let bytes: Vec<String> = frame.iter().map(|b| format!("0x{b:02x}")).collect();
+        std::fs::write(&path, format!("{{ {} }}\n", bytes.join(", ")))?;
+        let conf = tempfile_path::TempPath(path);
+        let _ns = gen.enter()?;
+        let child = Command::new("trafgen")
+            .args(["--dev", &gen.iface, "--conf"])
+            .arg(&conf.0)
+            .args(["--cpus", &cpus.to_string(), "--no-sock-mem"])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting trafgen")?;
+        Ok(PeerSender {
+            child: Some(child),
+            _conf: Some(conf),
+        })
+    }
+
+    /// Whether it is still running (a peer that failed to start exits at once).
+    pub fn check_running(&mut self) -> Result<()> {
+        let c = self.child.as_mut().context("stopped")?;
+        if let Some(st) = c.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!(
+                "exited ({st}): {}",
+                err.lines().last().unwrap_or("no message").trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops it (SIGINT to its process group, as Ctrl-C would: trafgen forks one sender per
+    /// CPU) and waits for it.
+    pub fn stop(mut self) -> Result<()> {
+        self.interrupt()
+    }
+
+    fn interrupt(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child's process group.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGINT) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while c.try_wait()?.is_none() {
+                if std::time::Instant::now() > deadline {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+                    c.wait()?;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PeerSender {
+    fn drop(&mut self) {
+        let _ = self.interrupt();
+    }
 }
 
 /// `count` distinct IPv4 sources for a deny list: `first` and the addresses after it (the

@@ -15,6 +15,9 @@ pub struct Args {
     /// A short smoke run (what CI runs).
     #[arg(long)]
     quick: bool,
+    /// Benchmark pktgen's engines against xdp-trafficgen and trafgen instead of the filter.
+    #[arg(long)]
+    generators: bool,
     /// Further options for `harness bench` (see `harness bench --help`), after `--`.
     #[arg(last = true)]
     rest: Vec<String>,
@@ -40,13 +43,15 @@ pub fn run(a: Args) -> Result<()> {
     if !st.success() {
         bail!("building the harness failed");
     }
-    step(&format!(
-        "benchmarking ({} mode{})",
-        a.mode,
-        if a.quick { ", quick" } else { "" }
-    ));
+    let quick = if a.quick { ", quick" } else { "" };
     let mut cmd = Command::new(root().join("target/release/harness"));
-    cmd.args(["bench", "--mode", &a.mode]);
+    if a.generators {
+        step(&format!("benchmarking the traffic generators{quick}"));
+        cmd.args(["bench", "--generators"]);
+    } else {
+        step(&format!("benchmarking ({} mode{quick})", a.mode));
+        cmd.args(["bench", "--mode", &a.mode]);
+    }
     if a.quick {
         cmd.arg("--quick");
     }

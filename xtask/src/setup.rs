@@ -9,8 +9,9 @@ use crate::{root, step};
 
 /// bpf-linker version known to build with aya 0.14 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages the tests and benchmarks use.
-pub const APT_PACKAGES: &[&str] = &["tcpdump", "tshark"];
+/// Debian packages the tests and benchmarks use (netsniff-ng brings trafgen, the peer of
+/// pktgen's afpacket engine).
+pub const APT_PACKAGES: &[&str] = &["tcpdump", "tshark", "netsniff-ng"];
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
