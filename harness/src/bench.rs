@@ -96,6 +96,11 @@ pub struct Args {
     /// Only the BPF_PROG_TEST_RUN costs (no topology, no traffic).
     #[arg(long)]
     pub test_run_only: bool,
+    /// Receive on the DUT in threaded NAPI pinned to this CPU (keep the generator threads,
+    /// pinned to CPUs 0, 1, ..., off it). Default: the DUT receives in the softirq of the
+    /// sending CPU, so generator and filter share it (steadier figures; see benches/README.md).
+    #[arg(long)]
+    pub dut_cpu: Option<usize>,
     /// Instead of the filter: pktgen's engines against their peers (xdp-trafficgen, trafgen)
     /// for the `--sources` given (see [`crate::genbench`]).
     #[arg(long, conflicts_with = "test_run_only")]
@@ -186,8 +191,11 @@ pub struct Settings {
     pub repeats: usize,
     /// Frame size (bytes).
     pub frame_size: usize,
-    /// Generator threads.
+    /// Generator threads (pinned to CPUs 0, 1, ...).
     pub threads: usize,
+    /// The CPU the DUT's receive path (threaded NAPI, and so the XDP program) is pinned to;
+    /// null when it shares the generator's CPUs.
+    pub dut_cpu: Option<usize>,
 }
 
 /// Rule sets of `n` rules where only the last one matches [`frame_for_last`].
@@ -499,12 +507,14 @@ pub fn run(mut args: Args) -> Result<()> {
     let total = args.mode.modes().len() * args.sources.len() * programs.len() * args.repeats;
     let mut done = 0;
     let mut cases = Vec::new();
+    let receiver_cpu = args.dut_cpu;
     for mode in args.mode.modes() {
         // Generic XDP on veth sees redirected XDP frames only as skbs, which needs GRO.
         let opts = Options {
             gro: mode == Mode::Generic,
             ipv6: false,
             queues: args.threads.max(1) as u32,
+            dut_cpu: receiver_cpu,
             ..Options::default()
         };
         let topo = Topology::standard(&format!("bench-{mode}"), &opts)?;
@@ -613,6 +623,7 @@ pub fn run(mut args: Args) -> Result<()> {
             repeats: args.repeats,
             frame_size: args.size,
             threads: args.threads,
+            dut_cpu: receiver_cpu,
         },
         cases,
         test_run,

@@ -98,6 +98,11 @@ pub struct Options {
     /// IPv6 on the veth ends. Without it the generator's stack sends nothing on its own
     /// (no router solicitations or MLD reports), so counters see only injected frames.
     pub ipv6: bool,
+    /// Run the DUT end's receive processing (its NAPI, and so the XDP program) in kernel
+    /// threads pinned to this CPU (threaded NAPI; implies GRO on the DUT end). Without it a
+    /// veth receives in the softirq of the CPU that sent the frame, so sender and DUT share
+    /// that CPU.
+    pub dut_cpu: Option<usize>,
 }
 
 impl Default for Options {
@@ -107,6 +112,7 @@ impl Default for Options {
             gro: false,
             queues: 1,
             ipv6: true,
+            dut_cpu: None,
         }
     }
 }
@@ -277,6 +283,62 @@ pub fn set_gro(iface: &str, on: bool) -> Result<(), TopoError> {
     Ok(())
 }
 
+/// Names of the NAPI kernel threads of `iface` (any namespace) with their pids.
+fn napi_threads(iface: &str) -> Vec<i32> {
+    let prefix = format!("napi/{iface}-");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim_end().starts_with(&prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Switches `end`'s interface to threaded NAPI and pins its new NAPI threads to `cpu`.
+fn threaded_napi(end: &Endpoint, cpu: usize) -> Result<(), TopoError> {
+    let err = |source| TopoError::Io {
+        step: format!("threaded NAPI on {} in {}", end.iface, end.netns),
+        source,
+    };
+    let before = napi_threads(&end.iface);
+    // sysfs shows a namespace's devices only when mounted from inside it: `ip netns exec`
+    // does that for the one command.
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", &end.netns, "sh", "-c"])
+        .arg(format!("echo 1 > /sys/class/net/{}/threaded", end.iface))
+        .status()
+        .map_err(err)?;
+    if !st.success() {
+        return Err(err(io::Error::other(format!(
+            "`ip netns exec` failed ({st})"
+        ))));
+    }
+    let mine: Vec<i32> = napi_threads(&end.iface)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    if mine.is_empty() {
+        return Err(err(io::Error::other("no NAPI thread appeared")));
+    }
+    for pid in mine {
+        // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
+        let r = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        if r != 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 impl Topology {
     /// Builds the standard generator/DUT topology called `name`.
     pub fn standard(name: &str, opts: &Options) -> Result<Topology, TopoError> {
@@ -353,9 +415,14 @@ impl Topology {
         in_ns(&gen.netns, move |h| Box::pin(configure(h, g, d, mtu, v6)))?;
         let (g, d) = (gen.clone(), dut.clone());
         in_ns(&dut.netns, move |h| Box::pin(configure(h, d, g, mtu, v6)))?;
-        let gro = opts.gro;
+        // A veth has NAPI (which threaded mode needs) only with GRO or an XDP program; GRO
+        // keeps it, and so its pinned threads, across XDP attachments.
+        let gro = opts.gro || opts.dut_cpu.is_some();
         let iface = dut.iface.clone();
         netns::run_in(&dut.netns, move || set_gro(&iface, gro))??;
+        if let Some(cpu) = opts.dut_cpu {
+            threaded_napi(&dut, cpu)?;
+        }
         Ok(())
     }
 

@@ -79,6 +79,10 @@ enum TopoCmd {
         /// No IPv6 on the veth ends (the stack then sends nothing on its own).
         #[arg(long)]
         no_ipv6: bool,
+        /// Receive on the DUT end in threaded NAPI pinned to this CPU (instead of the
+        /// sender's CPU).
+        #[arg(long)]
+        dut_cpu: Option<usize>,
     },
     /// Remove a topology, or every namespace the harness created.
     Down {
@@ -157,6 +161,7 @@ fn run(cli: Cli) -> Result<()> {
                     queues,
                     mtu,
                     no_ipv6,
+                    dut_cpu,
                 } => {
                     let t = Topology::standard(
                         &name,
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
                             gro,
                             queues,
                             ipv6: !no_ipv6,
+                            dut_cpu,
                         },
                     )?;
                     println!(
