@@ -13,6 +13,16 @@ fn main() -> anyhow::Result<()> {
     let root = Path::new(&manifest).parent().expect("ebpf/ has a parent");
     let linker = root.join("target/xdpwall-tools/bin/bpf-linker");
     println!("cargo:rerun-if-changed={}", linker.display());
+    // The programs compile the shared map layout too: a change there must rebuild them (the
+    // nested build is invisible to this package's own dependency tracking).
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("common/src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("common/Cargo.toml").display()
+    );
     if !linker.exists() && std::env::var_os("AYA_BUILD_SKIP").is_none() {
         anyhow::bail!(
             "bpf-linker is missing at {}: run `cargo xtask setup` once \

@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -40,11 +40,18 @@ pub const PROTO_ENTRIES: u32 = 256;
 /// Maximum number of LPM entries per generation and address family (distinct prefixes + /0).
 /// LPM tries allocate on demand, so this is only a bound.
 pub const LPM_ENTRIES_PER_GEN: u32 = (1 << 20) + MAX_RULES as u32 + 1;
-/// Hashed networks (the longest prefix lengths, see [`GenInfo::hashed`]) per address family,
-/// source and destination together, summed over both generations: a live swap holds the old
-/// and the new generation at once, so one generation can hold up to half of this. The hash map
-/// allocates on demand.
-pub const HASH_ENTRIES: u32 = 1 << 21;
+/// log2 of [`ADDR_BUCKETS`].
+pub const ADDR_BUCKET_BITS: u32 = 19;
+/// Buckets per generation in each address table (one for IPv4, one for IPv6): the hashed
+/// networks (the longest prefix lengths, see [`GenInfo::hashed`]), source and destination
+/// together, in a bucketed cuckoo table the program probes inline (two buckets of [`WAYS`]
+/// entries per prefix length; no map helper, no call).
+pub const ADDR_BUCKETS: u32 = 1 << ADDR_BUCKET_BITS;
+/// Entries per bucket of the address tables.
+pub const WAYS: usize = 4;
+/// Most hashed networks per generation and family: the largest set size (a million) plus the
+/// rules' own networks, which keeps a table at about half load.
+pub const ADDR_CAPACITY: usize = (1 << 20) + 2 * MAX_RULES;
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
 /// Maximum number of entries of all sets of one rule set together.
@@ -96,11 +103,11 @@ pub mod map_names {
     pub const RULE_STATS: &str = "XW_RULE_STATS";
     /// Per-CPU [`super::Counter`] per rule of packets over a rate limit: `gen * MAX_RULES + rule`.
     pub const RULE_LIMITED: &str = "XW_RULE_LIMITED";
-    /// Hash: [`super::Hash4Key`] -> slot (networks of the hashed prefix lengths, checked before
-    /// the trie).
-    pub const HASH4: &str = "XW_HASH4";
-    /// Hash: [`super::Hash6Key`] -> slot.
-    pub const HASH6: &str = "XW_HASH6";
+    /// Array of [`super::Addr4Bucket`]: the IPv4 networks of the hashed prefix lengths,
+    /// checked before the trie (`gen * ADDR_BUCKETS + bucket`).
+    pub const ADDR4: &str = "XW_ADDR4";
+    /// Array of [`super::Addr6Bucket`].
+    pub const ADDR6: &str = "XW_ADDR6";
     /// [`super::SetInfo`] per set: `gen * MAX_SETS + set`.
     pub const SETS: &str = "XW_SETS";
     /// LRU hash: [`super::RateKey`] -> [`super::Bucket`].
@@ -126,17 +133,14 @@ pub mod map_names {
         STATS,
         RULE_STATS,
         RULE_LIMITED,
-        HASH4,
-        HASH6,
+        ADDR4,
+        ADDR6,
         SETS,
         RATE,
         EVENTS,
         SAMPLE,
     ];
 }
-
-/// `BPF_F_NO_PREALLOC`: hash maps that allocate entries when they are inserted.
-pub const MAP_F_NO_PREALLOC: u32 = 1;
 
 /// `BPF_F_MMAPABLE`: the big table arrays are written by user space through a shared mapping
 /// (one memcpy instead of one syscall per entry). Each element then takes
@@ -170,7 +174,7 @@ pub mod cause {
     pub const RATE_LIMITED: u8 = 4;
 }
 
-/// Most prefix lengths per dimension and family kept in the hash tables (see [`GenInfo::hashed`]).
+/// Most prefix lengths per dimension and family kept in the address tables (see [`GenInfo::hashed`]).
 pub const MAX_HASHED_LENS: usize = 4;
 /// Marks an unused entry of [`GenInfo::hashed`]: 0, since the /0 always stays in the trie
 /// (so a zeroed [`GenInfo`] hashes nothing).
@@ -179,10 +183,24 @@ pub const NO_LEN: u8 = 0;
 /// longest prefix lengths can get it there: then those lengths go into the hash instead.
 pub const TRIE_TARGET: usize = 64;
 
-/// The tag of a host-table key: generation, dimension (0 source, 1 destination) and prefix
-/// length in one word.
-pub const fn hash_tag(gen: u32, dim: u32, len: u8) -> u32 {
-    (len as u32) << 8 | (gen * 2 + dim)
+/// The key word of an address-table entry: dimension (0 source, 1 destination) and prefix
+/// length; never 0, which marks a free entry.
+pub const fn addr_key(dim: u32, len: u8) -> u32 {
+    (dim + 1) << 8 | len as u32
+}
+
+/// The two candidate buckets (below [`ADDR_BUCKETS`]) of a network: `key` from [`addr_key`],
+/// `words` the masked address as four words read in native order from its network-order bytes
+/// (IPv4: the first word, the others 0). Multiply-and-shift hashing of one 64-bit mix.
+#[inline(always)]
+pub fn addr_buckets(key: u32, words: &[u32; 4]) -> (u32, u32) {
+    let hi = ((words[0] as u64) << 32 | words[1] as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let lo = ((words[2] as u64) << 32 | words[3] as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let x = hi ^ lo ^ (key as u64).wrapping_mul(0x1656_67B1_9E37_79F9);
+    let shift = 64 - ADDR_BUCKET_BITS;
+    let b1 = (x.wrapping_mul(0xFF51_AFD7_ED55_8CCD) >> shift) as u32;
+    let b2 = (x.wrapping_mul(0xC4CE_B9FE_1A85_EC53) >> shift) as u32;
+    (b1 & (ADDR_BUCKETS - 1), b2 & (ADDR_BUCKETS - 1))
 }
 
 /// Indices into the statistics map.
@@ -277,7 +295,7 @@ pub struct GenInfo {
     /// Explicit padding.
     pub _pad: u8,
     /// Per row (source IPv4, destination IPv4, source IPv6, destination IPv6): the prefix
-    /// lengths whose networks are in the hash tables instead of the trie, longest first, unused
+    /// lengths whose networks are in the address tables instead of the trie, longest first, unused
     /// entries [`NO_LEN`]. Every length left in the trie is shorter than all of them, so the
     /// first hash hit, tried longest first, is the longest match.
     pub hashed: [[u8; MAX_HASHED_LENS]; 4],
@@ -291,7 +309,7 @@ pub const HASHED_ROWS_V4: u32 = 0b0011;
 pub const HASHED_ROWS_V6: u32 = 0b1100;
 
 impl GenInfo {
-    /// Bit `i` set when row `i` of [`GenInfo::hashed`] has a length: the hash tables hold
+    /// Bit `i` set when row `i` of [`GenInfo::hashed`] has a length: the address tables hold
     /// networks of this generation for that dimension and family.
     pub fn hashed_rows(&self) -> u32 {
         let mut bits = 0;
@@ -365,28 +383,48 @@ pub struct SetInfo {
 }
 const _: () = assert!(core::mem::size_of::<SetInfo>() == 48);
 
-/// Hash-table key for IPv4: the tag ([`hash_tag`]: generation, dimension, prefix length), then
-/// the network address as it is on the wire.
+/// An IPv4 address-table entry: [`addr_key`] (0: free), the network (its bytes read as one
+/// native-order word) and its bitmap slot.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Hash4Key {
-    /// [`hash_tag`].
-    pub tag: u32,
-    /// Address bytes in network order.
-    pub addr: [u8; 4],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Addr4Entry {
+    /// [`addr_key`], or 0.
+    pub key: u32,
+    /// Network address.
+    pub addr: u32,
+    /// Bitmap slot.
+    pub slot: u32,
 }
-const _: () = assert!(core::mem::size_of::<Hash4Key>() == 8);
 
-/// Hash-table key for IPv6 (see [`Hash4Key`]).
+/// A bucket of the IPv4 address table: `gen * ADDR_BUCKETS + bucket`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Hash6Key {
-    /// [`hash_tag`].
-    pub tag: u32,
-    /// Address bytes in network order.
-    pub addr: [u8; 16],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Addr4Bucket {
+    /// Entries, filled from the first.
+    pub e: [Addr4Entry; WAYS],
 }
-const _: () = assert!(core::mem::size_of::<Hash6Key>() == 20);
+const _: () = assert!(core::mem::size_of::<Addr4Bucket>() == 48);
+
+/// An IPv6 address-table entry (see [`Addr4Entry`]; the address as four words).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Addr6Entry {
+    /// [`addr_key`], or 0.
+    pub key: u32,
+    /// Network address.
+    pub addr: [u32; 4],
+    /// Bitmap slot.
+    pub slot: u32,
+}
+
+/// A bucket of the IPv6 address table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Addr6Bucket {
+    /// Entries, filled from the first.
+    pub e: [Addr6Entry; WAYS],
+}
+const _: () = assert!(core::mem::size_of::<Addr6Bucket>() == 96);
 
 /// Token-bucket key: the rule (`gen * MAX_RULES + rule`) and the source address masked to the
 /// rule's prefix length (IPv4 in the first 4 bytes).
@@ -537,8 +575,8 @@ mod pod {
     unsafe impl aya::Pod for super::Lpm6Key {}
     unsafe impl aya::Pod for super::GenConfig {}
     unsafe impl aya::Pod for super::SetInfo {}
-    unsafe impl aya::Pod for super::Hash4Key {}
-    unsafe impl aya::Pod for super::Hash6Key {}
+    unsafe impl aya::Pod for super::Addr4Bucket {}
+    unsafe impl aya::Pod for super::Addr6Bucket {}
     unsafe impl aya::Pod for super::RateKey {}
     unsafe impl aya::Pod for super::Bucket {}
     unsafe impl aya::Pod for super::Event {}

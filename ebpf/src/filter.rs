@@ -4,14 +4,14 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, cause, dim, hash_tag, stat, Bitmap, Bucket, Config, Counter, Event, GenInfo, Hash4Key,
-    Hash6Key, Lpm4Key, Lpm6Key, RateKey, RuleEntry, SetInfo, BITMAP_WORDS, EVENT_RING_BYTES,
-    GENERATIONS, GEN_PREFIX_BITS, HASH_ENTRIES, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
-    MAP_F_NO_PREALLOC, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
+    action, addr_buckets, addr_key, cause, dim, stat, Addr4Bucket, Addr6Bucket, Bitmap, Bucket,
+    Config, Counter, Event, GenInfo, Lpm4Key, Lpm6Key, RateKey, RuleEntry, SetInfo, ADDR_BUCKETS,
+    BITMAP_WORDS, EVENT_RING_BYTES, GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN,
+    MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
     PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
 };
 
@@ -53,11 +53,11 @@ static XW_RULE_STATS: PerCpuArray<Counter> =
 static XW_RULE_LIMITED: PerCpuArray<Counter> =
     PerCpuArray::with_max_entries(GENERATIONS * MAX_RULES as u32, 0);
 #[map]
-static XW_HASH4: HashMap<Hash4Key, u32> =
-    HashMap::with_max_entries(HASH_ENTRIES, MAP_F_NO_PREALLOC);
+static XW_ADDR4: Array<Addr4Bucket> =
+    Array::with_max_entries(GENERATIONS * ADDR_BUCKETS, MAP_F_MMAPABLE);
 #[map]
-static XW_HASH6: HashMap<Hash6Key, u32> =
-    HashMap::with_max_entries(HASH_ENTRIES, MAP_F_NO_PREALLOC);
+static XW_ADDR6: Array<Addr6Bucket> =
+    Array::with_max_entries(GENERATIONS * ADDR_BUCKETS, MAP_F_MMAPABLE);
 /// Only user space reads it; declared here so that it lives with the other maps.
 #[map]
 static XW_SETS: Array<SetInfo> = Array::with_max_entries(GENERATIONS * MAX_SETS, 0);
@@ -385,9 +385,10 @@ fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
     XW_BITMAPS.get(base + slot)
 }
 
-/// Looks the address up: first in the hash tables, one lookup per hashed prefix length
-/// (longest first; every length in the trie is shorter), then in the family's LPM trie of the
-/// remaining prefixes; every generation has a /0 entry, so a well-formed table always answers.
+/// Looks the address up: first in the address tables, one probe of two buckets per hashed
+/// prefix length (longest first; every length in the trie is shorter), then in the family's LPM
+/// trie of the remaining prefixes; every generation has a /0 entry, so a well-formed table
+/// always answers. The tables are arrays, so the probes are inlined loads: no helper call.
 #[inline(always)]
 fn addr_slot(
     gen: u32,
@@ -399,27 +400,34 @@ fn addr_slot(
 ) -> Option<u32> {
     let v6 = pkt.v6;
     let addr = if dim == 0 { &pkt.src } else { &pkt.dst };
+    let base = gen * ADDR_BUCKETS;
     for &len in lens.iter() {
         if len == NO_LEN {
             break;
         }
-        let tag = hash_tag(gen, dim, len);
-        // SAFETY: [u32; 4] and [u8; 16] have the same size and no invalid values.
-        let hit = unsafe {
-            if v6 {
-                XW_HASH6.get(&Hash6Key {
-                    tag,
-                    addr: core::mem::transmute::<[u32; 4], [u8; 16]>(masked(addr, len as u32)),
-                })
-            } else {
-                XW_HASH4.get(&Hash4Key {
-                    tag,
-                    addr: masked(&[addr[0], 0, 0, 0], len as u32)[0].to_ne_bytes(),
-                })
+        let key = addr_key(dim, len);
+        if v6 {
+            let words = masked(addr, len as u32);
+            let (b1, b2) = addr_buckets(key, &words);
+            for b in [b1, b2] {
+                let bucket = XW_ADDR6.get(base + b)?;
+                for e in bucket.e.iter() {
+                    if e.key == key && e.addr == words {
+                        return Some(e.slot);
+                    }
+                }
             }
-        };
-        if let Some(slot) = hit {
-            return Some(*slot);
+        } else {
+            let word = masked(&[addr[0], 0, 0, 0], len as u32)[0];
+            let (b1, b2) = addr_buckets(key, &[word, 0, 0, 0]);
+            for b in [b1, b2] {
+                let bucket = XW_ADDR4.get(base + b)?;
+                for e in bucket.e.iter() {
+                    if e.key == key && e.addr == word {
+                        return Some(e.slot);
+                    }
+                }
+            }
         }
     }
     let g = gen.to_be();

@@ -1,6 +1,5 @@
-//! BPF map batch commands (`BPF_MAP_UPDATE_BATCH`, `BPF_MAP_DELETE_BATCH`,
-//! `BPF_MAP_LOOKUP_BATCH`), which aya does not wrap: a million-entry table is written in a few
-//! syscalls instead of a million.
+//! The BPF map batch update command (`BPF_MAP_UPDATE_BATCH`), which aya does not wrap: a
+//! table of many entries is written in a few syscalls instead of one per entry.
 //!
 //! Keys and values are passed as raw bytes, `count` elements back to back (for per-CPU maps a
 //! value is one `round_up(size, 8)` slot per possible CPU).
@@ -12,9 +11,7 @@ use std::{
 
 use aya::maps::MapData;
 
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
 #[repr(C)]
 #[derive(Default)]
@@ -89,48 +86,4 @@ fn run(
 /// Writes `count` key/value pairs.
 pub(crate) fn update(map: &MapData, keys: &[u8], values: &[u8], count: usize) -> io::Result<()> {
     run(BPF_MAP_UPDATE_BATCH, map, keys, Some(values), count)
-}
-
-/// Deletes `count` keys (all must exist).
-pub(crate) fn delete(map: &MapData, keys: &[u8], count: usize) -> io::Result<()> {
-    run(BPF_MAP_DELETE_BATCH, map, keys, None, count)
-}
-
-/// Every key of a hash map, `key_size` bytes each, back to back.
-pub(crate) fn keys(map: &MapData, key_size: usize, value_size: usize) -> io::Result<Vec<u8>> {
-    let mut chunk = 1 << 16;
-    let mut keys = Vec::new();
-    let mut values = Vec::new();
-    // The batch token is opaque: a bucket index for hash maps, a key for others.
-    let mut token_in = vec![0u8; key_size.max(8)];
-    let mut token_out = vec![0u8; key_size.max(8)];
-    let mut first = true;
-    loop {
-        let have = keys.len();
-        keys.resize(have + chunk * key_size, 0);
-        values.resize(chunk * value_size.next_multiple_of(8), 0);
-        let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { token_in.as_ptr() as u64 },
-            out_batch: token_out.as_mut_ptr() as u64,
-            keys: keys[have..].as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: chunk as u32,
-            map_fd: fd(map),
-            ..Default::default()
-        };
-        let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-        keys.truncate(have + attr.count as usize * key_size);
-        match r {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(keys),
-            // One bucket holds more entries than the chunk: retry with a bigger one.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                chunk *= 2;
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        first = false;
-        std::mem::swap(&mut token_in, &mut token_out);
-    }
 }

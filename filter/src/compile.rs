@@ -35,10 +35,12 @@ pub struct Tables {
     pub src: Vec<LpmEntry>,
     /// Destination networks for the LPM tries.
     pub dst: Vec<LpmEntry>,
-    /// Source networks for the hash tables (the lengths in [`GenInfo::hashed`]).
+    /// Source networks for the address tables (the lengths in [`GenInfo::hashed`]).
     pub src_hashed: Vec<LpmEntry>,
-    /// Destination networks for the hash tables.
+    /// Destination networks for the address tables.
     pub dst_hashed: Vec<LpmEntry>,
+    /// The hashed networks of both dimensions placed into the IPv4 and IPv6 address tables.
+    pub addr: [crate::addr_table::Buckets; 2],
     /// One entry per set of the rule set, in name order (a rule's set index points here).
     pub sets: Vec<SetInfo>,
     /// Slot per protocol number.
@@ -58,6 +60,9 @@ pub enum CompileError {
     /// The sets nest in so many ways that the distinct rule bitmaps do not fit.
     #[error("the rule set needs more than {SLOTS_PER_GEN} distinct rule bitmaps (sets nested in too many different ways)")]
     TooManySlots,
+    /// The hashed networks do not fit the address table.
+    #[error(transparent)]
+    AddrTable(#[from] crate::addr_table::TableError),
 }
 
 struct Slots {
@@ -187,6 +192,19 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     if slots.bitmaps.len() > SLOTS_PER_GEN as usize {
         return Err(CompileError::TooManySlots);
     }
+    let family = |v6: bool| {
+        let items: Vec<crate::addr_table::AddrItem> = [(0, &src_hashed), (1, &dst_hashed)]
+            .into_iter()
+            .flat_map(|(dim, entries)| {
+                entries
+                    .iter()
+                    .filter(move |e| e.net.addr().is_ipv6() == v6)
+                    .map(move |e| crate::addr_table::AddrItem::new(dim, &e.net, e.slot))
+            })
+            .collect();
+        crate::addr_table::build(&items)
+    };
+    let addr = [family(false)?, family(true)?];
 
     Ok(Tables {
         info: GenInfo {
@@ -204,6 +222,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         dst,
         src_hashed,
         dst_hashed,
+        addr,
         sets,
         proto,
         sport,
@@ -213,7 +232,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 
 /// The address tables of one dimension: every distinct network that some rule names (as its
 /// CIDR or as an entry of its set), plus a /0 per family, split into LPM entries and host
-/// entries for the hash tables.
+/// entries for the address tables.
 ///
 /// Which lengths are hashed, per family: all of them when there are at most
 /// [`MAX_HASHED_LENS`] (the trie keeps only the /0); otherwise host entries (/32, /128) plus as
@@ -340,7 +359,7 @@ fn addr_entries<'a>(
 struct AddrTables {
     /// Entries for the LPM tries.
     lpm: Vec<LpmEntry>,
-    /// Entries for the hash tables.
+    /// Entries for the address tables.
     hashed: Vec<LpmEntry>,
     /// Hashed prefix lengths per family (IPv4, IPv6), longest first.
     lens: [Vec<u8>; 2],

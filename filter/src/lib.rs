@@ -5,6 +5,7 @@
 //! [`model`] is the independent reference every kernel verdict is checked against.
 #![deny(missing_docs)]
 
+pub mod addr_table;
 mod batch;
 pub mod compile;
 pub mod loader;

@@ -32,9 +32,9 @@ use aya::{
 };
 use serde::Serialize;
 use xdpwall_common::{
-    map_names, stat, Bitmap, Config, Counter, GenInfo, Hash4Key, Hash6Key, Lpm4Key, Lpm6Key,
-    RuleEntry, SetInfo, ABI_VERSION, DEFAULT_SAMPLE_DROPS, GENERATIONS, GEN_PREFIX_BITS,
-    HASHED_ROWS_V4, HASHED_ROWS_V6, HASH_ENTRIES, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES,
+    map_names, stat, Addr4Bucket, Addr6Bucket, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key,
+    RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, DEFAULT_SAMPLE_DROPS, GENERATIONS,
+    GEN_PREFIX_BITS, HASHED_ROWS_V4, HASHED_ROWS_V6, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES,
     PROGRAM_NAME, PROTO_ENTRIES, SLOTS_PER_GEN, SNAP_MAX,
 };
 
@@ -206,6 +206,13 @@ impl MmapArray {
         })
     }
 
+    /// The first word of element `index`.
+    fn first_word(&self, index: u32) -> u32 {
+        assert!((index as usize + 1) * self.stride <= self.len);
+        // SAFETY: in bounds (asserted above); the element is at least 4 bytes, 8-aligned.
+        unsafe { std::ptr::read_volatile(self.ptr.add(index as usize * self.stride) as *const u32) }
+    }
+
     /// Copies `values` into consecutive elements from `first`.
     fn write<V: aya::Pod>(&mut self, first: u32, values: &[V]) {
         let size = std::mem::size_of::<V>();
@@ -251,8 +258,8 @@ pub struct Maps {
     stats: PerCpuArray<MapData, Counter>,
     rule_stats: PerCpuArray<MapData, Counter>,
     rule_limited: PerCpuArray<MapData, Counter>,
-    hash4: MapData,
-    hash6: MapData,
+    addr4: MmapArray,
+    addr6: MmapArray,
     sets: Array<MapData, SetInfo>,
     /// Token buckets, sampling countdowns: only the program uses them; kept so they are pinned.
     _rate: Map,
@@ -284,7 +291,7 @@ pub struct ApplyReport {
     pub bitmaps: usize,
     /// Entries written to the LPM tries (both dimensions and families).
     pub prefixes: usize,
-    /// Entries written to the hash tables.
+    /// Entries written to the address tables.
     pub hashed: usize,
     /// Time to compile.
     pub compile: Duration,
@@ -394,8 +401,8 @@ impl Maps {
             stats: typed!(map_names::STATS, PerCpuArray),
             rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
             rule_limited: typed!(map_names::RULE_LIMITED, PerCpuArray),
-            hash4: untyped(take(map_names::HASH4)?),
-            hash6: untyped(take(map_names::HASH6)?),
+            addr4: mmapped!(map_names::ADDR4, Addr4Bucket, GENERATIONS * ADDR_BUCKETS),
+            addr6: mmapped!(map_names::ADDR6, Addr6Bucket, GENERATIONS * ADDR_BUCKETS),
             sets: typed!(map_names::SETS, Array),
             _rate: take(map_names::RATE)?,
             _sample: take(map_names::SAMPLE)?,
@@ -517,7 +524,7 @@ impl Maps {
                 .map_err(map_err(map_names::GEN_INFO))
         };
         let mut stale_info = info(gen)?;
-        let (stale, other) = (stale_info.hashed_rows(), info(1 - gen)?.hashed_rows());
+        let stale = stale_info.hashed_rows();
         // Record first that this (inactive) generation may hold entries in those rows, so that
         // a write that fails half way is still cleaned up by the next one.
         if t.info.hashed_rows() & !stale != 0 {
@@ -530,8 +537,20 @@ impl Maps {
                 .set(gen, stale_info, 0)
                 .map_err(map_err(map_names::GEN_INFO))?;
         }
-        write_hashed(&self.hash4, gen, t, false, stale, other)?;
-        write_hashed(&self.hash6, gen, t, true, stale, other)?;
+        write_addr(
+            &mut self.addr4,
+            gen,
+            &t.addr[0],
+            stale & HASHED_ROWS_V4 != 0,
+            crate::addr_table::bucket4,
+        );
+        write_addr(
+            &mut self.addr6,
+            gen,
+            &t.addr[1],
+            stale & HASHED_ROWS_V6 != 0,
+            crate::addr_table::bucket6,
+        );
         clear_trie(&mut self.src4, gen, map_names::SRC4)?;
         clear_trie(&mut self.dst4, gen, map_names::DST4)?;
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
@@ -725,74 +744,28 @@ fn batch_err(map: &'static str, call: &'static str) -> impl Fn(std::io::Error) -
     }
 }
 
-fn untyped(map: Map) -> MapData {
-    match map {
-        Map::HashMap(m) | Map::LruHashMap(m) => m,
-        other => panic!("hash table of unexpected type {other:?}"),
-    }
-}
-
-/// Replaces generation `gen`'s entries of one hash table (IPv4 or IPv6, both dimensions) with
-/// the tables' hashed networks. Checks the capacity before changing anything. `stale_rows` and
-/// `other_rows` are the [`GenInfo::hashed_rows`] of the generation being replaced and of the
-/// running one: without hashed rows of this family on either side, the table is not scanned (a
-/// scan walks every bucket, milliseconds even when empty).
-fn write_hashed(
-    map: &MapData,
+/// Writes one family's address-table buckets of generation `gen`, after zeroing every bucket
+/// the generation held before when `stale` (an earlier rule set hashed networks of this
+/// family there).
+fn write_addr<B: aya::Pod + Default>(
+    table: &mut MmapArray,
     gen: u32,
-    t: &Tables,
-    v6: bool,
-    stale_rows: u32,
-    other_rows: u32,
-) -> Result<(), LoadError> {
-    let (name, ks, rows) = if v6 {
-        (
-            map_names::HASH6,
-            std::mem::size_of::<Hash6Key>(),
-            HASHED_ROWS_V6,
-        )
-    } else {
-        (
-            map_names::HASH4,
-            std::mem::size_of::<Hash4Key>(),
-            HASHED_ROWS_V4,
-        )
-    };
-    let new_rows = t.info.hashed_rows() & rows != 0;
-    let existing = if stale_rows & rows == 0 && (!new_rows || other_rows & rows == 0) {
-        Vec::new()
-    } else {
-        batch::keys(map, ks, 4).map_err(batch_err(name, "bpf_map_lookup_batch"))?
-    };
-    let (stale, other): (Vec<&[u8]>, Vec<&[u8]>) = existing
-        .chunks_exact(ks)
-        .partition(|k| (u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) & 0xff) >> 1 == gen);
-    let mut keys: Vec<u8> = Vec::new();
-    let mut slots: Vec<u32> = Vec::new();
-    for (dim, entries) in [(0, &t.src_hashed), (1, &t.dst_hashed)] {
-        for e in entries.iter().filter(|e| e.net.addr().is_ipv6() == v6) {
-            let tag = xdpwall_common::hash_tag(gen, dim, e.net.prefix_len());
-            keys.extend_from_slice(&tag.to_ne_bytes());
-            match e.net.network() {
-                std::net::IpAddr::V4(a) => keys.extend_from_slice(&a.octets()),
-                std::net::IpAddr::V6(a) => keys.extend_from_slice(&a.octets()),
+    buckets: &crate::addr_table::Buckets,
+    stale: bool,
+    layout: impl Fn(&[crate::addr_table::AddrItem; xdpwall_common::WAYS]) -> B,
+) {
+    let base = gen * ADDR_BUCKETS;
+    if stale {
+        // A used bucket has its first entry filled (entries fill from the first).
+        for b in 0..ADDR_BUCKETS {
+            if table.first_word(base + b) != 0 {
+                table.write(base + b, &[B::default()]);
             }
-            slots.push(e.slot);
         }
     }
-    if other.len() + slots.len() > HASH_ENTRIES as usize {
-        return Err(LoadError::Capacity(format!(
-            "{} hashed IPv{} networks do not fit next to the running rule set's {} (the hash table holds {HASH_ENTRIES} for both generations)",
-            slots.len(),
-            if v6 { 6 } else { 4 },
-            other.len()
-        )));
+    for (&b, items) in buckets {
+        table.write(base + b, &[layout(items)]);
     }
-    let stale: Vec<u8> = stale.concat();
-    batch::delete(map, &stale, stale.len() / ks)
-        .map_err(batch_err(name, "bpf_map_delete_batch"))?;
-    batch::update(map, &keys, as_bytes(&slots), slots.len())
-        .map_err(batch_err(name, "bpf_map_update_batch"))
 }
 
 trait GenKey: aya::Pod {

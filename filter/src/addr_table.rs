@@ -1,0 +1,188 @@
+//! The address tables' contents: the networks of the hashed prefix lengths of one generation,
+//! placed into a bucketed cuckoo table (two candidate buckets of [`WAYS`] entries each, see
+//! [`xdpwall_common::addr_buckets`]) that the program probes inline. Only the buckets that hold
+//! entries are built; the loader writes them into the generation's part of the array.
+
+use std::collections::HashMap;
+
+use xdpwall_common::{
+    addr_buckets, addr_key, Addr4Bucket, Addr4Entry, Addr6Bucket, Addr6Entry, ADDR_CAPACITY, WAYS,
+};
+
+/// One network for the table: dimension (0 source, 1 destination), prefix length, address
+/// words (see [`addr_buckets`]) and bitmap slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrItem {
+    /// [`addr_key`] of its dimension and prefix length.
+    pub key: u32,
+    /// The network's address words.
+    pub words: [u32; 4],
+    /// Bitmap slot.
+    pub slot: u32,
+}
+
+impl AddrItem {
+    /// The item for network `net` in dimension `dim`.
+    pub fn new(dim: u32, net: &ipnet::IpNet, slot: u32) -> AddrItem {
+        let mut words = [0u32; 4];
+        match net.network() {
+            std::net::IpAddr::V4(a) => words[0] = u32::from_ne_bytes(a.octets()),
+            std::net::IpAddr::V6(a) => {
+                for (w, c) in words.iter_mut().zip(a.octets().chunks_exact(4)) {
+                    *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+        }
+        AddrItem {
+            key: addr_key(dim, net.prefix_len()),
+            words,
+            slot,
+        }
+    }
+}
+
+/// Why networks did not fit.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// More networks than a generation holds.
+    #[error("{0} hashed networks of one family exceed the table's {ADDR_CAPACITY} per rule set")]
+    TooMany(usize),
+    /// Cuckoo placement gave up (practically impossible at half load).
+    #[error("could not place {0} hashed networks in the address table")]
+    Placement(usize),
+}
+
+/// Buckets of one family's table that hold entries, by bucket index.
+pub type Buckets = HashMap<u32, [AddrItem; WAYS]>;
+
+const FREE: AddrItem = AddrItem {
+    key: 0,
+    words: [0; 4],
+    slot: 0,
+};
+
+/// Places `items` (all of one family) into buckets.
+pub fn build(items: &[AddrItem]) -> Result<Buckets, TableError> {
+    if items.len() > ADDR_CAPACITY {
+        return Err(TableError::TooMany(items.len()));
+    }
+    let mut t: Buckets = HashMap::with_capacity(items.len());
+    // A fixed xorshift sequence picks victims: the same networks give the same table.
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for item in items {
+        let mut cur = *item;
+        // The bucket `cur` was just evicted from: it goes to its other one.
+        let mut from = None;
+        let mut placed = false;
+        for _ in 0..1000 {
+            let (c1, c2) = addr_buckets(cur.key, &cur.words);
+            for b in [c1, c2] {
+                match t.get_mut(&b) {
+                    None => {
+                        let mut bucket = [FREE; WAYS];
+                        bucket[0] = cur;
+                        t.insert(b, bucket);
+                        placed = true;
+                    }
+                    Some(bucket) => {
+                        if let Some(free) = bucket.iter_mut().find(|e| e.key == 0) {
+                            *free = cur;
+                            placed = true;
+                        }
+                    }
+                }
+                if placed {
+                    break;
+                }
+            }
+            if placed {
+                break;
+            }
+            // Both full: evict a random entry of one of them; it moves to its other bucket.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let target = match from {
+                Some(f) if f == c1 => c2,
+                Some(_) => c1,
+                None if rng & (1 << 40) != 0 => c2,
+                None => c1,
+            };
+            let bucket = t.get_mut(&target).expect("both buckets are full");
+            std::mem::swap(&mut bucket[(rng as usize) % WAYS], &mut cur);
+            from = Some(target);
+        }
+        if !placed {
+            return Err(TableError::Placement(items.len()));
+        }
+    }
+    Ok(t)
+}
+
+/// The kernel layout of an IPv4 bucket.
+pub fn bucket4(b: &[AddrItem; WAYS]) -> Addr4Bucket {
+    let mut out = Addr4Bucket::default();
+    for (o, e) in out.e.iter_mut().zip(b) {
+        *o = Addr4Entry {
+            key: e.key,
+            addr: e.words[0],
+            slot: e.slot,
+        };
+    }
+    out
+}
+
+/// The kernel layout of an IPv6 bucket.
+pub fn bucket6(b: &[AddrItem; WAYS]) -> Addr6Bucket {
+    let mut out = Addr6Bucket::default();
+    for (o, e) in out.e.iter_mut().zip(b) {
+        *o = Addr6Entry {
+            key: e.key,
+            addr: e.words,
+            slot: e.slot,
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the program does: both buckets, every way.
+    fn find(t: &Buckets, key: u32, words: [u32; 4]) -> Option<u32> {
+        let (b1, b2) = addr_buckets(key, &words);
+        [b1, b2]
+            .iter()
+            .filter_map(|b| t.get(b))
+            .flat_map(|b| b.iter())
+            .find(|e| e.key == key && e.words == words)
+            .map(|e| e.slot)
+    }
+
+    #[test]
+    fn a_million_networks_are_all_found_and_others_are_not() {
+        let items: Vec<AddrItem> = (0..1_000_000u32)
+            .map(|i| AddrItem {
+                key: addr_key(i % 2, 32 - (i % 3) as u8),
+                words: [i.wrapping_mul(2_654_435_761), 0, 0, 0],
+                slot: i,
+            })
+            .collect();
+        let t = build(&items).unwrap();
+        for it in &items {
+            assert_eq!(find(&t, it.key, it.words), Some(it.slot));
+        }
+        let other = AddrItem::new(0, &"203.0.113.0/24".parse().unwrap(), 0);
+        assert!(!items
+            .iter()
+            .any(|i| i.key == other.key && i.words == other.words));
+        assert_eq!(find(&t, other.key, other.words), None);
+    }
+
+    #[test]
+    fn too_many_is_an_error() {
+        let items = vec![FREE; ADDR_CAPACITY + 1];
+        assert!(matches!(build(&items), Err(TableError::TooMany(_))));
+    }
+}
