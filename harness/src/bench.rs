@@ -125,14 +125,9 @@ pub struct Case {
     pub rules: usize,
     /// Entries in the filter's address set (0 without one).
     pub set_entries: usize,
-    /// Mpps judged by the DUT, one per run.
-    pub runs_mpps: Vec<f64>,
-    /// Median of the runs.
-    pub median_mpps: f64,
-    /// Minimum.
-    pub min_mpps: f64,
-    /// Maximum.
-    pub max_mpps: f64,
+    /// Mpps judged by the DUT.
+    #[serde(flatten)]
+    pub rate: Rates,
     /// Median as a fraction of the baseline with the same mode and source.
     pub of_baseline: Option<f64>,
     /// Frames the generator sent over all runs of the case.
@@ -143,6 +138,61 @@ pub struct Case {
     pub lost: u64,
     /// `receiver` when more than 1% was lost (the DUT was the bottleneck), else `generator`.
     pub bound: String,
+}
+
+/// When and where a benchmark ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    /// Unix time of the start.
+    pub started: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// CPUs online.
+    pub cpus: usize,
+}
+
+impl RunInfo {
+    /// This machine, now.
+    pub fn now() -> Result<RunInfo> {
+        Ok(RunInfo {
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        })
+    }
+}
+
+/// Mpps of the runs of one case: each run, median, min and max.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rates {
+    /// Mpps, one per run.
+    pub runs_mpps: Vec<f64>,
+    /// Median of the runs.
+    pub median_mpps: f64,
+    /// Minimum.
+    pub min_mpps: f64,
+    /// Maximum.
+    pub max_mpps: f64,
+}
+
+impl Rates {
+    /// The spread of `runs` (at least one).
+    pub fn of(runs: Vec<f64>) -> Rates {
+        let (median_mpps, min_mpps, max_mpps) = stats(&runs);
+        Rates {
+            runs_mpps: runs,
+            median_mpps,
+            min_mpps,
+            max_mpps,
+        }
+    }
 }
 
 /// Kernel-measured cost of one program run.
@@ -164,12 +214,9 @@ pub struct TestRunCost {
 pub struct Report {
     /// Schema version.
     pub version: u32,
-    /// Unix time of the run.
-    pub started: u64,
-    /// Kernel release.
-    pub kernel: String,
-    /// CPUs online.
-    pub cpus: usize,
+    /// When and where it ran.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Settings used.
     pub settings: Settings,
     /// On-wire cases.
@@ -472,9 +519,8 @@ pub fn run(mut args: Args) -> Result<()> {
     if args.generators {
         return crate::genbench::run(&args);
     }
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
+    let run = RunInfo::now()?;
+    let started = run.started;
     let mut skipped = Vec::new();
     let peer = match crate::peer::xdp_tools_version("xdp-filter", "load") {
         Ok(v) => Some(v),
@@ -573,7 +619,8 @@ pub fn run(mut args: Args) -> Result<()> {
                     done += 1;
                 }
                 drop(rx);
-                let (median, min, max) = stats(&runs);
+                let rate = Rates::of(runs);
+                let median = rate.median_mpps;
                 if program == "baseline" {
                     baseline = Some(median);
                 }
@@ -589,10 +636,7 @@ pub fn run(mut args: Args) -> Result<()> {
                             .as_ref()
                             .map_or(0, |r| r.sets.values().map(|s| s.nets.len()).sum()),
                     },
-                    runs_mpps: runs,
-                    median_mpps: median,
-                    min_mpps: min,
-                    max_mpps: max,
+                    rate,
                     of_baseline: baseline.filter(|b| *b > 0.0).map(|b| median / b),
                     sent,
                     judged,
@@ -610,14 +654,7 @@ pub fn run(mut args: Args) -> Result<()> {
     eprintln!("\r\x1b[2K[{total}/{total}] done");
     let report = Report {
         version: 2,
-        started,
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        run,
         settings: Settings {
             duration_s: args.duration,
             repeats: args.repeats,
@@ -777,9 +814,9 @@ fn print_report(r: &Report) {
             c.mode,
             c.source,
             c.program,
-            c.median_mpps,
-            c.min_mpps,
-            c.max_mpps,
+            c.rate.median_mpps,
+            c.rate.min_mpps,
+            c.rate.max_mpps,
             c.of_baseline
                 .map(|f| format!("{:.0}%", f * 100.0))
                 .unwrap_or_else(|| "-".into()),
@@ -799,12 +836,12 @@ fn print_report(r: &Report) {
             .iter()
             .find(|g| g.mode == "generic" && g.source == n.source && g.program == n.program)
         {
-            if g.median_mpps > 0.0 {
+            if g.rate.median_mpps > 0.0 {
                 ratios.push(format!(
                     "{} {}: {:.2}x",
                     n.source,
                     n.program,
-                    n.median_mpps / g.median_mpps
+                    n.rate.median_mpps / g.rate.median_mpps
                 ));
             }
         }
@@ -829,7 +866,7 @@ fn print_report(r: &Report) {
                 p.mode,
                 p.source,
                 p.set_entries,
-                o.median_mpps / p.median_mpps.max(1e-9)
+                o.rate.median_mpps / p.rate.median_mpps.max(1e-9)
             );
         }
     }

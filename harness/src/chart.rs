@@ -19,7 +19,7 @@ pub fn svg(r: &Report) -> String {
     let max = r
         .cases
         .iter()
-        .map(|c| c.max_mpps)
+        .map(|c| c.rate.max_mpps)
         .fold(0.0f64, f64::max)
         .max(0.001);
     let height = top + row * r.cases.len() as f64 + 40.0;
@@ -33,8 +33,8 @@ pub fn svg(r: &Report) -> String {
         r.settings.duration_s,
         r.settings.frame_size,
         r.settings.threads,
-        esc(&r.kernel),
-        r.cpus
+        esc(&r.run.kernel),
+        r.run.cpus
     );
     for (i, c) in r.cases.iter().enumerate() {
         let y = top + row * i as f64;
@@ -54,21 +54,21 @@ pub fn svg(r: &Report) -> String {
         s.push_str(&format!(
             "<rect x=\"{left}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>\n",
             y + 3.0,
-            x(c.median_mpps) - left,
+            x(c.rate.median_mpps) - left,
             row - 6.0
         ));
         s.push_str(&format!(
             "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n",
-            x(c.min_mpps),
-            x(c.max_mpps),
+            x(c.rate.min_mpps),
+            x(c.rate.max_mpps),
             y + row / 2.0,
             y + row / 2.0
         ));
         s.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{:.1}\">{:.3}</text>\n",
-            x(c.max_mpps) + 6.0,
+            x(c.rate.max_mpps) + 6.0,
             y + 14.0,
-            c.median_mpps
+            c.rate.median_mpps
         ));
     }
     let axis_y = top + row * r.cases.len() as f64 + 4.0;

@@ -21,7 +21,7 @@ use pktgen::{xdp::CountDrop, Flows, FrameSpec};
 use serde::Serialize;
 
 use crate::{
-    bench::{progress, stats, Args, Generator},
+    bench::{progress, Args, Generator, Rates, RunInfo},
     peer::{xdp_tools_version, PeerSender},
     Options, Topology,
 };
@@ -35,14 +35,9 @@ pub struct GenCase {
     pub tool: String,
     /// Sending threads (xdp-trafficgen `-t`, trafgen `--cpus`).
     pub threads: usize,
-    /// Mpps counted by the DUT, one per run.
-    pub runs_mpps: Vec<f64>,
-    /// Median of the runs.
-    pub median_mpps: f64,
-    /// Minimum.
-    pub min_mpps: f64,
-    /// Maximum.
-    pub max_mpps: f64,
+    /// Mpps counted by the DUT.
+    #[serde(flatten)]
+    pub rate: Rates,
     /// Frames sent over all runs (pktgen only: the peers do not report it).
     pub sent: Option<u64>,
     /// Frames the DUT counted over all runs.
@@ -69,12 +64,9 @@ pub struct GenRatio {
 pub struct GenReport {
     /// Schema version.
     pub version: u32,
-    /// Unix time of the run.
-    pub started: u64,
-    /// Kernel release.
-    pub kernel: String,
-    /// CPUs online.
-    pub cpus: usize,
+    /// When and where it ran.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Window per run (s).
     pub duration_s: f64,
     /// Runs per case.
@@ -130,9 +122,8 @@ fn trafgen_version() -> Result<String, String> {
 
 /// Runs the generator benchmark and writes its JSON report.
 pub fn run(args: &Args) -> Result<()> {
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
+    let run = RunInfo::now()?;
+    let started = run.started;
     let threads: Vec<usize> = if args.quick {
         vec![1]
     } else {
@@ -242,16 +233,12 @@ pub fn run(args: &Args) -> Result<()> {
                     skipped.push(why);
                     continue;
                 }
-                let (median, min, max) = stats(&runs);
                 let ours = tool == "pktgen";
                 cases.push(GenCase {
                     engine: engine.to_string(),
                     tool,
                     threads: t,
-                    runs_mpps: runs,
-                    median_mpps: median,
-                    min_mpps: min,
-                    max_mpps: max,
+                    rate: Rates::of(runs),
                     sent: ours.then_some(sent),
                     received,
                     lost: ours.then_some(sent.saturating_sub(received)),
@@ -273,20 +260,13 @@ pub fn run(args: &Args) -> Result<()> {
                 engine: o.engine.clone(),
                 threads: o.threads,
                 peer: p.tool.clone(),
-                ratio: o.median_mpps / p.median_mpps.max(1e-9),
+                ratio: o.rate.median_mpps / p.rate.median_mpps.max(1e-9),
             })
         })
         .collect();
     let report = GenReport {
         version: 1,
-        started,
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        run,
         duration_s: args.duration,
         repeats: args.repeats,
         frame_size: args.size,
@@ -319,7 +299,7 @@ fn print(r: &GenReport) {
         };
         println!(
             "  {:<9} {:<22} {:>7} {:>8.3} [{:>7.3} - {:>7.3}] {:>8}",
-            c.engine, c.tool, c.threads, c.median_mpps, c.min_mpps, c.max_mpps, lost
+            c.engine, c.tool, c.threads, c.rate.median_mpps, c.rate.min_mpps, c.rate.max_mpps, lost
         );
     }
     for x in &r.ratios {

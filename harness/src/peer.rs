@@ -13,7 +13,7 @@ use std::{net::Ipv4Addr, os::unix::process::CommandExt, path::Path, process::Com
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::Xdp,
 };
 use xdpwall::{loader::BpffsHold, Mode};
 use xdpwall_common::Counter;
@@ -130,16 +130,7 @@ impl XdpFilter {
             .path();
         let prog = Xdp::from_pin(&pin, aya_obj::programs::XdpAttachType::Interface)
             .with_context(|| format!("opening {}", pin.display()))?;
-        let mut v = Vec::with_capacity(rounds);
-        for _ in 0..rounds {
-            let mut out = vec![0u8; frame.len() + 256];
-            let mut opts = TestRunOptions::new();
-            opts.data_in = Some(frame);
-            opts.data_out = Some(&mut out);
-            opts.repeat = repeat.max(1);
-            v.push(prog.test_run(opts)?.duration.as_nanos() as f64);
-        }
-        Ok(v)
+        Ok(pktgen::xdp::ns_per_run(&prog, frame, repeat, rounds)?)
     }
 
     /// Frames xdp-filter judged so far (aborted + dropped + passed, summed over CPUs).

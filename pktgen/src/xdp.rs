@@ -159,6 +159,27 @@ impl XdpEngine {
     }
 }
 
+/// Kernel-measured ns per run of `frame` through any loaded XDP program (BPF_PROG_TEST_RUN,
+/// `repeat` runs), `rounds` times, sorted.
+pub fn ns_per_run(
+    prog: &Xdp,
+    frame: &[u8],
+    repeat: u32,
+    rounds: usize,
+) -> Result<Vec<f64>, ProgramError> {
+    let mut v = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.repeat = repeat.max(1);
+        v.push(prog.test_run(opts)?.duration.as_nanos() as f64);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(v)
+}
+
 impl CountDrop {
     /// Loads the counting drop program (attach it with [`CountDrop::program`]).
     pub fn load() -> Result<CountDrop, XdpEngineError> {
@@ -188,20 +209,7 @@ impl CountDrop {
             .program("xdpwall_count_drop")
             .and_then(|p| p.try_into().ok())
             .expect("loaded in load()");
-        let mut v = Vec::with_capacity(rounds);
-        for _ in 0..rounds {
-            let mut out = vec![0u8; frame.len() + 256];
-            let mut opts = TestRunOptions::new();
-            opts.data_in = Some(frame);
-            opts.data_out = Some(&mut out);
-            opts.repeat = repeat.max(1);
-            let r = prog
-                .test_run(opts)
-                .map_err(|e| XdpEngineError::Run(chain(&e)))?;
-            v.push(r.duration.as_nanos() as f64);
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
-        Ok(v)
+        ns_per_run(prog, frame, repeat, rounds).map_err(|e| XdpEngineError::Run(chain(&e)))
     }
 
     /// Frames counted so far, summed over CPUs.
