@@ -91,6 +91,10 @@ mod programs {
     #[inline(always)]
     fn generate(ctx: &XdpContext) -> Option<u32> {
         let cfg = XW_GEN_CONFIG.get(0)?;
+        // Fixed flows: the template already is every frame; nothing to count or rewrite.
+        if cfg.span.iter().all(|&s| s <= 1) {
+            return Some(cfg.ifindex);
+        }
         let seq = match XW_GEN_SEQ.get_ptr_mut(0) {
             // SAFETY: per-CPU slot, only this CPU uses it.
             Some(p) => unsafe {
