@@ -269,6 +269,10 @@ pub struct Maps {
     /// from pins). When not, nothing can still read the inactive generation and the RCU wait
     /// before an update is skipped (BPF_PROG_TEST_RUN in this thread is synchronous).
     live: bool,
+    /// For maps no other process can write (not pinned): the address-table buckets each
+    /// generation and family holds (`gen * 2 + v6`), so an update zeroes just those instead of
+    /// scanning the whole table.
+    addr_used: Option<[Vec<u32>; 4]>,
 }
 
 /// Packets and bytes.
@@ -408,6 +412,7 @@ impl Maps {
             _sample: take(map_names::SAMPLE)?,
             events: Some(take(map_names::EVENTS)?),
             live: true,
+            addr_used: None,
         })
     }
 
@@ -537,8 +542,17 @@ impl Maps {
                 .set(gen, stale_info, 0)
                 .map_err(map_err(map_names::GEN_INFO))?;
         }
+        let (used4, used6) = match &mut self.addr_used {
+            Some(u) => {
+                let [a, b, c, d] = u;
+                let (v4, v6) = if gen == 0 { (a, b) } else { (c, d) };
+                (Some(v4), Some(v6))
+            }
+            None => (None, None),
+        };
         write_addr(
             &mut self.addr4,
+            used4,
             gen,
             &t.addr[0],
             stale & HASHED_ROWS_V4 != 0,
@@ -546,6 +560,7 @@ impl Maps {
         );
         write_addr(
             &mut self.addr6,
+            used6,
             gen,
             &t.addr[1],
             stale & HASHED_ROWS_V6 != 0,
@@ -744,24 +759,35 @@ fn batch_err(map: &'static str, call: &'static str) -> impl Fn(std::io::Error) -
     }
 }
 
-/// Writes one family's address-table buckets of generation `gen`, after zeroing every bucket
-/// the generation held before when `stale` (an earlier rule set hashed networks of this
-/// family there).
+/// Writes one family's address-table buckets of generation `gen`, after zeroing the buckets
+/// the generation held before: those recorded in `used` (private maps; updated here), else,
+/// when `stale` (an earlier rule set hashed networks of this family there), every bucket found
+/// filled by a scan of the generation's half.
 fn write_addr<B: aya::Pod + Default>(
     table: &mut MmapArray,
+    used: Option<&mut Vec<u32>>,
     gen: u32,
     buckets: &crate::addr_table::Buckets,
     stale: bool,
     layout: impl Fn(&[crate::addr_table::AddrItem; xdpwall_common::WAYS]) -> B,
 ) {
     let base = gen * ADDR_BUCKETS;
-    if stale {
-        // A used bucket has its first entry filled (entries fill from the first).
-        for b in 0..ADDR_BUCKETS {
-            if table.first_word(base + b) != 0 {
+    match used {
+        Some(used) => {
+            for &b in used.iter() {
                 table.write(base + b, &[B::default()]);
             }
+            *used = buckets.keys().copied().collect();
         }
+        None if stale => {
+            // A used bucket has its first entry filled (entries fill from the first).
+            for b in 0..ADDR_BUCKETS {
+                if table.first_word(base + b) != 0 {
+                    table.write(base + b, &[B::default()]);
+                }
+            }
+        }
+        None => {}
     }
     for (&b, items) in buckets {
         table.write(base + b, &[layout(items)]);
@@ -1059,6 +1085,9 @@ impl Filter {
         // Pinned maps can be steered by other processes while packets flow; private ones only
         // see packets once attached.
         maps.live = pin.is_some();
+        if pin.is_none() {
+            maps.addr_used = Some(Default::default());
+        }
         maps.set_config(Config {
             active_gen: 0,
             abi: ABI_VERSION,
