@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -37,21 +37,29 @@ pub const PORT_ENTRIES: u32 = 65537;
 pub const NO_PORT: u32 = 65536;
 /// Entries per generation in the protocol table.
 pub const PROTO_ENTRIES: u32 = 256;
-/// Maximum number of LPM entries per generation and address family (distinct prefixes + /0).
+/// Maximum number of LPM entries per generation (IPv6 prefixes that are not hashed, + /0).
 /// LPM tries allocate on demand, so this is only a bound.
 pub const LPM_ENTRIES_PER_GEN: u32 = (1 << 20) + MAX_RULES as u32 + 1;
 /// log2 of [`ADDR_BUCKETS`].
 pub const ADDR_BUCKET_BITS: u32 = 19;
 /// Buckets per generation in each address table (one for IPv4, one for IPv6): the hashed
-/// networks (the longest prefix lengths, see [`GenInfo::hashed`]), source and destination
-/// together, in a bucketed cuckoo table the program probes inline (two buckets of [`WAYS`]
-/// entries per prefix length; no map helper, no call).
+/// networks (IPv4: every network longer than /16, see [`Block4`]; IPv6: the longest prefix
+/// lengths, see [`GenInfo::hashed6`]), source and destination together, in a bucketed cuckoo
+/// table the program probes inline (two buckets of [`WAYS`] entries per prefix length; no map
+/// helper, no call).
 pub const ADDR_BUCKETS: u32 = 1 << ADDR_BUCKET_BITS;
 /// Entries per bucket of the address tables.
 pub const WAYS: usize = 4;
 /// Most hashed networks per generation and family: the largest set size (a million) plus the
 /// rules' own networks, which keeps a table at about half load.
 pub const ADDR_CAPACITY: usize = (1 << 20) + 2 * MAX_RULES;
+/// log2 of [`BLOCKS4`]: the IPv4 block index is the address's first 16 bits.
+pub const BLOCK4_BITS: u32 = 16;
+/// IPv4 blocks (/16s) per dimension in the block index (see [`Block4`]).
+pub const BLOCKS4: u32 = 1 << BLOCK4_BITS;
+/// Prefix lengths a block can list: 17 to 32.
+pub const BLOCK4_LENS: u32 = 32 - BLOCK4_BITS;
+
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
 /// Maximum number of entries of all sets of one rule set together.
@@ -83,10 +91,9 @@ pub mod map_names {
     pub const RULES: &str = "XW_RULES";
     /// [`super::Bitmap`], `SLOTS_PER_GEN` entries per generation.
     pub const BITMAPS: &str = "XW_BITMAPS";
-    /// LPM trie: key [`super::Lpm4Key`] -> slot (`u32`).
-    pub const SRC4: &str = "XW_SRC4";
-    /// LPM trie: key [`super::Lpm4Key`] -> slot (`u32`).
-    pub const DST4: &str = "XW_DST4";
+    /// Array of [`super::Block4`]: `(gen * 2 + dim) * BLOCKS4 + block` (dim 0 source,
+    /// 1 destination).
+    pub const BLOCK4: &str = "XW_BLOCK4";
     /// LPM trie: key [`super::Lpm6Key`] -> slot (`u32`).
     pub const SRC6: &str = "XW_SRC6";
     /// LPM trie: key [`super::Lpm6Key`] -> slot (`u32`).
@@ -103,8 +110,8 @@ pub mod map_names {
     pub const RULE_STATS: &str = "XW_RULE_STATS";
     /// Per-CPU [`super::Counter`] per rule of packets over a rate limit: `gen * MAX_RULES + rule`.
     pub const RULE_LIMITED: &str = "XW_RULE_LIMITED";
-    /// Array of [`super::Addr4Bucket`]: the IPv4 networks of the hashed prefix lengths,
-    /// checked before the trie (`gen * ADDR_BUCKETS + bucket`).
+    /// Array of [`super::Addr4Bucket`]: the IPv4 networks longer than /16
+    /// (`gen * ADDR_BUCKETS + bucket`).
     pub const ADDR4: &str = "XW_ADDR4";
     /// Array of [`super::Addr6Bucket`].
     pub const ADDR6: &str = "XW_ADDR6";
@@ -118,13 +125,12 @@ pub mod map_names {
     pub const SAMPLE: &str = "XW_SAMPLE";
 
     /// Every map, in a fixed order (used for pinning and cleanup).
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 19] = [
         CONFIG,
         GEN_INFO,
         RULES,
         BITMAPS,
-        SRC4,
-        DST4,
+        BLOCK4,
         SRC6,
         DST6,
         PROTO,
@@ -174,12 +180,12 @@ pub mod cause {
     pub const RATE_LIMITED: u8 = 4;
 }
 
-/// Most prefix lengths per dimension and family kept in the address tables (see [`GenInfo::hashed`]).
+/// Most IPv6 prefix lengths per dimension kept in the address table (see [`GenInfo::hashed6`]).
 pub const MAX_HASHED_LENS: usize = 4;
-/// Marks an unused entry of [`GenInfo::hashed`]: 0, since the /0 always stays in the trie
+/// Marks an unused entry of [`GenInfo::hashed6`]: 0, since the /0 always stays in the trie
 /// (so a zeroed [`GenInfo`] hashes nothing).
 pub const NO_LEN: u8 = 0;
-/// A dimension's trie may keep at most this many prefixes (besides the /0) when hashing its
+/// A dimension's IPv6 trie may keep at most this many prefixes (besides the /0) when hashing its
 /// longest prefix lengths can get it there: then those lengths go into the hash instead.
 pub const TRIE_TARGET: usize = 64;
 
@@ -292,35 +298,46 @@ pub struct GenInfo {
     pub malformed_action: u8,
     /// Action for frames that are neither IPv4 nor IPv6.
     pub non_ip_action: u8,
-    /// Explicit padding.
-    pub _pad: u8,
-    /// Per row (source IPv4, destination IPv4, source IPv6, destination IPv6): the prefix
-    /// lengths whose networks are in the address tables instead of the trie, longest first, unused
-    /// entries [`NO_LEN`]. Every length left in the trie is shorter than all of them, so the
-    /// first hash hit, tried longest first, is the longest match.
-    pub hashed: [[u8; MAX_HASHED_LENS]; 4],
+    /// 1 when the IPv4 address table holds networks of this generation (some network of a
+    /// rule or set is longer than /16); the program does not read it.
+    pub hashed4: u8,
+    /// Per IPv6 dimension (source, destination): the prefix lengths whose networks are in the
+    /// address table instead of the trie, longest first, unused entries [`NO_LEN`]. Every
+    /// length left in the trie is shorter than all of them, so the first hash hit, tried
+    /// longest first, is the longest match.
+    pub hashed6: [[u8; MAX_HASHED_LENS]; 2],
 }
-const _: () = assert!(core::mem::size_of::<GenInfo>() == 28);
-
-/// Rows of [`GenInfo::hashed`] that are IPv4 (source, destination), as bits of
-/// [`GenInfo::hashed_rows`].
-pub const HASHED_ROWS_V4: u32 = 0b0011;
-/// Rows of [`GenInfo::hashed`] that are IPv6.
-pub const HASHED_ROWS_V6: u32 = 0b1100;
+const _: () = assert!(core::mem::size_of::<GenInfo>() == 20);
 
 impl GenInfo {
-    /// Bit `i` set when row `i` of [`GenInfo::hashed`] has a length: the address tables hold
-    /// networks of this generation for that dimension and family.
-    pub fn hashed_rows(&self) -> u32 {
-        let mut bits = 0;
-        for (i, row) in self.hashed.iter().enumerate() {
-            if row[0] != NO_LEN {
-                bits |= 1 << i;
-            }
-        }
-        bits
+    /// Whether the IPv4 and the IPv6 address tables hold networks of this generation.
+    pub fn addr_tables(&self) -> (bool, bool) {
+        (
+            self.hashed4 != 0,
+            self.hashed6.iter().any(|row| row[0] != NO_LEN),
+        )
     }
 }
+
+/// One IPv4 /16 block of one dimension in the block index, which replaces a trie for IPv4.
+///
+/// A source (or destination) address `a` in block `b = a >> 16` is looked up as: for each
+/// length `L` in `lens`, longest first, probe the address table for `(dimension, L, a masked
+/// to L)`; the first hit is the longest match. Without a hit, the longest match is the longest
+/// network of at most 16 bits containing the block, and `slot` is its bitmap slot (every
+/// dimension has a /0, so there always is one). The probes a packet needs are the distinct
+/// lengths present in its own /16, not in the whole table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Block4 {
+    /// Bitmap slot of the longest network of length 16 or less containing the block.
+    pub slot: u32,
+    /// Bit `i` set when the address table holds a network of length `32 - i` inside the block
+    /// (`i < BLOCK4_LENS`): the lowest set bit is the longest length, and `-(1 << i)` its
+    /// netmask.
+    pub lens: u32,
+}
+const _: () = assert!(core::mem::size_of::<Block4>() == 8);
 
 /// One rule as stored in the kernel: its action, and its matchers so that a second process
 /// (`xdpwall status`) can show what the running rules are.
@@ -509,13 +526,8 @@ pub struct Counter {
 }
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 
-/// LPM trie key data for IPv4: the generation (big endian) then the address, so that the
+/// LPM trie key data for IPv6: the generation (big endian) then the address, so that the
 /// generation is part of every prefix (`prefix_len = 32 + cidr_len`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lpm4Key(pub [u8; 8]);
-
-/// LPM trie key data for IPv6: the generation (big endian) then the address.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lpm6Key(pub [u8; 20]);
@@ -571,7 +583,7 @@ mod pod {
     unsafe impl aya::Pod for super::RuleEntry {}
     unsafe impl aya::Pod for super::Bitmap {}
     unsafe impl aya::Pod for super::Counter {}
-    unsafe impl aya::Pod for super::Lpm4Key {}
+    unsafe impl aya::Pod for super::Block4 {}
     unsafe impl aya::Pod for super::Lpm6Key {}
     unsafe impl aya::Pod for super::GenConfig {}
     unsafe impl aya::Pod for super::SetInfo {}

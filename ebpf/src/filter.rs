@@ -8,11 +8,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, addr_buckets, addr_key, cause, dim, stat, Addr4Bucket, Addr6Bucket, Bitmap, Bucket,
-    Config, Counter, Event, GenInfo, Lpm4Key, Lpm6Key, RateKey, RuleEntry, SetInfo, ADDR_BUCKETS,
-    BITMAP_WORDS, EVENT_RING_BYTES, GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN,
-    MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
-    PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
+    action, addr_buckets, addr_key, cause, dim, stat, Addr4Bucket, Addr6Bucket, Bitmap, Block4,
+    Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RateKey, RuleEntry, SetInfo, ADDR_BUCKETS,
+    BITMAP_WORDS, BLOCK4_BITS, BLOCK4_LENS, BLOCKS4, EVENT_RING_BYTES, GENERATIONS,
+    GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS,
+    NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX,
+    TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -27,11 +28,8 @@ static XW_RULES: Array<RuleEntry> = Array::with_max_entries(GENERATIONS * MAX_RU
 static XW_BITMAPS: Array<Bitmap> =
     Array::with_max_entries(GENERATIONS * SLOTS_PER_GEN, MAP_F_MMAPABLE);
 #[map]
-static XW_SRC4: LpmTrie<Lpm4Key, u32> =
-    LpmTrie::with_max_entries(GENERATIONS * LPM_ENTRIES_PER_GEN, 0);
-#[map]
-static XW_DST4: LpmTrie<Lpm4Key, u32> =
-    LpmTrie::with_max_entries(GENERATIONS * LPM_ENTRIES_PER_GEN, 0);
+static XW_BLOCK4: Array<Block4> =
+    Array::with_max_entries(GENERATIONS * 2 * BLOCKS4, MAP_F_MMAPABLE);
 #[map]
 static XW_SRC6: LpmTrie<Lpm6Key, u32> =
     LpmTrie::with_max_entries(GENERATIONS * LPM_ENTRIES_PER_GEN, 0);
@@ -326,20 +324,22 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     let all = XW_BITMAPS.get(base + SLOT_ALL)?;
     let dims = info.dims;
     let src = if dims & dim::SRC != 0 {
-        let row = if pkt.v6 { 2 } else { 0 };
-        bitmap(
-            base,
-            addr_slot(gen, 0, &info.hashed[row], pkt, &XW_SRC4, &XW_SRC6)?,
-        )?
+        let slot = if pkt.v6 {
+            addr6_slot(gen, 0, &info.hashed6[0], &pkt.src, &XW_SRC6)?
+        } else {
+            addr4_slot(gen, 0, pkt.src[0])?
+        };
+        bitmap(base, slot)?
     } else {
         all
     };
     let dst = if dims & dim::DST != 0 {
-        let row = if pkt.v6 { 3 } else { 1 };
-        bitmap(
-            base,
-            addr_slot(gen, 1, &info.hashed[row], pkt, &XW_DST4, &XW_DST6)?,
-        )?
+        let slot = if pkt.v6 {
+            addr6_slot(gen, 1, &info.hashed6[1], &pkt.dst, &XW_DST6)?
+        } else {
+            addr4_slot(gen, 1, pkt.dst[0])?
+        };
+        bitmap(base, slot)?
     } else {
         all
     };
@@ -385,64 +385,73 @@ fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
     XW_BITMAPS.get(base + slot)
 }
 
-/// Looks the address up: first in the address tables, one probe of two buckets per hashed
-/// prefix length (longest first; every length in the trie is shorter), then in the family's LPM
-/// trie of the remaining prefixes; every generation has a /0 entry, so a well-formed table
-/// always answers. The tables are arrays, so the probes are inlined loads: no helper call.
+/// Looks an IPv4 address (network order) up in dimension `dim`: its /16's entry of the block
+/// index names the prefix lengths longer than /16 present in that block; only those are
+/// probed in the address table, longest first (two buckets, inlined array loads: no helper, no call), and
+/// without a hit the block's own slot (its longest network of at most 16 bits) is the answer.
 #[inline(always)]
-fn addr_slot(
+fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
+    let host = u32::from_be(addr);
+    let block = XW_BLOCK4.get((gen * 2 + dim) * BLOCKS4 + (host >> BLOCK4_BITS))?;
+    let mut lens = block.lens;
+    let base = gen * ADDR_BUCKETS;
+    // Longest first: bit i stands for length 32 - i, so the lowest set bit is the longest
+    // length, and isolating it gives the netmask directly (-(1 << i) = !0 << i). Nothing
+    // branches on the lengths themselves, so the verifier sees the same states on every path.
+    for _ in 0..BLOCK4_LENS {
+        if lens == 0 {
+            break;
+        }
+        let low = lens & lens.wrapping_neg();
+        lens ^= low;
+        let len = 32 - low.trailing_zeros();
+        let key = addr_key(dim, len as u8);
+        let word = (host & low.wrapping_neg()).to_be();
+        let (b1, b2) = addr_buckets(key, &[word, 0, 0, 0]);
+        for b in [b1, b2] {
+            let bucket = XW_ADDR4.get(base + b)?;
+            for e in bucket.e.iter() {
+                if e.key == key && e.addr == word {
+                    return Some(e.slot);
+                }
+            }
+        }
+    }
+    Some(block.slot)
+}
+
+/// Looks an IPv6 address up: first in the address table, one probe of two buckets per hashed
+/// prefix length (longest first; every length in the trie is shorter), then in the LPM trie of
+/// the remaining prefixes; every generation has a /0 entry, so a well-formed table always
+/// answers.
+#[inline(always)]
+fn addr6_slot(
     gen: u32,
     dim: u32,
     lens: &[u8; MAX_HASHED_LENS],
-    pkt: &Packet,
-    trie4: &LpmTrie<Lpm4Key, u32>,
-    trie6: &LpmTrie<Lpm6Key, u32>,
+    addr: &[u32; 4],
+    trie: &LpmTrie<Lpm6Key, u32>,
 ) -> Option<u32> {
-    let v6 = pkt.v6;
-    let addr = if dim == 0 { &pkt.src } else { &pkt.dst };
     let base = gen * ADDR_BUCKETS;
     for &len in lens.iter() {
         if len == NO_LEN {
             break;
         }
         let key = addr_key(dim, len);
-        if v6 {
-            let words = masked(addr, len as u32);
-            let (b1, b2) = addr_buckets(key, &words);
-            for b in [b1, b2] {
-                let bucket = XW_ADDR6.get(base + b)?;
-                for e in bucket.e.iter() {
-                    if e.key == key && e.addr == words {
-                        return Some(e.slot);
-                    }
-                }
-            }
-        } else {
-            let word = masked(&[addr[0], 0, 0, 0], len as u32)[0];
-            let (b1, b2) = addr_buckets(key, &[word, 0, 0, 0]);
-            for b in [b1, b2] {
-                let bucket = XW_ADDR4.get(base + b)?;
-                for e in bucket.e.iter() {
-                    if e.key == key && e.addr == word {
-                        return Some(e.slot);
-                    }
+        let words = masked(addr, len as u32);
+        let (b1, b2) = addr_buckets(key, &words);
+        for b in [b1, b2] {
+            let bucket = XW_ADDR6.get(base + b)?;
+            for e in bucket.e.iter() {
+                if e.key == key && e.addr == words {
+                    return Some(e.slot);
                 }
             }
         }
     }
-    let g = gen.to_be();
-    if v6 {
-        let words = [g, addr[0], addr[1], addr[2], addr[3]];
-        // SAFETY: [u32; 5] and [u8; 20] have the same size and no invalid values.
-        let k: [u8; 20] = unsafe { core::mem::transmute(words) };
-        trie6
-            .get(Key::new(GEN_PREFIX_BITS + 128, Lpm6Key(k)))
-            .copied()
-    } else {
-        // SAFETY: [u32; 2] and [u8; 8] have the same size and no invalid values.
-        let k: [u8; 8] = unsafe { core::mem::transmute([g, addr[0]]) };
-        trie4
-            .get(Key::new(GEN_PREFIX_BITS + 32, Lpm4Key(k)))
-            .copied()
-    }
+    let words = [gen.to_be(), addr[0], addr[1], addr[2], addr[3]];
+    // SAFETY: [u32; 5] and [u8; 20] have the same size and no invalid values.
+    let k: [u8; 20] = unsafe { core::mem::transmute(words) };
+    trie.get(Key::new(GEN_PREFIX_BITS + 128, Lpm6Key(k)))
+        .copied()
 }

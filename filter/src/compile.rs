@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 use xdpwall_common::{
-    dim, matcher, Bitmap, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, MAX_HASHED_LENS, MAX_RULES,
-    NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
+    dim, matcher, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4,
+    MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN,
+    SLOT_ALL, TRIE_TARGET,
 };
 
 use crate::rules::{PortRange, Rule, RuleSet};
@@ -31,14 +32,19 @@ pub struct Tables {
     pub rules: Vec<RuleEntry>,
     /// Distinct bitmaps; index = slot. Slot [`SLOT_ALL`] has every rule's bit.
     pub bitmaps: Vec<Bitmap>,
-    /// Source networks of both families that go into the LPM tries (the lengths not hashed).
+    /// Source networks outside the address tables: IPv6 ones (the lengths not hashed) go into
+    /// the LPM trie, IPv4 ones (/16 and shorter) are folded into [`Tables::blocks`].
     pub src: Vec<LpmEntry>,
-    /// Destination networks for the LPM tries.
+    /// Destination networks outside the address tables, likewise.
     pub dst: Vec<LpmEntry>,
-    /// Source networks for the address tables (the lengths in [`GenInfo::hashed`]).
+    /// Source networks for the address tables (IPv4 longer than /16, IPv6 of the lengths in
+    /// [`GenInfo::hashed6`]).
     pub src_hashed: Vec<LpmEntry>,
     /// Destination networks for the address tables.
     pub dst_hashed: Vec<LpmEntry>,
+    /// The IPv4 block index of the source and the destination dimension, [`BLOCKS4`] entries
+    /// each.
+    pub blocks: [Vec<Block4>; 2],
     /// The hashed networks of both dimensions placed into the IPv4 and IPv6 address tables.
     pub addr: [crate::addr_table::Buckets; 2],
     /// One entry per set of the rule set, in name order (a rule's set index points here).
@@ -144,20 +150,23 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     let AddrTables {
         lpm: src,
         hashed: src_hashed,
-        lens: src_lens,
+        lens6: src_lens,
+        blocks: src_blocks,
     } = addr_entries(&mut slots, set, |r| (r.src, r.src_set.as_deref()))?;
     let AddrTables {
         lpm: dst,
         hashed: dst_hashed,
-        lens: dst_lens,
+        lens6: dst_lens,
+        blocks: dst_blocks,
     } = addr_entries(&mut slots, set, |r| (r.dst, r.dst_set.as_deref()))?;
-    let mut hashed = [[NO_LEN; MAX_HASHED_LENS]; 4];
-    for (row, lens) in [&src_lens[0], &dst_lens[0], &src_lens[1], &dst_lens[1]]
-        .into_iter()
-        .enumerate()
-    {
-        hashed[row][..lens.len()].copy_from_slice(lens);
+    let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
+    for (row, lens) in [&src_lens, &dst_lens].into_iter().enumerate() {
+        hashed6[row][..lens.len()].copy_from_slice(lens);
     }
+    let hashed4 = src_hashed
+        .iter()
+        .chain(&dst_hashed)
+        .any(|e| e.net.addr().is_ipv4());
     let sets = set
         .sets
         .iter()
@@ -209,12 +218,12 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     Ok(Tables {
         info: GenInfo {
             nrules: n as u32,
-            hashed,
             dims,
             default_action: set.default.code(),
             malformed_action: set.malformed.code(),
             non_ip_action: set.non_ip.code(),
-            _pad: 0,
+            hashed4: hashed4 as u8,
+            hashed6,
         },
         rules: rules.iter().map(|r| rule_entry(r, &set_index)).collect(),
         bitmaps: slots.bitmaps,
@@ -222,6 +231,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         dst,
         src_hashed,
         dst_hashed,
+        blocks: [src_blocks, dst_blocks],
         addr,
         sets,
         proto,
@@ -231,23 +241,29 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 }
 
 /// The address tables of one dimension: every distinct network that some rule names (as its
-/// CIDR or as an entry of its set), plus a /0 per family, split into LPM entries and host
-/// entries for the address tables.
+/// CIDR or as an entry of its set), plus a /0 per family, split into address-table entries,
+/// IPv6 LPM entries and the IPv4 block index.
 ///
-/// Which lengths are hashed, per family: all of them when there are at most
-/// [`MAX_HASHED_LENS`] (the trie keeps only the /0); otherwise host entries (/32, /128) plus as
-/// few of the next longest lengths as leave at most [`TRIE_TARGET`] prefixes in the trie, or
-/// only the host entries when that is out of reach. A packet then needs one hash
-/// lookup per hashed length and, on a miss, one small trie lookup, instead of a walk down a
-/// deep trie. Every length left in the trie is shorter than the hashed ones, so the first hash
-/// hit (longest first) is the longest match.
+/// IPv4: every network longer than /16 is hashed, and the block index ([`Block4`]) records
+/// per /16 which of those lengths occur inside it and the slot of the longest network of at
+/// most 16 bits containing it. A packet probes only the lengths present in its own /16, so
+/// the cost follows how crowded that block is, not the size of the table, and no trie is
+/// walked.
+///
+/// IPv6: which lengths are hashed: all of them when there are at most [`MAX_HASHED_LENS`]
+/// (the trie keeps only the /0); otherwise host entries (/128) plus as few of the next longest
+/// lengths as leave at most [`TRIE_TARGET`] prefixes in the trie, or only the host entries when
+/// that is out of reach. A packet then needs one hash lookup per hashed length and, on a miss,
+/// one trie lookup. Every length left in the trie is shorter than the hashed ones, so the
+/// first hash hit (longest first) is the longest match.
 ///
 /// The bitmap of network `p` holds the rules with no matcher in this dimension and those with a
 /// network (CIDR or set entry) containing `p`. The longest-prefix match of an address `a` is the
 /// longest such `p` containing `a`; every rule network containing `a` contains that `p` (both
 /// contain `a`, so they nest), so the bitmap is exactly the set of rules accepting `a`. Host
 /// entries are the longest prefixes there are, so looking them up first and the trie (which
-/// then holds only shorter prefixes) second finds the same `p`.
+/// then holds only shorter prefixes) second finds the same `p`; likewise the longer-than-/16
+/// networks of a block before the block's own slot.
 ///
 /// Computed parent-first: bitmap(p) = own(p) | bitmap(parent(p)), where parent(p) is the
 /// longest strictly shorter network of the table containing `p`, so the work grows with the
@@ -319,50 +335,63 @@ fn addr_entries<'a>(
         all.push(LpmEntry { net, slot });
         i = j;
     }
-    // Per family: how many entries each length has, longest first (without the /0).
-    let mut hashed: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    for (family, h) in hashed.iter_mut().enumerate() {
-        let counts: Vec<(u8, usize)> = lens[family]
-            .iter()
-            .rev()
-            .filter(|&&l| l > 0)
-            .map(|&l| (l, per_len[family][l as usize]))
-            .collect();
-        let max = if family == 0 { 32 } else { 128 };
-        let base = usize::from(counts.first().is_some_and(|c| c.0 == max));
-        let total: usize = counts.iter().map(|c| c.1).sum();
-        let k = if counts.len() <= MAX_HASHED_LENS {
-            counts.len()
-        } else {
-            (base..=MAX_HASHED_LENS)
-                .find(|&k| total - counts[..k].iter().map(|c| c.1).sum::<usize>() <= TRIE_TARGET)
-                .unwrap_or(base)
-        };
-        *h = counts[..k].iter().map(|c| c.0).collect();
-    }
+    // IPv6: how many entries each length has, longest first (without the /0).
+    let counts: Vec<(u8, usize)> = lens[1]
+        .iter()
+        .rev()
+        .filter(|&&l| l > 0)
+        .map(|&l| (l, per_len[1][l as usize]))
+        .collect();
+    let base = usize::from(counts.first().is_some_and(|c| c.0 == 128));
+    let total: usize = counts.iter().map(|c| c.1).sum();
+    let k = if counts.len() <= MAX_HASHED_LENS {
+        counts.len()
+    } else {
+        (base..=MAX_HASHED_LENS)
+            .find(|&k| total - counts[..k].iter().map(|c| c.1).sum::<usize>() <= TRIE_TARGET)
+            .unwrap_or(base)
+    };
+    let lens6: Vec<u8> = counts[..k].iter().map(|c| c.0).collect();
+    // IPv4 networks come in ascending length order: a longer network's block slot overwrites
+    // the shorter one it lies in.
+    let mut blocks = vec![Block4::default(); BLOCKS4 as usize];
     for e in all {
-        let family = e.net.addr().is_ipv6() as usize;
-        if hashed[family].contains(&e.net.prefix_len()) {
-            host.push(e);
-        } else {
-            lpm.push(e);
+        match e.net {
+            IpNet::V4(n) if n.prefix_len() as u32 > BLOCK4_BITS => {
+                let b = u32::from(n.network()) >> BLOCK4_BITS;
+                blocks[b as usize].lens |= 1 << (32 - n.prefix_len() as u32);
+                host.push(e);
+            }
+            IpNet::V4(n) => {
+                let first = (u32::from(n.network()) >> BLOCK4_BITS) as usize;
+                let count = 1usize << (BLOCK4_BITS - n.prefix_len() as u32);
+                for b in &mut blocks[first..first + count] {
+                    b.slot = e.slot;
+                }
+                lpm.push(e);
+            }
+            IpNet::V6(n) if lens6.contains(&n.prefix_len()) => host.push(e),
+            IpNet::V6(_) => lpm.push(e),
         }
     }
     Ok(AddrTables {
         lpm,
         hashed: host,
-        lens: hashed,
+        lens6,
+        blocks,
     })
 }
 
 /// One dimension's address tables.
 struct AddrTables {
-    /// Entries for the LPM tries.
+    /// Entries outside the address tables (IPv6: the LPM trie; IPv4: in `blocks`).
     lpm: Vec<LpmEntry>,
     /// Entries for the address tables.
     hashed: Vec<LpmEntry>,
-    /// Hashed prefix lengths per family (IPv4, IPv6), longest first.
-    lens: [Vec<u8>; 2],
+    /// Hashed IPv6 prefix lengths, longest first.
+    lens6: Vec<u8>,
+    /// The IPv4 block index.
+    blocks: Vec<Block4>,
 }
 
 /// One slot per port and one for packets without ports: computed per elementary interval
@@ -555,7 +584,7 @@ mod tests {
     #[test]
     fn empty_set_has_no_words_and_no_dims() {
         let t = compile(&RuleSet::default()).unwrap();
-        assert_eq!(t.info.hashed_rows(), 0);
+        assert_eq!(t.info.addr_tables(), (false, false));
         assert_eq!(t.info.dims, 0);
         assert!(t.sport.is_empty() && t.dport.is_empty());
         assert_eq!(t.src.len(), 2, "a /0 per family");
@@ -595,35 +624,75 @@ mod tests {
     }
 
     #[test]
-    fn longest_prefix_lengths_go_to_the_hash_and_the_trie_keeps_shorter_ones() {
-        use std::net::Ipv4Addr;
-        let net = |a: u32, l: u8| IpNet::new(Ipv4Addr::from(a).into(), l).unwrap().trunc();
+    fn ipv4_networks_longer_than_16_bits_are_hashed_and_blocks_know_their_lengths() {
+        let nets = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.0/24",
+            "10.1.2.3/32",
+            "10.2.16.0/20",
+        ];
+        let t = compile(&src_rules(nets.iter().map(|n| n.parse().unwrap()))).unwrap();
+        let slot = |net: &str| {
+            let net: IpNet = net.parse().unwrap();
+            let e = t.src.iter().chain(&t.src_hashed).find(|e| e.net == net);
+            e.unwrap().slot
+        };
+        let hashed: Vec<String> = t.src_hashed.iter().map(|e| e.net.to_string()).collect();
+        assert_eq!(hashed, ["10.2.16.0/20", "10.1.2.0/24", "10.1.2.3/32"]);
+        assert_eq!(t.info.addr_tables(), (true, false));
+        let block = |a: u8, b: u8| t.blocks[0][(a as usize) << 8 | b as usize];
+        assert_eq!(block(10, 1).lens, 1 << (32 - 24) | 1 << (32 - 32));
+        assert_eq!(block(10, 1).slot, slot("10.1.0.0/16"));
+        assert_eq!(block(10, 2).lens, 1 << (32 - 20));
+        assert_eq!(block(10, 2).slot, slot("10.0.0.0/8"));
+        assert_eq!(block(10, 255).slot, slot("10.0.0.0/8"));
+        assert_eq!(
+            block(11, 0),
+            Block4 {
+                slot: slot("0.0.0.0/0"),
+                lens: 0
+            }
+        );
+        assert_eq!(block(9, 255).slot, slot("0.0.0.0/0"));
+        // No rule names a destination: every block answers with the /0's slot.
+        assert!(t.blocks[1]
+            .iter()
+            .all(|b| b.lens == 0 && b.slot == t.blocks[1][0].slot));
+    }
+
+    #[test]
+    fn longest_ipv6_prefix_lengths_go_to_the_hash_and_the_trie_keeps_shorter_ones() {
+        use std::net::Ipv6Addr;
+        let net = |a: u128, l: u8| IpNet::new(Ipv6Addr::from(a).into(), l).unwrap().trunc();
+        let top = 0x2001_0db8u128 << 96;
         // Three lengths: all hashed, the trie keeps only the /0s.
         let t = compile(&src_rules(
-            (0..300u32).map(|i| net(i << 8, [24, 28, 32][i as usize % 3])),
+            (0..300u128).map(|i| net(top | i << 64, [112, 120, 128][i as usize % 3])),
         ))
         .unwrap();
-        assert_eq!(t.info.hashed[0], [32, 28, 24, NO_LEN]);
+        assert_eq!(t.info.hashed6[0], [128, 120, 112, NO_LEN]);
+        assert_eq!(t.info.addr_tables(), (false, true));
         assert_eq!(t.src.len(), 2);
         assert_eq!(t.src_hashed.len(), 300);
         // Nine lengths, 100 networks each: hashing four leaves 500 in the trie, so only the
         // hosts are hashed.
-        let many = (0..900u32).map(|i| net(i << 12, 32 - (i % 9) as u8));
+        let many = (0..900u128).map(|i| net(top | i << 64, 128 - (i % 9) as u8));
         let t = compile(&src_rules(many)).unwrap();
-        assert_eq!(t.info.hashed[0], [32, NO_LEN, NO_LEN, NO_LEN]);
-        // Nine lengths, most networks long (a set): hashing /32, /31 and /30 leaves 60 <= 64.
-        let skewed: Vec<IpNet> = (0..1000u32)
-            .map(|i| net(i << 12, 32))
-            .chain((0..1000u32).map(|i| net((i << 12) | 0x800_0000, 31)))
-            .chain((0..70u32).map(|i| net(i << 16 | 0x4000_0000, 30 - (i % 7) as u8)))
+        assert_eq!(t.info.hashed6[0], [128, NO_LEN, NO_LEN, NO_LEN]);
+        // Nine lengths, most networks long (a set): hashing /128, /127 and /126 leaves 60 <= 64.
+        let skewed: Vec<IpNet> = (0..1000u128)
+            .map(|i| net(top | i << 64, 128))
+            .chain((0..1000u128).map(|i| net(top | i << 64 | 1 << 40, 127)))
+            .chain((0..70u128).map(|i| net(top | i << 80 | 1 << 50, 126 - (i % 7) as u8)))
             .collect();
         let mut s = set(vec![Rule::new(Action::Drop)]);
         s.rules[0].src_set = Some("s".into());
         s.sets
             .insert("s".into(), crate::rules::AddrSet::new(skewed));
         let t = compile(&s).unwrap();
-        assert_eq!(t.info.hashed[0], [32, 31, 30, NO_LEN]);
-        assert!(t.src.iter().all(|e| e.net.prefix_len() < 30));
+        assert_eq!(t.info.hashed6[0], [128, 127, 126, NO_LEN]);
+        assert!(t.src.iter().all(|e| e.net.prefix_len() < 126));
         assert!(t.src.len() - 2 <= TRIE_TARGET);
     }
 

@@ -32,10 +32,10 @@ use aya::{
 };
 use serde::Serialize;
 use xdpwall_common::{
-    map_names, stat, Addr4Bucket, Addr6Bucket, Bitmap, Config, Counter, GenInfo, Lpm4Key, Lpm6Key,
-    RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, DEFAULT_SAMPLE_DROPS, GENERATIONS,
-    GEN_PREFIX_BITS, HASHED_ROWS_V4, HASHED_ROWS_V6, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES,
-    PROGRAM_NAME, PROTO_ENTRIES, SLOTS_PER_GEN, SNAP_MAX,
+    map_names, stat, Addr4Bucket, Addr6Bucket, Bitmap, Block4, Config, Counter, GenInfo, Lpm6Key,
+    RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, BLOCKS4, DEFAULT_SAMPLE_DROPS, GENERATIONS,
+    GEN_PREFIX_BITS, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES,
+    SLOTS_PER_GEN, SNAP_MAX,
 };
 
 use crate::{
@@ -248,8 +248,7 @@ pub struct Maps {
     gen_info: Array<MapData, GenInfo>,
     rules: Array<MapData, RuleEntry>,
     bitmaps: MmapArray,
-    src4: LpmTrie<MapData, Lpm4Key, u32>,
-    dst4: LpmTrie<MapData, Lpm4Key, u32>,
+    block4: MmapArray,
     src6: LpmTrie<MapData, Lpm6Key, u32>,
     dst6: LpmTrie<MapData, Lpm6Key, u32>,
     proto: MmapArray,
@@ -293,7 +292,8 @@ pub struct ApplyReport {
     pub rules: usize,
     /// Distinct bitmaps written.
     pub bitmaps: usize,
-    /// Entries written to the LPM tries (both dimensions and families).
+    /// Networks outside the address tables (both dimensions): IPv6 ones written to the LPM
+    /// tries, IPv4 ones (/16 and shorter) folded into the block index.
     pub prefixes: usize,
     /// Entries written to the address tables.
     pub hashed: usize,
@@ -395,8 +395,7 @@ impl Maps {
             gen_info: typed!(map_names::GEN_INFO, Array),
             rules: typed!(map_names::RULES, Array),
             bitmaps: mmapped!(map_names::BITMAPS, Bitmap, GENERATIONS * SLOTS_PER_GEN),
-            src4: typed!(map_names::SRC4, LpmTrie),
-            dst4: typed!(map_names::DST4, LpmTrie),
+            block4: mmapped!(map_names::BLOCK4, Block4, GENERATIONS * 2 * BLOCKS4),
             src6: typed!(map_names::SRC6, LpmTrie),
             dst6: typed!(map_names::DST6, LpmTrie),
             proto: mmapped!(map_names::PROTO, u32, GENERATIONS * PROTO_ENTRIES),
@@ -529,11 +528,13 @@ impl Maps {
                 .map_err(map_err(map_names::GEN_INFO))
         };
         let mut stale_info = info(gen)?;
-        let stale = stale_info.hashed_rows();
-        // Record first that this (inactive) generation may hold entries in those rows, so that
-        // a write that fails half way is still cleaned up by the next one.
-        if t.info.hashed_rows() & !stale != 0 {
-            for (old, new) in stale_info.hashed.iter_mut().zip(t.info.hashed) {
+        let (stale4, stale6) = stale_info.addr_tables();
+        let (new4, new6) = t.info.addr_tables();
+        // Record first that this (inactive) generation may hold entries in those tables, so
+        // that a write that fails half way is still cleaned up by the next one.
+        if (new4 && !stale4) || (new6 && !stale6) {
+            stale_info.hashed4 |= t.info.hashed4;
+            for (old, new) in stale_info.hashed6.iter_mut().zip(t.info.hashed6) {
                 if old[0] == NO_LEN {
                     *old = new;
                 }
@@ -555,7 +556,7 @@ impl Maps {
             used4,
             gen,
             &t.addr[0],
-            stale & HASHED_ROWS_V4 != 0,
+            stale4,
             crate::addr_table::bucket4,
         );
         write_addr(
@@ -563,16 +564,17 @@ impl Maps {
             used6,
             gen,
             &t.addr[1],
-            stale & HASHED_ROWS_V6 != 0,
+            stale6,
             crate::addr_table::bucket6,
         );
-        clear_trie(&mut self.src4, gen, map_names::SRC4)?;
-        clear_trie(&mut self.dst4, gen, map_names::DST4)?;
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
         clear_trie(&mut self.dst6, gen, map_names::DST6)?;
         self.bitmaps.write(gen * SLOTS_PER_GEN, &t.bitmaps);
-        write_lpm(&mut self.src4, &mut self.src6, gen, &t.src, map_names::SRC4)?;
-        write_lpm(&mut self.dst4, &mut self.dst6, gen, &t.dst, map_names::DST4)?;
+        write_lpm(&mut self.src6, gen, &t.src, map_names::SRC6)?;
+        write_lpm(&mut self.dst6, gen, &t.dst, map_names::DST6)?;
+        for (dim, blocks) in t.blocks.iter().enumerate() {
+            self.block4.write((gen * 2 + dim as u32) * BLOCKS4, blocks);
+        }
         self.proto.write(gen * PROTO_ENTRIES, &t.proto);
         self.sport.write(gen * PORT_ENTRIES, &t.sport);
         self.dport.write(gen * PORT_ENTRIES, &t.dport);
@@ -794,29 +796,16 @@ fn write_addr<B: aya::Pod + Default>(
     }
 }
 
-trait GenKey: aya::Pod {
-    fn generation(&self) -> u32;
-}
-impl GenKey for Lpm4Key {
-    fn generation(&self) -> u32 {
-        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
-    }
-}
-impl GenKey for Lpm6Key {
-    fn generation(&self) -> u32 {
-        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
-    }
-}
-
-fn clear_trie<K: GenKey>(
-    trie: &mut LpmTrie<MapData, K, u32>,
+/// Removes generation `gen`'s entries from an IPv6 trie (keys start with the generation).
+fn clear_trie(
+    trie: &mut LpmTrie<MapData, Lpm6Key, u32>,
     gen: u32,
     name: &'static str,
 ) -> Result<(), LoadError> {
-    let stale: Vec<Key<K>> = trie
+    let stale: Vec<Key<Lpm6Key>> = trie
         .keys()
         .filter_map(|k| k.ok())
-        .filter(|k| k.data().generation() == gen)
+        .filter(|k| k.data().0[..4] == gen.to_be_bytes())
         .collect();
     for k in stale {
         trie.remove(&k).map_err(map_err(name))?;
@@ -824,30 +813,21 @@ fn clear_trie<K: GenKey>(
     Ok(())
 }
 
+/// Writes the IPv6 entries of `entries` into generation `gen` of `trie` (the IPv4 ones are in
+/// the block index).
 fn write_lpm(
-    v4: &mut LpmTrie<MapData, Lpm4Key, u32>,
-    v6: &mut LpmTrie<MapData, Lpm6Key, u32>,
+    trie: &mut LpmTrie<MapData, Lpm6Key, u32>,
     gen: u32,
     entries: &[LpmEntry],
     name: &'static str,
 ) -> Result<(), LoadError> {
-    let g = gen.to_be_bytes();
     for e in entries {
-        match e.net {
-            ipnet::IpNet::V4(n) => {
-                let mut k = [0u8; 8];
-                k[..4].copy_from_slice(&g);
-                k[4..].copy_from_slice(&n.addr().octets());
-                let key = Key::new(GEN_PREFIX_BITS + n.prefix_len() as u32, Lpm4Key(k));
-                v4.insert(&key, e.slot, 0).map_err(map_err(name))?;
-            }
-            ipnet::IpNet::V6(n) => {
-                let mut k = [0u8; 20];
-                k[..4].copy_from_slice(&g);
-                k[4..].copy_from_slice(&n.addr().octets());
-                let key = Key::new(GEN_PREFIX_BITS + n.prefix_len() as u32, Lpm6Key(k));
-                v6.insert(&key, e.slot, 0).map_err(map_err(name))?;
-            }
+        if let ipnet::IpNet::V6(n) = e.net {
+            let mut k = [0u8; 20];
+            k[..4].copy_from_slice(&gen.to_be_bytes());
+            k[4..].copy_from_slice(&n.addr().octets());
+            let key = Key::new(GEN_PREFIX_BITS + n.prefix_len() as u32, Lpm6Key(k));
+            trie.insert(&key, e.slot, 0).map_err(map_err(name))?;
         }
     }
     Ok(())
