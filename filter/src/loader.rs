@@ -83,6 +83,9 @@ pub enum LoadError {
         /// Why, with a hint.
         reason: String,
     },
+    /// Detaching failed.
+    #[error("detaching the filter failed: {0}")]
+    Detach(String),
     /// A map operation failed.
     #[error("map {map}: {}", full_chain(source))]
     Map {
@@ -1188,6 +1191,18 @@ impl Filter {
             }
         };
         Ok(used)
+    }
+
+    /// Detaches from the interface of the last [`Filter::attach`] (call in the namespace it
+    /// was attached in); the program and its maps stay loaded, ready to attach again. A filter
+    /// that is not attached is left as it is.
+    pub fn detach(&mut self) -> Result<(), LoadError> {
+        if let Some(id) = self.link.take() {
+            self.program_mut()
+                .detach(id)
+                .map_err(|e| LoadError::Detach(full_chain(&e)))?;
+        }
+        Ok(())
     }
 
     /// Pins the attachment under [`PIN_ROOT`]/`name`/link, so it outlives this process

@@ -23,7 +23,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use aya::programs::XdpMode;
+use aya::programs::{xdp::XdpLinkId, XdpMode};
 use pktgen::{
     afpacket::AfPacket, pace::Slicer, xdp::CountDrop, xdp::XdpEngine, Flows, FrameSpec, Vary,
 };
@@ -356,6 +356,18 @@ fn bench_flows() -> Flows {
     }
 }
 
+/// One case of one mode and source while it runs: its receiver and what it measured.
+struct Slot {
+    workload: Workload,
+    program: String,
+    template: FrameSpec,
+    ruleset: Option<RuleSet>,
+    rx: Receiver,
+    runs: Vec<f64>,
+    sent: u64,
+    judged: u64,
+}
+
 /// Median, min and max.
 pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
@@ -363,17 +375,65 @@ pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
     (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
-/// What the DUT runs for a case, and how to read how many frames it judged.
+/// What the DUT runs for a case, and how to read how many frames it judged. Loaded once per
+/// mode and source, attached only for its own runs.
 enum Receiver {
-    Baseline(CountDrop),
+    Baseline(CountDrop, Option<XdpLinkId>),
     Filter(Box<Filter>),
-    Peer(crate::peer::XdpFilter),
+    Peer(Box<crate::peer::XdpFilter>),
 }
 
 impl Receiver {
+    /// Loads the baseline (no rules) or the filter with `rules`, not attached.
+    fn load(rules: Option<&RuleSet>) -> Result<Receiver> {
+        Ok(match rules {
+            None => Receiver::Baseline(CountDrop::load()?, None),
+            Some(r) => Receiver::Filter(Box::new(Filter::with_rules(r)?)),
+        })
+    }
+
+    /// Attaches to the DUT's interface in `mode`.
+    fn attach(&mut self, topo: &Topology, mode: Mode) -> Result<()> {
+        let _ns = topo.dut.enter()?;
+        match self {
+            Receiver::Baseline(c, link) => {
+                let m = if mode == Mode::Native {
+                    XdpMode::Driver
+                } else {
+                    XdpMode::Skb
+                };
+                *link = Some(
+                    c.program()
+                        .attach(&topo.dut.iface, m)
+                        .with_context(|| format!("attaching the baseline in {mode} mode"))?,
+                );
+            }
+            Receiver::Filter(f) => {
+                f.attach(&topo.dut.iface, mode)?;
+            }
+            Receiver::Peer(p) => p.attach()?,
+        }
+        Ok(())
+    }
+
+    /// Detaches from the DUT's interface; stays loaded.
+    fn detach(&mut self, topo: &Topology) -> Result<()> {
+        let _ns = topo.dut.enter()?;
+        match self {
+            Receiver::Baseline(c, link) => {
+                if let Some(id) = link.take() {
+                    c.program().detach(id).context("detaching the baseline")?;
+                }
+            }
+            Receiver::Filter(f) => f.detach()?,
+            Receiver::Peer(p) => p.detach()?,
+        }
+        Ok(())
+    }
+
     fn judged(&self) -> Result<u64> {
         Ok(match self {
-            Receiver::Baseline(c) => c.count()?.packets,
+            Receiver::Baseline(c, _) => c.count()?.packets,
             Receiver::Filter(f) => {
                 let s = f.maps.snapshot()?;
                 s.pass.packets + s.drop.packets
@@ -565,9 +625,14 @@ pub fn run(mut args: Args) -> Result<()> {
         };
         let topo = Topology::standard(&format!("bench-{mode}"), &opts)?;
         for source in &args.sources {
-            let mut baseline = None;
+            // Every receiver is loaded first and the runs then go round by round (each case
+            // once per round, attached only for its run): the host's noise comes and goes over
+            // seconds (benches/README.md), and this way every case meets it alike instead of
+            // one case catching a slow minute whole.
+            let mut slots = Vec::new();
             for w in &programs {
                 let program = w.name();
+                progress(done, total, &format!("{mode} {source} {program}: loading"));
                 let template = w.template(args.size);
                 let ruleset = match w {
                     Workload::Baseline | Workload::XdpFilter(_) => None,
@@ -578,7 +643,7 @@ pub fn run(mut args: Args) -> Result<()> {
                 let rx = match w {
                     Workload::XdpFilter(n) => {
                         match crate::peer::XdpFilter::load(&topo.dut, mode, &deny_list(*n)) {
-                            Ok(p) => {
+                            Ok(mut p) => {
                                 if !test_run.iter().any(|c| c.program == program) {
                                     let (repeat, rounds) = test_run_rounds(&args);
                                     let frame = template.build();
@@ -587,7 +652,8 @@ pub fn run(mut args: Args) -> Result<()> {
                                         p.ns_per_packet(&frame, repeat, rounds)?,
                                     ));
                                 }
-                                Receiver::Peer(p)
+                                p.detach()?;
+                                Receiver::Peer(Box::new(p))
                             }
                             Err(e) => {
                                 skipped.push(format!("peer {program} in {mode} mode: {e:#}"));
@@ -596,52 +662,73 @@ pub fn run(mut args: Args) -> Result<()> {
                             }
                         }
                     }
-                    _ => attach(&topo, mode, ruleset.as_ref())?,
+                    _ => Receiver::load(ruleset.as_ref())?,
                 };
-                let (mut runs, mut sent, mut judged) = (Vec::new(), 0, 0);
-                for r in 0..args.repeats {
+                slots.push(Slot {
+                    workload: *w,
+                    program,
+                    template,
+                    ruleset,
+                    rx,
+                    runs: Vec::new(),
+                    sent: 0,
+                    judged: 0,
+                });
+            }
+            for r in 0..args.repeats {
+                for s in &mut slots {
                     progress(
                         done,
                         total,
-                        &format!("{mode} {source} {program}: run {}/{}", r + 1, args.repeats),
+                        &format!(
+                            "{mode} {source} {}: run {}/{}",
+                            s.program,
+                            r + 1,
+                            args.repeats
+                        ),
                     );
-                    let (mpps, s, j) = run_once(
+                    s.rx.attach(&topo, mode)?;
+                    let (mpps, sent, judged) = run_once(
                         &topo,
-                        &rx,
+                        &s.rx,
                         source,
-                        &template,
+                        &s.template,
                         Duration::from_secs_f64(args.duration),
                         args.threads,
                     )?;
-                    runs.push(mpps);
-                    sent += s;
-                    judged += j;
+                    s.rx.detach(&topo)?;
+                    s.runs.push(mpps);
+                    s.sent += sent;
+                    s.judged += judged;
                     done += 1;
                 }
-                drop(rx);
-                let rate = Rates::of(runs);
+            }
+            let baseline = slots
+                .iter()
+                .find(|s| s.workload == Workload::Baseline)
+                .map(|s| Rates::of(s.runs.clone()).median_mpps);
+            for s in slots {
+                let rate = Rates::of(s.runs);
                 let median = rate.median_mpps;
-                if program == "baseline" {
-                    baseline = Some(median);
-                }
-                let lost = sent.saturating_sub(judged);
+                let lost = s.sent.saturating_sub(s.judged);
                 cases.push(Case {
                     mode: mode.to_string(),
                     source: source.clone(),
-                    program: program.clone(),
-                    rules: ruleset.as_ref().map_or(0, |r| r.rules.len()),
-                    set_entries: match w {
-                        Workload::XdpFilter(n) => *n,
-                        _ => ruleset
+                    program: s.program,
+                    rules: s.ruleset.as_ref().map_or(0, |r| r.rules.len()),
+                    set_entries: match s.workload {
+                        Workload::XdpFilter(n) => n,
+                        _ => s
+                            .ruleset
                             .as_ref()
                             .map_or(0, |r| r.sets.values().map(|s| s.nets.len()).sum()),
                     },
                     rate,
                     of_baseline: baseline.filter(|b| *b > 0.0).map(|b| median / b),
-                    sent,
-                    judged,
+                    sent: s.sent,
+                    judged: s.judged,
                     lost,
-                    bound: if lost * 100 > sent {
+                    bound: if lost * 100 > s.sent {
                         "receiver".into()
                     } else {
                         "generator".into()
@@ -678,25 +765,6 @@ pub fn run(mut args: Args) -> Result<()> {
     Ok(())
 }
 
-fn attach(topo: &Topology, mode: Mode, rules: Option<&RuleSet>) -> Result<Receiver> {
-    let _ns = topo.dut.enter()?;
-    let Some(rules) = rules else {
-        let mut c = CountDrop::load()?;
-        let m = if mode == Mode::Native {
-            XdpMode::Driver
-        } else {
-            XdpMode::Skb
-        };
-        c.program()
-            .attach(&topo.dut.iface, m)
-            .with_context(|| format!("attaching the baseline in {mode} mode"))?;
-        return Ok(Receiver::Baseline(c));
-    };
-    let mut f = Filter::with_rules(rules)?;
-    f.attach(&topo.dut.iface, mode)?;
-    Ok(Receiver::Filter(Box::new(f)))
-}
-
 /// BPF_PROG_TEST_RUN repeat count and rounds per program.
 fn test_run_rounds(args: &Args) -> (u32, usize) {
     (
@@ -716,46 +784,65 @@ fn cost(program: String, ns: Vec<f64>) -> TestRunCost {
     }
 }
 
+/// Measures one test_run round: ns per run of a frame, repeated that many times.
+type Measure = Box<dyn Fn(&[u8], u32) -> Result<f64>>;
+/// A program (by its case name) and the frame whose test_run cost is measured.
+type Probe = (String, Vec<u8>, Measure);
+
+/// The test_run cost of every case. Every program is loaded first, then measured round by
+/// round (like the on-wire runs), so a slow spell of the host hits all of them alike.
 fn test_run_costs(
     args: &Args,
     sets: &std::collections::HashMap<usize, RuleSet>,
 ) -> Result<Vec<TestRunCost>> {
     let (repeat, rounds) = test_run_rounds(args);
-    let mut out = Vec::new();
+    let mut probes: Vec<Probe> = Vec::new();
+    let filter = |c: Checker| -> Measure { Box::new(move |f, r| Ok(c.ns_per_packet(f, r, 1)?[0])) };
     let frame = frame_for_last(1, args.size).build();
     let cd = CountDrop::load()?;
-    out.push(cost(
+    probes.push((
         "baseline".into(),
-        cd.ns_per_packet(&frame, repeat, rounds)?,
+        frame.clone(),
+        Box::new(move |f, r| Ok(cd.ns_per_packet(f, r, 1)?[0])),
     ));
     let mut counts = vec![0usize];
     counts.extend(&args.rules);
     for &n in &counts {
         let c = Checker::new(ordered_rules(n))?;
         let frame = frame_for_last(n.max(1), args.size).build();
-        out.push(cost(
-            format!("filter-{n}"),
-            c.ns_per_packet(&frame, repeat, rounds)?,
-        ));
+        probes.push((format!("filter-{n}"), frame, filter(c)));
     }
     if args.deny_list > 0 {
         let c = Checker::new(deny_rules(args.deny_list))?;
-        out.push(cost(
+        probes.push((
             format!("denylist-{}", args.deny_list),
-            c.ns_per_packet(&frame, repeat, rounds)?,
+            frame.clone(),
+            filter(c),
         ));
     }
     for &n in &args.sets {
         let set = &sets[&n];
-        let c = Checker::new(set.clone())?;
+        let c = std::rc::Rc::new(Checker::new(set.clone())?);
         for (what, frame) in set_probe_frames(set, args.size) {
-            out.push(cost(
+            let c = c.clone();
+            probes.push((
                 format!("set-{n}-{what}"),
-                c.ns_per_packet(&frame.build(), repeat, rounds)?,
+                frame.build(),
+                Box::new(move |f, r| Ok(c.ns_per_packet(f, r, 1)?[0])),
             ));
         }
     }
-    Ok(out)
+    let mut ns = vec![Vec::with_capacity(rounds); probes.len()];
+    for _ in 0..rounds {
+        for (i, (_, frame, measure)) in probes.iter().enumerate() {
+            ns[i].push(measure(frame, repeat)?);
+        }
+    }
+    Ok(probes
+        .into_iter()
+        .zip(ns)
+        .map(|((name, _, _), ns)| cost(name, ns))
+        .collect())
 }
 
 /// Frames of `size` bytes (like [`frame_for_last`]) whose IPv4 sources exercise each path of a

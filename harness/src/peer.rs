@@ -13,7 +13,7 @@ use std::{net::Ipv4Addr, os::unix::process::CommandExt, path::Path, process::Com
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray},
-    programs::Xdp,
+    programs::{xdp::XdpLinkId, Xdp, XdpMode},
 };
 use xdpwall::{loader::BpffsHold, Mode};
 use xdpwall_common::Counter;
@@ -74,11 +74,18 @@ fn xdp_filter(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// xdp-filter loaded on the DUT's interface; unloaded (pins removed) on drop.
+/// xdp-filter loaded on the DUT's interface; unloaded (pins removed) on drop. It can be
+/// detached and attached again (its pinned program) while it stays loaded.
 pub struct XdpFilter {
     netns: String,
     iface: String,
+    mode: Mode,
     stats: Option<PerCpuArray<MapData, Counter>>,
+    /// Whether the attachment `xdp-filter load` made is still in place.
+    tool_attached: bool,
+    /// The pinned program and its attachment, once attached by [`XdpFilter::attach`].
+    prog: Option<Xdp>,
+    link: Option<XdpLinkId>,
     made_libxdp_dir: bool,
     _bpffs: BpffsHold,
 }
@@ -94,7 +101,11 @@ impl XdpFilter {
         let mut peer = XdpFilter {
             netns: dut.netns.clone(),
             iface: dut.iface.clone(),
+            mode,
             stats: None,
+            tool_attached: false,
+            prog: None,
+            link: None,
             made_libxdp_dir: !Path::new(LIBXDP_DIR).exists(),
             _bpffs: bpffs,
         };
@@ -106,6 +117,7 @@ impl XdpFilter {
             _ => "native",
         };
         xdp_filter(&["load", "-m", m, &dut.iface])?;
+        peer.tool_attached = true;
         for a in deny_src {
             xdp_filter(&["ip", "-m", "src", &a.to_string()])?;
         }
@@ -121,6 +133,12 @@ impl XdpFilter {
     /// Kernel-measured ns per run of `frame` through the loaded xdp-filter program
     /// (BPF_PROG_TEST_RUN, `repeat` runs), `rounds` times.
     pub fn ns_per_packet(&self, frame: &[u8], repeat: u32, rounds: usize) -> Result<Vec<f64>> {
+        let prog = self.pinned_program()?;
+        Ok(pktgen::xdp::ns_per_run(&prog, frame, repeat, rounds)?)
+    }
+
+    /// xdp-filter's program, from its pin.
+    fn pinned_program(&self) -> Result<Xdp> {
         let dir = Path::new(PIN_DIR).join("programs").join(&self.iface);
         let pin = std::fs::read_dir(&dir)
             .with_context(|| format!("reading {}", dir.display()))?
@@ -128,9 +146,58 @@ impl XdpFilter {
             .next()
             .with_context(|| format!("no program pinned in {}", dir.display()))?
             .path();
-        let prog = Xdp::from_pin(&pin, aya_obj::programs::XdpAttachType::Interface)
-            .with_context(|| format!("opening {}", pin.display()))?;
-        Ok(pktgen::xdp::ns_per_run(&prog, frame, repeat, rounds)?)
+        Xdp::from_pin(&pin, aya_obj::programs::XdpAttachType::Interface)
+            .with_context(|| format!("opening {}", pin.display()))
+    }
+
+    /// Detaches the program from the interface; it stays loaded with its deny list.
+    pub fn detach(&mut self) -> Result<()> {
+        let _ns = crate::netns::NetnsGuard::enter(&self.netns)?;
+        if let (Some(prog), Some(id)) = (self.prog.as_mut(), self.link.take()) {
+            prog.detach(id).context("detaching xdp-filter")?;
+        } else if self.tool_attached {
+            // Attached by `xdp-filter load` through netlink: detach the same way.
+            let off = if self.mode == Mode::Generic {
+                "xdpgeneric"
+            } else {
+                "xdpdrv"
+            };
+            let out = Command::new("ip")
+                .args(["link", "set", "dev", &self.iface, off, "off"])
+                .output()
+                .context("running ip link")?;
+            if !out.status.success() {
+                bail!(
+                    "detaching xdp-filter from {}: {}",
+                    self.iface,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            self.tool_attached = false;
+        }
+        Ok(())
+    }
+
+    /// Attaches the program again after [`XdpFilter::detach`] (a no-op while attached).
+    pub fn attach(&mut self) -> Result<()> {
+        if self.tool_attached || self.link.is_some() {
+            return Ok(());
+        }
+        let _ns = crate::netns::NetnsGuard::enter(&self.netns)?;
+        if self.prog.is_none() {
+            self.prog = Some(self.pinned_program()?);
+        }
+        let m = if self.mode == Mode::Generic {
+            XdpMode::Skb
+        } else {
+            XdpMode::Driver
+        };
+        let prog = self.prog.as_mut().expect("set above");
+        self.link = Some(
+            prog.attach(&self.iface, m)
+                .context("attaching xdp-filter's program again")?,
+        );
+        Ok(())
     }
 
     /// Frames xdp-filter judged so far (aborted + dropped + passed, summed over CPUs).
@@ -152,7 +219,14 @@ impl Drop for XdpFilter {
     fn drop(&mut self) {
         self.stats = None;
         if let Ok(_ns) = crate::netns::NetnsGuard::enter(&self.netns) {
-            let _ = xdp_filter(&["unload", &self.iface]);
+            // Our own attachment ends with the program handle; xdp-filter's with its unload.
+            if let (Some(prog), Some(id)) = (self.prog.as_mut(), self.link.take()) {
+                let _ = prog.detach(id);
+            }
+            self.prog = None;
+            if self.tool_attached {
+                let _ = xdp_filter(&["unload", &self.iface]);
+            }
         }
         remove_pins(self.made_libxdp_dir);
     }
