@@ -386,9 +386,10 @@ fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
 }
 
 /// Looks an IPv4 address (network order) up in dimension `dim`: its /16's entry of the block
-/// index names the prefix lengths longer than /16 present in that block; only those are
-/// probed in the address table, longest first (two buckets, inlined array loads: no helper, no call), and
-/// without a hit the block's own slot (its longest network of at most 16 bits) is the answer.
+/// index names the prefix lengths longer than /16 present in that block; only those are probed
+/// in the address table, longest first (two buckets each, inlined array loads: no helper, no
+/// call), and without a hit the block's own slot (its longest network of at most 16 bits) is
+/// the answer.
 #[inline(always)]
 fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     let host = u32::from_be(addr);
