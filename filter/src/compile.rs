@@ -43,7 +43,7 @@ pub struct Tables {
     /// Destination networks for the address tables.
     pub dst_hashed: Vec<LpmEntry>,
     /// The IPv4 block index of the source and the destination dimension, [`BLOCKS4`] entries
-    /// each.
+    /// each, or none for a dimension no rule matches (the program does not read it then).
     pub blocks: [Vec<Block4>; 2],
     /// The hashed networks of both dimensions placed into the IPv4 and IPv6 address tables.
     pub addr: [crate::addr_table::Buckets; 2],
@@ -352,9 +352,15 @@ fn addr_entries<'a>(
             .unwrap_or(base)
     };
     let lens6: Vec<u8> = counts[..k].iter().map(|c| c.0).collect();
-    // IPv4 networks come in ascending length order: a longer network's block slot overwrites
-    // the shorter one it lies in.
-    let mut blocks = vec![Block4::default(); BLOCKS4 as usize];
+    // The program reads the block index only when some rule matches this dimension; without
+    // one it stays empty (and unwritten). IPv4 networks come in ascending length order: a
+    // longer network's block slot overwrites the shorter one it lies in.
+    let used = set.rules.iter().any(|r| matcher_of(r) != (None, None));
+    let mut blocks = if used {
+        vec![Block4::default(); BLOCKS4 as usize]
+    } else {
+        Vec::new()
+    };
     for e in all {
         match e.net {
             IpNet::V4(n) if n.prefix_len() as u32 > BLOCK4_BITS => {
@@ -363,10 +369,12 @@ fn addr_entries<'a>(
                 host.push(e);
             }
             IpNet::V4(n) => {
-                let first = (u32::from(n.network()) >> BLOCK4_BITS) as usize;
-                let count = 1usize << (BLOCK4_BITS - n.prefix_len() as u32);
-                for b in &mut blocks[first..first + count] {
-                    b.slot = e.slot;
+                if used {
+                    let first = (u32::from(n.network()) >> BLOCK4_BITS) as usize;
+                    let count = 1usize << (BLOCK4_BITS - n.prefix_len() as u32);
+                    for b in &mut blocks[first..first + count] {
+                        b.slot = e.slot;
+                    }
                 }
                 lpm.push(e);
             }
@@ -655,10 +663,8 @@ mod tests {
             }
         );
         assert_eq!(block(9, 255).slot, slot("0.0.0.0/0"));
-        // No rule names a destination: every block answers with the /0's slot.
-        assert!(t.blocks[1]
-            .iter()
-            .all(|b| b.lens == 0 && b.slot == t.blocks[1][0].slot));
+        // No rule names a destination: the program does not read its blocks, none are built.
+        assert!(t.blocks[1].is_empty());
     }
 
     #[test]

@@ -220,6 +220,18 @@ impl MmapArray {
     fn write<V: aya::Pod>(&mut self, first: u32, values: &[V]) {
         let size = std::mem::size_of::<V>();
         assert!(size <= self.stride && (first as usize + values.len()) * self.stride <= self.len);
+        if size == self.stride {
+            // Packed: one copy (the block index alone is 1 MiB per generation).
+            // SAFETY: in bounds (asserted above); V is Pod; the kernel side only reads.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    values.as_ptr() as *const u8,
+                    self.ptr.add(first as usize * self.stride),
+                    std::mem::size_of_val(values),
+                );
+            }
+            return;
+        }
         for (i, v) in values.iter().enumerate() {
             // SAFETY: in bounds (asserted above); V is Pod; the kernel side only reads.
             unsafe {
@@ -229,6 +241,20 @@ impl MmapArray {
                     size,
                 );
             }
+        }
+    }
+}
+
+impl MmapArray {
+    /// [`MmapArray::write`] for `u32` elements in 8-byte slots, widened so that a port table
+    /// (65,537 entries) is one copy instead of one per entry.
+    fn write_u32s(&mut self, first: u32, values: &[u32]) {
+        if self.stride == 8 && cfg!(target_endian = "little") {
+            // The u32 is the low half of its slot; the high half is padding.
+            let wide: Vec<u64> = values.iter().map(|&v| v as u64).collect();
+            self.write(first, &wide);
+        } else {
+            self.write(first, values);
         }
     }
 }
@@ -575,12 +601,13 @@ impl Maps {
         self.bitmaps.write(gen * SLOTS_PER_GEN, &t.bitmaps);
         write_lpm(&mut self.src6, gen, &t.src, map_names::SRC6)?;
         write_lpm(&mut self.dst6, gen, &t.dst, map_names::DST6)?;
-        for (dim, blocks) in t.blocks.iter().enumerate() {
-            self.block4.write((gen * 2 + dim as u32) * BLOCKS4, blocks);
+        // Empty for a dimension no rule matches: the program does not read its blocks then.
+        for (d, blocks) in t.blocks.iter().enumerate() {
+            self.block4.write((gen * 2 + d as u32) * BLOCKS4, blocks);
         }
-        self.proto.write(gen * PROTO_ENTRIES, &t.proto);
-        self.sport.write(gen * PORT_ENTRIES, &t.sport);
-        self.dport.write(gen * PORT_ENTRIES, &t.dport);
+        self.proto.write_u32s(gen * PROTO_ENTRIES, &t.proto);
+        self.sport.write_u32s(gen * PORT_ENTRIES, &t.sport);
+        self.dport.write_u32s(gen * PORT_ENTRIES, &t.dport);
         let rule_base = gen * MAX_RULES as u32;
         update_batch(self.rules.map(), rule_base, &t.rules, 1, map_names::RULES)?;
         // Per-CPU values: one 16-byte Counter per possible CPU and key, all zero.
