@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -42,6 +42,8 @@ pub const PROTO_ENTRIES: u32 = 256;
 pub const LPM_ENTRIES_PER_GEN: u32 = (1 << 20) + MAX_RULES as u32 + 1;
 /// log2 of [`ADDR_BUCKETS`].
 pub const ADDR_BUCKET_BITS: u32 = 19;
+/// Fewest bucket bits a generation's table uses (see [`GenInfo::addr_bits`]).
+pub const MIN_ADDR_BUCKET_BITS: u32 = 6;
 /// Buckets per generation in each address table (one for IPv4, one for IPv6): the hashed
 /// networks (IPv4: every network longer than /16, see [`Block4`]; IPv6: the longest prefix
 /// lengths, see [`GenInfo::hashed6`]), source and destination together, in a bucketed cuckoo
@@ -195,17 +197,18 @@ pub const fn addr_key(dim: u32, len: u8) -> u32 {
     (dim + 1) << 8 | len as u32
 }
 
-/// The two candidate buckets (below [`ADDR_BUCKETS`]) of a network: `key` from [`addr_key`],
-/// `words` the masked address as four words read in native order from its network-order bytes
-/// (IPv4: the first word, the others 0). Multiply-and-shift hashing of one 64-bit mix.
+/// The two candidate buckets (below `1 << bits`, `bits` from [`GenInfo::addr_bits`]) of a
+/// network: `key` from [`addr_key`], `words` the masked address as four words read in native
+/// order from its network-order bytes (IPv4: the first word, the others 0). Multiply-and-shift
+/// hashing of one 64-bit mix.
 #[inline(always)]
-pub fn addr_buckets(key: u32, words: &[u32; 4]) -> (u32, u32) {
+pub fn addr_buckets(key: u32, words: &[u32; 4], bits: u32) -> (u32, u32) {
     let hi = ((words[0] as u64) << 32 | words[1] as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let lo = ((words[2] as u64) << 32 | words[3] as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     let x = hi ^ lo ^ (key as u64).wrapping_mul(0x1656_67B1_9E37_79F9);
-    let shift = 64 - ADDR_BUCKET_BITS;
-    let b1 = (x.wrapping_mul(0xFF51_AFD7_ED55_8CCD) >> shift) as u32;
-    let b2 = (x.wrapping_mul(0xC4CE_B9FE_1A85_EC53) >> shift) as u32;
+    let shift = 64u32.wrapping_sub(bits);
+    let b1 = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD).wrapping_shr(shift) as u32;
+    let b2 = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53).wrapping_shr(shift) as u32;
     (b1 & (ADDR_BUCKETS - 1), b2 & (ADDR_BUCKETS - 1))
 }
 
@@ -306,8 +309,15 @@ pub struct GenInfo {
     /// length left in the trie is shorter than all of them, so the first hash hit, tried
     /// longest first, is the longest match.
     pub hashed6: [[u8; MAX_HASHED_LENS]; 2],
+    /// Per family (IPv4, IPv6): log2 of the buckets this generation's address table uses, the
+    /// fewest (at least [`MIN_ADDR_BUCKET_BITS`], at most [`ADDR_BUCKET_BITS`]) that keep it at
+    /// most half full. A small set then lives in a few pages instead of being spread over the
+    /// whole 24 MiB half, where every lookup met another page (a TLB miss) and another line.
+    pub addr_bits: [u8; 2],
+    /// Explicit padding.
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<GenInfo>() == 20);
+const _: () = assert!(core::mem::size_of::<GenInfo>() == 24);
 
 impl GenInfo {
     /// Whether the IPv4 and the IPv6 address tables hold networks of this generation.

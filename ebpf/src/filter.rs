@@ -325,9 +325,9 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     let dims = info.dims;
     let src = if dims & dim::SRC != 0 {
         let slot = if pkt.v6 {
-            addr6_slot(gen, 0, &info.hashed6[0], &pkt.src, &XW_SRC6)?
+            addr6_slot(gen, 0, info, &pkt.src, &XW_SRC6)?
         } else {
-            addr4_slot(gen, 0, pkt.src[0])?
+            addr4_slot(gen, 0, info, pkt.src[0])?
         };
         bitmap(base, slot)?
     } else {
@@ -335,9 +335,9 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     };
     let dst = if dims & dim::DST != 0 {
         let slot = if pkt.v6 {
-            addr6_slot(gen, 1, &info.hashed6[1], &pkt.dst, &XW_DST6)?
+            addr6_slot(gen, 1, info, &pkt.dst, &XW_DST6)?
         } else {
-            addr4_slot(gen, 1, pkt.dst[0])?
+            addr4_slot(gen, 1, info, pkt.dst[0])?
         };
         bitmap(base, slot)?
     } else {
@@ -391,11 +391,12 @@ fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
 /// call), and without a hit the block's own slot (its longest network of at most 16 bits) is
 /// the answer.
 #[inline(always)]
-fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
+fn addr4_slot(gen: u32, dim: u32, info: &GenInfo, addr: u32) -> Option<u32> {
     let host = u32::from_be(addr);
     let block = XW_BLOCK4.get((gen * 2 + dim) * BLOCKS4 + (host >> BLOCK4_BITS))?;
     let mut lens = block.lens;
     let base = gen * ADDR_BUCKETS;
+    let bits = info.addr_bits[0] as u32;
     // Longest first: bit i stands for length 32 - i, so the lowest set bit is the longest
     // length, and isolating it gives the netmask directly (-(1 << i) = !0 << i). Nothing
     // branches on the lengths themselves, so the verifier sees the same states on every path.
@@ -408,7 +409,7 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
         let len = 32 - low.trailing_zeros();
         let key = addr_key(dim, len as u8);
         let word = (host & low.wrapping_neg()).to_be();
-        let (b1, b2) = addr_buckets(key, &[word, 0, 0, 0]);
+        let (b1, b2) = addr_buckets(key, &[word, 0, 0, 0], bits);
         for b in [b1, b2] {
             let bucket = XW_ADDR4.get(base + b)?;
             for e in bucket.e.iter() {
@@ -429,18 +430,20 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
 fn addr6_slot(
     gen: u32,
     dim: u32,
-    lens: &[u8; MAX_HASHED_LENS],
+    info: &GenInfo,
     addr: &[u32; 4],
     trie: &LpmTrie<Lpm6Key, u32>,
 ) -> Option<u32> {
     let base = gen * ADDR_BUCKETS;
+    let bits = info.addr_bits[1] as u32;
+    let lens: &[u8; MAX_HASHED_LENS] = &info.hashed6[(dim & 1) as usize];
     for &len in lens.iter() {
         if len == NO_LEN {
             break;
         }
         let key = addr_key(dim, len);
         let words = masked(addr, len as u32);
-        let (b1, b2) = addr_buckets(key, &words);
+        let (b1, b2) = addr_buckets(key, &words, bits);
         for b in [b1, b2] {
             let bucket = XW_ADDR6.get(base + b)?;
             for e in bucket.e.iter() {

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use xdpwall_common::{
-    addr_buckets, addr_key, Addr4Bucket, Addr4Entry, Addr6Bucket, Addr6Entry, ADDR_CAPACITY, WAYS,
+    addr_buckets, addr_key, Addr4Bucket, Addr4Entry, Addr6Bucket, Addr6Entry, ADDR_BUCKET_BITS,
+    ADDR_CAPACITY, MIN_ADDR_BUCKET_BITS, WAYS,
 };
 
 /// One network for the table: dimension (0 source, 1 destination), prefix length, address
@@ -61,8 +62,15 @@ const FREE: AddrItem = AddrItem {
     slot: 0,
 };
 
-/// Places `items` (all of one family) into buckets.
-pub fn build(items: &[AddrItem]) -> Result<Buckets, TableError> {
+/// The bucket bits for `n` networks: the fewest that keep the table at most half full (see
+/// [`xdpwall_common::GenInfo::addr_bits`]).
+pub fn bits_for(n: usize) -> u32 {
+    let buckets = n.div_ceil(WAYS / 2).max(1);
+    (buckets.next_power_of_two().trailing_zeros()).clamp(MIN_ADDR_BUCKET_BITS, ADDR_BUCKET_BITS)
+}
+
+/// Places `items` (all of one family) into `1 << bits` buckets.
+pub fn build(items: &[AddrItem], bits: u32) -> Result<Buckets, TableError> {
     if items.len() > ADDR_CAPACITY {
         return Err(TableError::TooMany(items.len()));
     }
@@ -75,7 +83,7 @@ pub fn build(items: &[AddrItem]) -> Result<Buckets, TableError> {
         let mut from = None;
         let mut placed = false;
         for _ in 0..1000 {
-            let (c1, c2) = addr_buckets(cur.key, &cur.words);
+            let (c1, c2) = addr_buckets(cur.key, &cur.words, bits);
             for b in [c1, c2] {
                 match t.get_mut(&b) {
                     None => {
@@ -150,8 +158,8 @@ mod tests {
     use super::*;
 
     /// What the program does: both buckets, every way.
-    fn find(t: &Buckets, key: u32, words: [u32; 4]) -> Option<u32> {
-        let (b1, b2) = addr_buckets(key, &words);
+    fn find(t: &Buckets, bits: u32, key: u32, words: [u32; 4]) -> Option<u32> {
+        let (b1, b2) = addr_buckets(key, &words, bits);
         [b1, b2]
             .iter()
             .filter_map(|b| t.get(b))
@@ -169,20 +177,52 @@ mod tests {
                 slot: i,
             })
             .collect();
-        let t = build(&items).unwrap();
+        let bits = bits_for(items.len());
+        assert_eq!(bits, 19);
+        let t = build(&items, bits).unwrap();
         for it in &items {
-            assert_eq!(find(&t, it.key, it.words), Some(it.slot));
+            assert_eq!(find(&t, bits, it.key, it.words), Some(it.slot));
         }
         let other = AddrItem::new(0, &"203.0.113.0/24".parse().unwrap(), 0);
         assert!(!items
             .iter()
             .any(|i| i.key == other.key && i.words == other.words));
-        assert_eq!(find(&t, other.key, other.words), None);
+        assert_eq!(find(&t, bits, other.key, other.words), None);
+    }
+
+    #[test]
+    fn small_tables_stay_small_and_at_most_half_full() {
+        assert_eq!(bits_for(0), MIN_ADDR_BUCKET_BITS);
+        assert_eq!(bits_for(1024), 9);
+        assert_eq!(bits_for(1025), 10);
+        assert_eq!(bits_for(ADDR_CAPACITY), ADDR_BUCKET_BITS);
+        for n in [1usize, 3, 200, 1024, 5000] {
+            let items: Vec<AddrItem> = (0..n as u32)
+                .map(|i| {
+                    let host = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0007 + i));
+                    AddrItem::new(0, &ipnet::IpNet::from(host), i)
+                })
+                .collect();
+            let bits = bits_for(n);
+            assert!(
+                n <= (WAYS << bits) / 2,
+                "{n} networks in {} buckets",
+                1 << bits
+            );
+            let t = build(&items, bits).unwrap();
+            assert!(t.keys().all(|&b| b < 1 << bits));
+            for it in &items {
+                assert_eq!(find(&t, bits, it.key, it.words), Some(it.slot));
+            }
+        }
     }
 
     #[test]
     fn too_many_is_an_error() {
         let items = vec![FREE; ADDR_CAPACITY + 1];
-        assert!(matches!(build(&items), Err(TableError::TooMany(_))));
+        assert!(matches!(
+            build(&items, ADDR_BUCKET_BITS),
+            Err(TableError::TooMany(_))
+        ));
     }
 }

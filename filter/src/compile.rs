@@ -211,9 +211,12 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
                     .map(move |e| crate::addr_table::AddrItem::new(dim, &e.net, e.slot))
             })
             .collect();
-        crate::addr_table::build(&items)
+        let bits = crate::addr_table::bits_for(items.len());
+        crate::addr_table::build(&items, bits).map(|t| (t, bits as u8))
     };
-    let addr = [family(false)?, family(true)?];
+    let (addr4, bits4) = family(false)?;
+    let (addr6, bits6) = family(true)?;
+    let addr = [addr4, addr6];
 
     Ok(Tables {
         info: GenInfo {
@@ -224,6 +227,8 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
             non_ip_action: set.non_ip.code(),
             hashed4: hashed4 as u8,
             hashed6,
+            addr_bits: [bits4, bits6],
+            _pad: [0; 2],
         },
         rules: rules.iter().map(|r| rule_entry(r, &set_index)).collect(),
         bitmaps: slots.bitmaps,
