@@ -152,21 +152,21 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         hashed: src_hashed,
         lens6: src_lens,
         blocks: src_blocks,
-    } = addr_entries(&mut slots, set, |r| (r.src, r.src_set.as_deref()))?;
+    } = addr_entries(&mut slots, set, dims & dim::SRC != 0, |r| {
+        (r.src, r.src_set.as_deref())
+    })?;
     let AddrTables {
         lpm: dst,
         hashed: dst_hashed,
         lens6: dst_lens,
         blocks: dst_blocks,
-    } = addr_entries(&mut slots, set, |r| (r.dst, r.dst_set.as_deref()))?;
+    } = addr_entries(&mut slots, set, dims & dim::DST != 0, |r| {
+        (r.dst, r.dst_set.as_deref())
+    })?;
     let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
     for (row, lens) in [&src_lens, &dst_lens].into_iter().enumerate() {
         hashed6[row][..lens.len()].copy_from_slice(lens);
     }
-    let hashed4 = src_hashed
-        .iter()
-        .chain(&dst_hashed)
-        .any(|e| e.net.addr().is_ipv4());
     let sets = set
         .sets
         .iter()
@@ -225,7 +225,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
             default_action: set.default.code(),
             malformed_action: set.malformed.code(),
             non_ip_action: set.non_ip.code(),
-            hashed4: hashed4 as u8,
+            hashed4: !addr[0].is_empty() as u8,
             hashed6,
             addr_bits: [bits4, bits6],
             _pad: [0; 2],
@@ -273,9 +273,12 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 /// Computed parent-first: bitmap(p) = own(p) | bitmap(parent(p)), where parent(p) is the
 /// longest strictly shorter network of the table containing `p`, so the work grows with the
 /// number of entries times the number of distinct prefix lengths, not times the rules.
+///
+/// `used`: some rule matches this dimension ([`GenInfo::dims`]), so the program reads it.
 fn addr_entries<'a>(
     slots: &mut Slots,
     set: &'a RuleSet,
+    used: bool,
     matcher_of: impl Fn(&'a Rule) -> (Option<IpNet>, Option<&'a str>),
 ) -> Result<AddrTables, CompileError> {
     let n = set.rules.len();
@@ -302,7 +305,7 @@ fn addr_entries<'a>(
     let mut lpm = Vec::new();
     let mut host = Vec::new();
     let mut all = Vec::new();
-    let mut per_len = [[0usize; 129]; 2];
+    let mut per_len6 = [0usize; 129];
     let mut i = 0;
     while i < named.len() {
         let net = named[i].0;
@@ -336,7 +339,9 @@ fn addr_entries<'a>(
         if lens[family].last() != Some(&net.prefix_len()) {
             lens[family].push(net.prefix_len());
         }
-        per_len[family][net.prefix_len() as usize] += 1;
+        if family == 1 {
+            per_len6[net.prefix_len() as usize] += 1;
+        }
         all.push(LpmEntry { net, slot });
         i = j;
     }
@@ -345,7 +350,7 @@ fn addr_entries<'a>(
         .iter()
         .rev()
         .filter(|&&l| l > 0)
-        .map(|&l| (l, per_len[1][l as usize]))
+        .map(|&l| (l, per_len6[l as usize]))
         .collect();
     let base = usize::from(counts.first().is_some_and(|c| c.0 == 128));
     let total: usize = counts.iter().map(|c| c.1).sum();
@@ -357,10 +362,9 @@ fn addr_entries<'a>(
             .unwrap_or(base)
     };
     let lens6: Vec<u8> = counts[..k].iter().map(|c| c.0).collect();
-    // The program reads the block index only when some rule matches this dimension; without
-    // one it stays empty (and unwritten). IPv4 networks come in ascending length order: a
-    // longer network's block slot overwrites the shorter one it lies in.
-    let used = set.rules.iter().any(|r| matcher_of(r) != (None, None));
+    // The program reads the block index only when some rule matches this dimension (`used`);
+    // without one it stays empty (and unwritten). IPv4 networks come in ascending length
+    // order: a longer network's block slot overwrites the shorter one it lies in.
     let mut blocks = if used {
         vec![Block4::default(); BLOCKS4 as usize]
     } else {

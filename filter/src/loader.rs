@@ -126,6 +126,17 @@ pub enum Mode {
     Auto,
 }
 
+impl Mode {
+    /// The kernel attach flag: generic is `xdpgeneric` (skb), native and auto try the driver.
+    pub fn xdp_mode(self) -> XdpMode {
+        if self == Mode::Generic {
+            XdpMode::Skb
+        } else {
+            XdpMode::Driver
+        }
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -243,9 +254,7 @@ impl MmapArray {
             }
         }
     }
-}
 
-impl MmapArray {
     /// [`MmapArray::write`] for `u32` elements in 8-byte slots, widened so that a port table
     /// (65,537 entries) is one copy instead of one per entry.
     fn write_u32s(&mut self, first: u32, values: &[u32]) {
@@ -1176,12 +1185,7 @@ impl Filter {
         // From the first attach on, packets may be mid-run during any update.
         self.maps.live = true;
         let try_mode = |f: &mut Filter, m: Mode| {
-            let xm = if m == Mode::Generic {
-                XdpMode::Skb
-            } else {
-                XdpMode::Driver
-            };
-            f.program_mut().attach(iface, xm).map(|id| f.link = Some(id)).map_err(|e| {
+            f.program_mut().attach(iface, m.xdp_mode()).map(|id| f.link = Some(id)).map_err(|e| {
                 let chain = full_chain(&e);
                 let hint = if chain.contains("busy") || chain.contains("EBUSY") {
                     format!(

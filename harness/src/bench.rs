@@ -15,6 +15,7 @@
 
 use std::{
     path::PathBuf,
+    rc::Rc,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -23,7 +24,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use aya::programs::{xdp::XdpLinkId, XdpMode};
+use aya::programs::xdp::XdpLinkId;
 use pktgen::{
     afpacket::AfPacket, pace::Slicer, xdp::CountDrop, xdp::XdpEngine, Flows, FrameSpec, Vary,
 };
@@ -397,14 +398,9 @@ impl Receiver {
         let _ns = topo.dut.enter()?;
         match self {
             Receiver::Baseline(c, link) => {
-                let m = if mode == Mode::Native {
-                    XdpMode::Driver
-                } else {
-                    XdpMode::Skb
-                };
                 *link = Some(
                     c.program()
-                        .attach(&topo.dut.iface, m)
+                        .attach(&topo.dut.iface, mode.xdp_mode())
                         .with_context(|| format!("attaching the baseline in {mode} mode"))?,
                 );
             }
@@ -643,7 +639,7 @@ pub fn run(mut args: Args) -> Result<()> {
                 let rx = match w {
                     Workload::XdpFilter(n) => {
                         match crate::peer::XdpFilter::load(&topo.dut, mode, &deny_list(*n)) {
-                            Ok(mut p) => {
+                            Ok(p) => {
                                 if !test_run.iter().any(|c| c.program == program) {
                                     let (repeat, rounds) = test_run_rounds(&args);
                                     let frame = template.build();
@@ -652,7 +648,6 @@ pub fn run(mut args: Args) -> Result<()> {
                                         p.ns_per_packet(&frame, repeat, rounds)?,
                                     ));
                                 }
-                                p.detach()?;
                                 Receiver::Peer(Box::new(p))
                             }
                             Err(e) => {
@@ -706,7 +701,7 @@ pub fn run(mut args: Args) -> Result<()> {
             let baseline = slots
                 .iter()
                 .find(|s| s.workload == Workload::Baseline)
-                .map(|s| Rates::of(s.runs.clone()).median_mpps);
+                .map(|s| stats(&s.runs).0);
             for s in slots {
                 let rate = Rates::of(s.runs);
                 let median = rate.median_mpps;
@@ -797,7 +792,10 @@ fn test_run_costs(
 ) -> Result<Vec<TestRunCost>> {
     let (repeat, rounds) = test_run_rounds(args);
     let mut probes: Vec<Probe> = Vec::new();
-    let filter = |c: Checker| -> Measure { Box::new(move |f, r| Ok(c.ns_per_packet(f, r, 1)?[0])) };
+    let filter = |c: &Rc<Checker>| -> Measure {
+        let c = c.clone();
+        Box::new(move |f, r| Ok(c.ns_per_packet(f, r, 1)?[0]))
+    };
     let frame = frame_for_last(1, args.size).build();
     let cd = CountDrop::load()?;
     probes.push((
@@ -808,28 +806,23 @@ fn test_run_costs(
     let mut counts = vec![0usize];
     counts.extend(&args.rules);
     for &n in &counts {
-        let c = Checker::new(ordered_rules(n))?;
+        let c = Rc::new(Checker::new(ordered_rules(n))?);
         let frame = frame_for_last(n.max(1), args.size).build();
-        probes.push((format!("filter-{n}"), frame, filter(c)));
+        probes.push((format!("filter-{n}"), frame, filter(&c)));
     }
     if args.deny_list > 0 {
-        let c = Checker::new(deny_rules(args.deny_list))?;
+        let c = Rc::new(Checker::new(deny_rules(args.deny_list))?);
         probes.push((
             format!("denylist-{}", args.deny_list),
             frame.clone(),
-            filter(c),
+            filter(&c),
         ));
     }
     for &n in &args.sets {
         let set = &sets[&n];
-        let c = std::rc::Rc::new(Checker::new(set.clone())?);
+        let c = Rc::new(Checker::new(set.clone())?);
         for (what, frame) in set_probe_frames(set, args.size) {
-            let c = c.clone();
-            probes.push((
-                format!("set-{n}-{what}"),
-                frame.build(),
-                Box::new(move |f, r| Ok(c.ns_per_packet(f, r, 1)?[0])),
-            ));
+            probes.push((format!("set-{n}-{what}"), frame.build(), filter(&c)));
         }
     }
     let mut ns = vec![Vec::with_capacity(rounds); probes.len()];

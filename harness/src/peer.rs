@@ -13,7 +13,7 @@ use std::{net::Ipv4Addr, os::unix::process::CommandExt, path::Path, process::Com
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray},
-    programs::{xdp::XdpLinkId, Xdp, XdpMode},
+    programs::{xdp::XdpLinkId, Xdp},
 };
 use xdpwall::{loader::BpffsHold, Mode};
 use xdpwall_common::Counter;
@@ -74,15 +74,13 @@ fn xdp_filter(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// xdp-filter loaded on the DUT's interface; unloaded (pins removed) on drop. It can be
-/// detached and attached again (its pinned program) while it stays loaded.
+/// xdp-filter loaded for the DUT's interface, its program not attached until
+/// [`XdpFilter::attach`]; unloaded (pins removed) on drop.
 pub struct XdpFilter {
     netns: String,
     iface: String,
     mode: Mode,
     stats: Option<PerCpuArray<MapData, Counter>>,
-    /// Whether the attachment `xdp-filter load` made is still in place.
-    tool_attached: bool,
     /// The pinned program and its attachment, once attached by [`XdpFilter::attach`].
     prog: Option<Xdp>,
     link: Option<XdpLinkId>,
@@ -91,8 +89,9 @@ pub struct XdpFilter {
 }
 
 impl XdpFilter {
-    /// Loads xdp-filter on `dut` in `mode` (all features, allow policy) and lists every
-    /// address of `deny_src` as a source to drop.
+    /// Loads xdp-filter on `dut` in `mode` (all features, allow policy), lists every address
+    /// of `deny_src` as a source to drop, and detaches the program again (`xdp-filter load`
+    /// always attaches), so that its runs can come and go like every other case's.
     pub fn load(dut: &Endpoint, mode: Mode, deny_src: &[Ipv4Addr]) -> Result<XdpFilter> {
         let bpffs = BpffsHold::take()?;
         if Path::new(PIN_DIR).exists() {
@@ -103,7 +102,6 @@ impl XdpFilter {
             iface: dut.iface.clone(),
             mode,
             stats: None,
-            tool_attached: false,
             prog: None,
             link: None,
             made_libxdp_dir: !Path::new(LIBXDP_DIR).exists(),
@@ -117,9 +115,25 @@ impl XdpFilter {
             _ => "native",
         };
         xdp_filter(&["load", "-m", m, &dut.iface])?;
-        peer.tool_attached = true;
         for a in deny_src {
             xdp_filter(&["ip", "-m", "src", &a.to_string()])?;
+        }
+        // Attached by libxdp through netlink: detached the same way.
+        let off = if mode == Mode::Generic {
+            "xdpgeneric"
+        } else {
+            "xdpdrv"
+        };
+        let out = Command::new("ip")
+            .args(["link", "set", "dev", &dut.iface, off, "off"])
+            .output()
+            .context("running ip link")?;
+        if !out.status.success() {
+            bail!(
+                "detaching xdp-filter from {}: {}",
+                dut.iface,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         let map = MapData::from_pin(Path::new(PIN_DIR).join("xdp_stats_map"))
             .context("opening xdp-filter's xdp_stats_map")?;
@@ -152,49 +166,25 @@ impl XdpFilter {
 
     /// Detaches the program from the interface; it stays loaded with its deny list.
     pub fn detach(&mut self) -> Result<()> {
-        let _ns = crate::netns::NetnsGuard::enter(&self.netns)?;
         if let (Some(prog), Some(id)) = (self.prog.as_mut(), self.link.take()) {
+            let _ns = crate::netns::NetnsGuard::enter(&self.netns)?;
             prog.detach(id).context("detaching xdp-filter")?;
-        } else if self.tool_attached {
-            // Attached by `xdp-filter load` through netlink: detach the same way.
-            let off = if self.mode == Mode::Generic {
-                "xdpgeneric"
-            } else {
-                "xdpdrv"
-            };
-            let out = Command::new("ip")
-                .args(["link", "set", "dev", &self.iface, off, "off"])
-                .output()
-                .context("running ip link")?;
-            if !out.status.success() {
-                bail!(
-                    "detaching xdp-filter from {}: {}",
-                    self.iface,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            self.tool_attached = false;
         }
         Ok(())
     }
 
-    /// Attaches the program again after [`XdpFilter::detach`] (a no-op while attached).
+    /// Attaches xdp-filter's pinned program to the interface (a no-op while attached).
     pub fn attach(&mut self) -> Result<()> {
-        if self.tool_attached || self.link.is_some() {
+        if self.link.is_some() {
             return Ok(());
         }
         let _ns = crate::netns::NetnsGuard::enter(&self.netns)?;
         if self.prog.is_none() {
             self.prog = Some(self.pinned_program()?);
         }
-        let m = if self.mode == Mode::Generic {
-            XdpMode::Skb
-        } else {
-            XdpMode::Driver
-        };
         let prog = self.prog.as_mut().expect("set above");
         self.link = Some(
-            prog.attach(&self.iface, m)
+            prog.attach(&self.iface, self.mode.xdp_mode())
                 .context("attaching xdp-filter's program again")?,
         );
         Ok(())
@@ -224,9 +214,8 @@ impl Drop for XdpFilter {
                 let _ = prog.detach(id);
             }
             self.prog = None;
-            if self.tool_attached {
-                let _ = xdp_filter(&["unload", &self.iface]);
-            }
+            // Also ends xdp-filter's own state if it never got as far as being detached.
+            let _ = xdp_filter(&["unload", &self.iface]);
         }
         remove_pins(self.made_libxdp_dir);
     }
