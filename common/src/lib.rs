@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -191,16 +191,23 @@ pub const NO_LEN: u8 = 0;
 /// longest prefix lengths can get it there: then those lengths go into the hash instead.
 pub const TRIE_TARGET: usize = 64;
 
-/// The key word of an address-table entry: dimension (0 source, 1 destination) and prefix
+/// The key word of an IPv6 address-table entry: dimension (0 source, 1 destination) and prefix
 /// length; never 0, which marks a free entry.
 pub const fn addr_key(dim: u32, len: u8) -> u32 {
     (dim + 1) << 8 | len as u32
 }
 
-/// The two candidate buckets (below `1 << bits`, `bits` from [`GenInfo::addr_bits`]) of a
-/// network: `key` from [`addr_key`], `words` the masked address as four words read in native
-/// order from its network-order bytes (IPv4: the first word, the others 0). Multiply-and-shift
-/// hashing of one 64-bit mix.
+/// The key word of an IPv4 address-table entry (lengths 17 to 32 only, see [`Block4`]): the
+/// dimension above the prefix length's [`Block4::lens`] bit `len_bit` (`1 << (32 - length)`),
+/// so that the program builds it from that bit alone, with no bit counting on the packet's
+/// path; never 0.
+pub const fn addr4_key(dim: u32, len_bit: u32) -> u32 {
+    (dim + 1) << 16 | len_bit
+}
+
+/// The two candidate buckets (below `1 << bits`, `bits` from [`GenInfo::addr_bits`]) of an
+/// IPv6 network: `key` from [`addr_key`], `words` the masked address as four words read in
+/// native order from its network-order bytes. Multiply-and-shift hashing of one 64-bit mix.
 #[inline(always)]
 pub fn addr_buckets(key: u32, words: &[u32; 4], bits: u32) -> (u32, u32) {
     let hi = ((words[0] as u64) << 32 | words[1] as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -209,6 +216,19 @@ pub fn addr_buckets(key: u32, words: &[u32; 4], bits: u32) -> (u32, u32) {
     let shift = 64u32.wrapping_sub(bits);
     let b1 = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD).wrapping_shr(shift) as u32;
     let b2 = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53).wrapping_shr(shift) as u32;
+    (b1 & (ADDR_BUCKETS - 1), b2 & (ADDR_BUCKETS - 1))
+}
+
+/// The two candidate buckets of an IPv4 network: `key` from [`addr4_key`], `word` the masked
+/// address read in native order from its network-order bytes. Two independent
+/// multiply-and-shift hashes of one 64-bit word, each a single multiplication: the bucket
+/// index is on the packet's critical path.
+#[inline(always)]
+pub fn addr4_buckets(key: u32, word: u32, bits: u32) -> (u32, u32) {
+    let x = (word as u64) << 32 | key as u64;
+    let shift = 64u32.wrapping_sub(bits);
+    let b1 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_shr(shift) as u32;
+    let b2 = x.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).wrapping_shr(shift) as u32;
     (b1 & (ADDR_BUCKETS - 1), b2 & (ADDR_BUCKETS - 1))
 }
 
@@ -410,12 +430,12 @@ pub struct SetInfo {
 }
 const _: () = assert!(core::mem::size_of::<SetInfo>() == 48);
 
-/// An IPv4 address-table entry: [`addr_key`] (0: free), the network (its bytes read as one
+/// An IPv4 address-table entry: [`addr4_key`] (0: free), the network (its bytes read as one
 /// native-order word) and its bitmap slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Addr4Entry {
-    /// [`addr_key`], or 0.
+    /// [`addr4_key`], or 0.
     pub key: u32,
     /// Network address.
     pub addr: u32,

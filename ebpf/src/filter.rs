@@ -8,12 +8,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, addr_buckets, addr_key, cause, dim, stat, Addr4Bucket, Addr6Bucket, Bitmap, Block4,
-    Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RateKey, RuleEntry, SetInfo, ADDR_BUCKETS,
-    BITMAP_WORDS, BLOCK4_BITS, BLOCK4_LENS, BLOCKS4, EVENT_RING_BYTES, GENERATIONS,
-    GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS,
-    NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX,
-    TOKEN,
+    action, addr4_buckets, addr4_key, addr_buckets, addr_key, cause, dim, stat, Addr4Bucket,
+    Addr6Bucket, Bitmap, Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RateKey,
+    RuleEntry, SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCK4_LENS, BLOCKS4,
+    EVENT_RING_BYTES, GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
+    MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES,
+    RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -398,18 +398,18 @@ fn addr4_slot(gen: u32, dim: u32, info: &GenInfo, addr: u32) -> Option<u32> {
     let base = gen * ADDR_BUCKETS;
     let bits = info.addr_bits[0] as u32;
     // Longest first: bit i stands for length 32 - i, so the lowest set bit is the longest
-    // length, and isolating it gives the netmask directly (-(1 << i) = !0 << i). Nothing
-    // branches on the lengths themselves, so the verifier sees the same states on every path.
+    // length, isolating it gives the netmask directly (-(1 << i) = !0 << i), and the table's
+    // key is made from that bit (addr4_key): nothing counts bits, and nothing branches on the
+    // lengths themselves, so the verifier sees the same states on every path.
     for _ in 0..BLOCK4_LENS {
         if lens == 0 {
             break;
         }
         let low = lens & lens.wrapping_neg();
         lens ^= low;
-        let len = 32 - low.trailing_zeros();
-        let key = addr_key(dim, len as u8);
+        let key = addr4_key(dim, low);
         let word = (host & low.wrapping_neg()).to_be();
-        let (b1, b2) = addr_buckets(key, &[word, 0, 0, 0], bits);
+        let (b1, b2) = addr4_buckets(key, word, bits);
         for b in [b1, b2] {
             let bucket = XW_ADDR4.get(base + b)?;
             for e in bucket.e.iter() {

@@ -6,15 +6,17 @@
 use std::collections::HashMap;
 
 use xdpwall_common::{
-    addr_buckets, addr_key, Addr4Bucket, Addr4Entry, Addr6Bucket, Addr6Entry, ADDR_BUCKET_BITS,
-    ADDR_CAPACITY, MIN_ADDR_BUCKET_BITS, WAYS,
+    addr4_buckets, addr4_key, addr_buckets, addr_key, Addr4Bucket, Addr4Entry, Addr6Bucket,
+    Addr6Entry, ADDR_BUCKET_BITS, ADDR_CAPACITY, MIN_ADDR_BUCKET_BITS, WAYS,
 };
 
 /// One network for the table: dimension (0 source, 1 destination), prefix length, address
 /// words (see [`addr_buckets`]) and bitmap slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrItem {
-    /// [`addr_key`] of its dimension and prefix length.
+    /// An IPv6 network (else IPv4: only `words[0]` is used).
+    pub v6: bool,
+    /// [`addr4_key`] or [`addr_key`] of its dimension and prefix length.
     pub key: u32,
     /// The network's address words.
     pub words: [u32; 4],
@@ -26,18 +28,35 @@ impl AddrItem {
     /// The item for network `net` in dimension `dim`.
     pub fn new(dim: u32, net: &ipnet::IpNet, slot: u32) -> AddrItem {
         let mut words = [0u32; 4];
-        match net.network() {
-            std::net::IpAddr::V4(a) => words[0] = u32::from_ne_bytes(a.octets()),
+        let len = net.prefix_len();
+        let (v6, key) = match net.network() {
+            std::net::IpAddr::V4(a) => {
+                // Shorter IPv4 networks live in the block index, never in the table.
+                debug_assert!(len > 16, "IPv4 /{len} in the address table");
+                words[0] = u32::from_ne_bytes(a.octets());
+                (false, addr4_key(dim, 1 << (32 - len as u32)))
+            }
             std::net::IpAddr::V6(a) => {
                 for (w, c) in words.iter_mut().zip(a.octets().chunks_exact(4)) {
                     *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
                 }
+                (true, addr_key(dim, len))
             }
-        }
+        };
         AddrItem {
-            key: addr_key(dim, net.prefix_len()),
+            v6,
+            key,
             words,
             slot,
+        }
+    }
+
+    /// Its two candidate buckets in a table of `1 << bits`: the program's hash for its family.
+    pub fn buckets(&self, bits: u32) -> (u32, u32) {
+        if self.v6 {
+            addr_buckets(self.key, &self.words, bits)
+        } else {
+            addr4_buckets(self.key, self.words[0], bits)
         }
     }
 }
@@ -57,6 +76,7 @@ pub enum TableError {
 pub type Buckets = HashMap<u32, [AddrItem; WAYS]>;
 
 const FREE: AddrItem = AddrItem {
+    v6: false,
     key: 0,
     words: [0; 4],
     slot: 0,
@@ -83,7 +103,7 @@ pub fn build(items: &[AddrItem], bits: u32) -> Result<Buckets, TableError> {
         let mut from = None;
         let mut placed = false;
         for _ in 0..1000 {
-            let (c1, c2) = addr_buckets(cur.key, &cur.words, bits);
+            let (c1, c2) = cur.buckets(bits);
             for b in [c1, c2] {
                 match t.get_mut(&b) {
                     None => {
@@ -157,14 +177,14 @@ pub fn bucket6(b: &[AddrItem; WAYS]) -> Addr6Bucket {
 mod tests {
     use super::*;
 
-    /// What the program does: both buckets, every way.
-    fn find(t: &Buckets, bits: u32, key: u32, words: [u32; 4]) -> Option<u32> {
-        let (b1, b2) = addr_buckets(key, &words, bits);
+    /// What the program does: both buckets of the item's family, every way.
+    fn find(t: &Buckets, bits: u32, item: &AddrItem) -> Option<u32> {
+        let (b1, b2) = item.buckets(bits);
         [b1, b2]
             .iter()
             .filter_map(|b| t.get(b))
             .flat_map(|b| b.iter())
-            .find(|e| e.key == key && e.words == words)
+            .find(|e| e.key == item.key && e.words == item.words)
             .map(|e| e.slot)
     }
 
@@ -172,7 +192,8 @@ mod tests {
     fn a_million_networks_are_all_found_and_others_are_not() {
         let items: Vec<AddrItem> = (0..1_000_000u32)
             .map(|i| AddrItem {
-                key: addr_key(i % 2, 32 - (i % 3) as u8),
+                v6: false,
+                key: addr4_key(i % 2, 1 << (i % 3)),
                 words: [i.wrapping_mul(2_654_435_761), 0, 0, 0],
                 slot: i,
             })
@@ -181,13 +202,32 @@ mod tests {
         assert_eq!(bits, 19);
         let t = build(&items, bits).unwrap();
         for it in &items {
-            assert_eq!(find(&t, bits, it.key, it.words), Some(it.slot));
+            assert_eq!(find(&t, bits, it), Some(it.slot));
         }
         let other = AddrItem::new(0, &"203.0.113.0/24".parse().unwrap(), 0);
         assert!(!items
             .iter()
             .any(|i| i.key == other.key && i.words == other.words));
-        assert_eq!(find(&t, bits, other.key, other.words), None);
+        assert_eq!(find(&t, bits, &other), None);
+    }
+
+    #[test]
+    fn ipv6_networks_are_all_found_and_others_are_not() {
+        let items: Vec<AddrItem> = (0..200_000u32)
+            .map(|i| {
+                let addr = std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | (i as u128) << 64);
+                let net = ipnet::Ipv6Net::new(addr, 64).unwrap();
+                AddrItem::new(i % 2, &net.into(), i)
+            })
+            .collect();
+        assert!(items.iter().all(|i| i.v6));
+        let bits = bits_for(items.len());
+        let t = build(&items, bits).unwrap();
+        for it in &items {
+            assert_eq!(find(&t, bits, it), Some(it.slot));
+        }
+        let other = AddrItem::new(0, &"2001:db8:ffff::/64".parse().unwrap(), 0);
+        assert_eq!(find(&t, bits, &other), None);
     }
 
     #[test]
@@ -212,7 +252,7 @@ mod tests {
             let t = build(&items, bits).unwrap();
             assert!(t.keys().all(|&b| b < 1 << bits));
             for it in &items {
-                assert_eq!(find(&t, bits, it.key, it.words), Some(it.slot));
+                assert_eq!(find(&t, bits, it), Some(it.slot));
             }
         }
     }
