@@ -123,11 +123,9 @@ pub mod map_names {
     pub const RATE: &str = "XW_RATE";
     /// Ring buffer of [`super::Event`]s.
     pub const EVENTS: &str = "XW_EVENTS";
-    /// Per-CPU sampling countdowns (`u64`): index 0 drops, 1 passes.
-    pub const SAMPLE: &str = "XW_SAMPLE";
 
     /// Every map, in a fixed order (used for pinning and cleanup).
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 18] = [
         CONFIG,
         GEN_INFO,
         RULES,
@@ -146,7 +144,6 @@ pub mod map_names {
         SETS,
         RATE,
         EVENTS,
-        SAMPLE,
     ];
 }
 

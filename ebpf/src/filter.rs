@@ -63,8 +63,6 @@ static XW_SETS: Array<SetInfo> = Array::with_max_entries(GENERATIONS * MAX_SETS,
 static XW_RATE: LruHashMap<RateKey, Bucket> = LruHashMap::with_max_entries(RATE_ENTRIES, 0);
 #[map]
 static XW_EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
-#[map]
-static XW_SAMPLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 /// The outcome for one frame.
 struct Verdict {
@@ -91,8 +89,10 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     } else {
         (stat::PASS, cfg.sample_passes)
     };
-    count(&XW_STATS, stat_index, len);
-    if every != 0 && sampled(drop as u32, every) {
+    // Every `every`-th drop (pass) of this CPU is sampled: the statistic just counted is the
+    // sequence number, so sampling needs no state of its own.
+    let n = count(&XW_STATS, stat_index, len);
+    if every != 0 && n % every as u64 == 0 {
         sample(&ctx, cfg, &v, pkt, len);
     }
     if drop {
@@ -102,14 +102,19 @@ pub fn xdpwall(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Counts one packet of `len` bytes in entry `index` of a per-CPU counter map and returns the
+/// entry's new packet count (this CPU's; 0 if the entry is missing, which cannot happen).
 #[inline(always)]
-fn count(map: &PerCpuArray<Counter>, index: u32, len: u64) {
-    if let Some(c) = map.get_ptr_mut(index) {
+fn count(map: &PerCpuArray<Counter>, index: u32, len: u64) -> u64 {
+    match map.get_ptr_mut(index) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
-        unsafe {
-            (*c).packets += 1;
+        Some(c) => unsafe {
+            let n = (*c).packets + 1;
+            (*c).packets = n;
             (*c).bytes += len;
-        }
+            n
+        },
+        None => 0,
     }
 }
 
@@ -248,24 +253,6 @@ fn over_limit(cfg: &Config, index: u32, r: &RuleEntry, pkt: &Packet) -> bool {
             false
         }
     }
-}
-
-/// Counts down per CPU: true for every `every`-th drop (`kind` 1) or pass (`kind` 0).
-#[inline(always)]
-fn sampled(kind: u32, every: u32) -> bool {
-    let Some(c) = XW_SAMPLE.get_ptr_mut(kind) else {
-        return false;
-    };
-    // SAFETY: per-CPU value, only this CPU writes it while the program runs.
-    unsafe {
-        let n = *c + 1;
-        if n < every as u64 {
-            *c = n;
-            return false;
-        }
-        *c = 0;
-    }
-    true
 }
 
 /// Sends the verdict as an event. Not inlined, for the same reason as [`over_limit`].

@@ -298,9 +298,8 @@ pub struct Maps {
     addr4: MmapArray,
     addr6: MmapArray,
     sets: Array<MapData, SetInfo>,
-    /// Token buckets, sampling countdowns: only the program uses them; kept so they are pinned.
+    /// Token buckets: only the program uses them; kept so they are pinned.
     _rate: Map,
-    _sample: Map,
     events: Option<Map>,
     /// Whether packets may be running the program concurrently (attached, or maps opened
     /// from pins). When not, nothing can still read the inactive generation and the RCU wait
@@ -446,7 +445,6 @@ impl Maps {
             addr6: mmapped!(map_names::ADDR6, Addr6Bucket, GENERATIONS * ADDR_BUCKETS),
             sets: typed!(map_names::SETS, Array),
             _rate: take(map_names::RATE)?,
-            _sample: take(map_names::SAMPLE)?,
             events: Some(take(map_names::EVENTS)?),
             live: true,
             addr_used: None,
