@@ -311,22 +311,12 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     let all = XW_BITMAPS.get(base + SLOT_ALL)?;
     let dims = info.dims;
     let src = if dims & dim::SRC != 0 {
-        let slot = if pkt.v6 {
-            addr6_slot(gen, 0, info, &pkt.src, &XW_SRC6)?
-        } else {
-            addr4_slot(gen, 0, info, pkt.src[0])?
-        };
-        bitmap(base, slot)?
+        bitmap(base, addr_slot(gen, 0, info, pkt)?)?
     } else {
         all
     };
     let dst = if dims & dim::DST != 0 {
-        let slot = if pkt.v6 {
-            addr6_slot(gen, 1, info, &pkt.dst, &XW_DST6)?
-        } else {
-            addr4_slot(gen, 1, info, pkt.dst[0])?
-        };
-        bitmap(base, slot)?
+        bitmap(base, addr_slot(gen, 1, info, pkt)?)?
     } else {
         all
     };
@@ -370,6 +360,22 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
 #[inline(always)]
 fn bitmap(base: u32, slot: u32) -> Option<&'static Bitmap> {
     XW_BITMAPS.get(base + slot)
+}
+
+/// The bitmap slot of the packet's source (`dim` 0) or destination (`dim` 1) address: the
+/// longest network of that dimension containing it, in the table of the packet's family.
+#[inline(always)]
+fn addr_slot(gen: u32, dim: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
+    let (addr, trie) = if dim == 0 {
+        (&pkt.src, &XW_SRC6)
+    } else {
+        (&pkt.dst, &XW_DST6)
+    };
+    if pkt.v6 {
+        addr6_slot(gen, dim, info, addr, trie)
+    } else {
+        addr4_slot(gen, dim, info, addr[0])
+    }
 }
 
 /// Looks an IPv4 address (network order) up in dimension `dim`: its /16's entry of the block
