@@ -565,15 +565,21 @@ impl Maps {
         };
         let mut stale_info = info(gen)?;
         let (stale4, stale6) = stale_info.addr_tables();
+        let stale_bits = stale_info.addr_bits;
         let (new4, new6) = t.info.addr_tables();
-        // Record first that this (inactive) generation may hold entries in those tables, so
-        // that a write that fails half way is still cleaned up by the next one.
-        if (new4 && !stale4) || (new6 && !stale6) {
+        // Record first that this (inactive) generation may hold entries in those tables, and
+        // in how many buckets, so that a write that fails half way is still cleaned up by the
+        // next one.
+        let wider = |f: usize| t.info.addr_bits[f] > stale_bits[f];
+        if (new4 && (!stale4 || wider(0))) || (new6 && (!stale6 || wider(1))) {
             stale_info.hashed4 |= t.info.hashed4;
             for (old, new) in stale_info.hashed6.iter_mut().zip(t.info.hashed6) {
                 if old[0] == NO_LEN {
                     *old = new;
                 }
+            }
+            for (old, new) in stale_info.addr_bits.iter_mut().zip(t.info.addr_bits) {
+                *old = (*old).max(new);
             }
             self.gen_info
                 .set(gen, stale_info, 0)
@@ -592,7 +598,7 @@ impl Maps {
             used4,
             gen,
             &t.addr[0],
-            stale4,
+            stale4.then_some(stale_bits[0]),
             crate::addr_table::bucket4,
         );
         write_addr(
@@ -600,7 +606,7 @@ impl Maps {
             used6,
             gen,
             &t.addr[1],
-            stale6,
+            stale6.then_some(stale_bits[1]),
             crate::addr_table::bucket6,
         );
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
@@ -800,33 +806,39 @@ fn batch_err(map: &'static str, call: &'static str) -> impl Fn(std::io::Error) -
 
 /// Writes one family's address-table buckets of generation `gen`, after zeroing the buckets
 /// the generation held before: those recorded in `used` (private maps; updated here), else,
-/// when `stale` (an earlier rule set hashed networks of this family there), every bucket found
-/// filled by a scan of the generation's half.
+/// when `stale_bits` (an earlier rule set hashed networks of this family there, in at most
+/// `1 << bits` buckets, see [`GenInfo::addr_bits`]), every bucket found filled by a scan of
+/// those.
 fn write_addr<B: aya::Pod + Default>(
     table: &mut MmapArray,
     used: Option<&mut Vec<u32>>,
     gen: u32,
     buckets: &crate::addr_table::Buckets,
-    stale: bool,
+    stale_bits: Option<u8>,
     layout: impl Fn(&[crate::addr_table::AddrItem; xdpwall_common::WAYS]) -> B,
 ) {
     let base = gen * ADDR_BUCKETS;
-    match used {
-        Some(used) => {
+    match (used, stale_bits) {
+        (Some(used), _) => {
             for &b in used.iter() {
                 table.write(base + b, &[B::default()]);
             }
             *used = buckets.keys().copied().collect();
         }
-        None if stale => {
+        (None, Some(bits)) => {
+            // Recorded with the flags, before any entry is written; were it 0, scan everything.
+            let n = match bits as u32 {
+                0 => ADDR_BUCKETS,
+                b => (1u32 << b).min(ADDR_BUCKETS),
+            };
             // A used bucket has its first entry filled (entries fill from the first).
-            for b in 0..ADDR_BUCKETS {
+            for b in 0..n {
                 if table.first_word(base + b) != 0 {
                     table.write(base + b, &[B::default()]);
                 }
             }
         }
-        None => {}
+        (None, None) => {}
     }
     for (&b, items) in buckets {
         table.write(base + b, &[layout(items)]);

@@ -9,11 +9,11 @@ use std::{
 
 use harness::{
     blocklist::blocklist,
-    verdict::{swaps_under_probes, Checker, XDP_DROP},
+    verdict::{swaps_under_probes, Checker, PinGuard, XDP_DROP, XDP_PASS},
 };
 use ipnet::IpNet;
 use pktgen::{FrameSpec, L4Spec};
-use xdpwall::{Action, AddrSet, Cause, Rule, RuleSet};
+use xdpwall::{Action, AddrSet, Cause, Filter, Maps, Rule, RuleSet};
 
 fn udp(src: IpAddr, dst: IpAddr, dport: u16) -> Vec<u8> {
     FrameSpec::new(src, dst, L4Spec::Udp { sport: 4000, dport }).build()
@@ -244,4 +244,53 @@ fn set_swaps_under_traffic_never_show_a_half_written_table() {
     );
     eprintln!("{runs} probe runs (x16) during 10 live set swaps");
     assert!(runs > 10, "the probe did not run alongside the swaps");
+}
+
+/// Through the pins (as a second process writes: no record of which buckets a generation
+/// used), the address table is cleaned by scanning the buckets the generation's old table
+/// had. One generation holds a large set, a tiny one, no set at all, then another large one
+/// (a table of the first one's size, where a stale entry sits in the bucket a probe reads): at
+/// every step none of the earlier sets' hosts is still dropped (a stale entry found by a probe
+/// would drop it), and the current set's hosts are.
+#[test]
+fn shrinking_and_growing_sets_through_the_pins_leave_no_stale_entries() {
+    let name = format!("test-set-shrink-{}", std::process::id());
+    let _cleanup = PinGuard(name.clone());
+    let f = Filter::load_pinned(&name).expect("load and pin (root needed)");
+    let mut writer = Maps::open_pinned(&name).unwrap();
+    let sets = [
+        Some(blocklist(50_000, 21)),
+        Some(blocklist(8, 22)),
+        None,
+        Some(blocklist(50_000, 23)),
+    ];
+    let verdict = |addr: IpAddr| {
+        let frame = udp(addr, dst_for(addr), 53);
+        f.test_run(&frame, 1).unwrap().xdp_action
+    };
+    let mut earlier: Vec<IpAddr> = Vec::new();
+    for (i, set) in sets.iter().enumerate() {
+        let (rules, nets) = match set {
+            Some(s) => (blocking(s.clone()), s.nets.clone()),
+            None => (RuleSet::default(), Vec::new()),
+        };
+        writer.apply(&rules).unwrap();
+        let current: Vec<IpAddr> = nets
+            .iter()
+            .filter(|n| n.prefix_len() == n.max_prefix_len())
+            .map(|n| n.addr())
+            .collect();
+        for &h in &current {
+            assert_eq!(verdict(h), XDP_DROP, "{h} of set {i}");
+        }
+        let stale = earlier
+            .iter()
+            .filter(|h| !nets.iter().any(|n| n.contains(*h)))
+            .filter(|&&h| verdict(h) != XDP_PASS)
+            .count();
+        assert_eq!(stale, 0, "hosts of earlier sets still dropped at step {i}");
+        earlier.extend(current);
+        // The next set lands in the same generation: an empty rule set goes in between.
+        writer.apply(&RuleSet::default()).unwrap();
+    }
 }
