@@ -210,10 +210,10 @@ pub fn addr_buckets(key: u32, words: &[u32; 4], bits: u32) -> (u32, u32) {
     let hi = ((words[0] as u64) << 32 | words[1] as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let lo = ((words[2] as u64) << 32 | words[3] as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     let x = hi ^ lo ^ (key as u64).wrapping_mul(0x1656_67B1_9E37_79F9);
-    let shift = 64u32.wrapping_sub(bits);
-    let b1 = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD).wrapping_shr(shift) as u32;
-    let b2 = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53).wrapping_shr(shift) as u32;
-    (b1 & (ADDR_BUCKETS - 1), b2 & (ADDR_BUCKETS - 1))
+    (
+        top_bits(x.wrapping_mul(0xFF51_AFD7_ED55_8CCD), bits),
+        top_bits(x.wrapping_mul(0xC4CE_B9FE_1A85_EC53), bits),
+    )
 }
 
 /// The two candidate buckets of an IPv4 network: `key` from [`addr4_key`], `word` the masked
@@ -223,10 +223,17 @@ pub fn addr_buckets(key: u32, words: &[u32; 4], bits: u32) -> (u32, u32) {
 #[inline(always)]
 pub fn addr4_buckets(key: u32, word: u32, bits: u32) -> (u32, u32) {
     let x = (word as u64) << 32 | key as u64;
-    let shift = 64u32.wrapping_sub(bits);
-    let b1 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_shr(shift) as u32;
-    let b2 = x.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).wrapping_shr(shift) as u32;
-    (b1 & (ADDR_BUCKETS - 1), b2 & (ADDR_BUCKETS - 1))
+    (
+        top_bits(x.wrapping_mul(0x9E37_79B9_7F4A_7C15), bits),
+        top_bits(x.wrapping_mul(0xC2B2_AE3D_27D4_EB4F), bits),
+    )
+}
+
+/// The bucket a multiply-shift hash `h` picks in a table of `1 << bits`: its top `bits` bits,
+/// masked so that the verifier (and a corrupt `bits`) can never index past [`ADDR_BUCKETS`].
+#[inline(always)]
+fn top_bits(h: u64, bits: u32) -> u32 {
+    h.wrapping_shr(64u32.wrapping_sub(bits)) as u32 & (ADDR_BUCKETS - 1)
 }
 
 /// Indices into the statistics map.

@@ -58,20 +58,25 @@ fn usable_version(tool: &str, text: &str) -> Result<String, String> {
     Ok(format!("{tool} {version}"))
 }
 
-fn xdp_filter(args: &[&str]) -> Result<()> {
-    let out = Command::new("xdp-filter")
-        .args(args)
-        .env("LIBXDP_SKIP_DISPATCHER", "1")
-        .output()
-        .context("running xdp-filter")?;
+/// Runs `cmd`; a failure says `what` failed, with the command's stderr.
+fn checked(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
         bail!(
-            "xdp-filter {} failed: {}",
-            args.join(" "),
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(())
+}
+
+fn xdp_filter(args: &[&str]) -> Result<()> {
+    checked(
+        Command::new("xdp-filter")
+            .args(args)
+            .env("LIBXDP_SKIP_DISPATCHER", "1"),
+        &format!("xdp-filter {}", args.join(" ")),
+    )
 }
 
 /// xdp-filter loaded for the DUT's interface, its program not attached until
@@ -124,17 +129,10 @@ impl XdpFilter {
         } else {
             "xdpdrv"
         };
-        let out = Command::new("ip")
-            .args(["link", "set", "dev", &dut.iface, off, "off"])
-            .output()
-            .context("running ip link")?;
-        if !out.status.success() {
-            bail!(
-                "detaching xdp-filter from {}: {}",
-                dut.iface,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        checked(
+            Command::new("ip").args(["link", "set", "dev", &dut.iface, off, "off"]),
+            &format!("detaching xdp-filter from {} (ip link)", dut.iface),
+        )?;
         let map = MapData::from_pin(Path::new(PIN_DIR).join("xdp_stats_map"))
             .context("opening xdp-filter's xdp_stats_map")?;
         peer.stats = Some(
