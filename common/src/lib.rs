@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 9;
+pub const ABI_VERSION: u32 = 10;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -270,6 +270,11 @@ pub mod dim {
     pub const DPORT: u32 = 16;
 }
 
+/// [`GenInfo::few_dims`]: source slots' short lists are usable.
+pub const FEW_SRC: u8 = 1;
+/// [`GenInfo::few_dims`]: destination slots' short lists are usable.
+pub const FEW_DST: u8 = 2;
+
 /// Bits of [`RuleEntry::flags`]: which matchers the rule has.
 pub mod matcher {
     /// Source CIDR present.
@@ -338,8 +343,16 @@ pub struct GenInfo {
     /// most half full. A small set then lives in a few pages instead of being spread over the
     /// whole 24 MiB half, where every lookup met another page (a TLB miss) and another line.
     pub addr_bits: [u8; 2],
+    /// Address dimensions whose slot bitmaps' short lists the program may use ([`FEW_SRC`],
+    /// [`FEW_DST`]): the packet's slot in that dimension names every rule that can match it,
+    /// so when it lists at most [`FEW_RULES`] rules the program checks those rules' matchers
+    /// against the packet directly ([`RuleEntry`]) instead of looking up and ANDing the other
+    /// dimensions' bitmaps. Set for a dimension some rule matches, when every rule's matcher
+    /// in the other address dimension is absent or an IPv4 network (a set cannot be checked
+    /// from the rule entry; an IPv6 network would cost the verifier a four-word compare).
+    pub few_dims: u8,
     /// Explicit padding.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
 }
 const _: () = assert!(core::mem::size_of::<GenInfo>() == 24);
 
@@ -537,17 +550,30 @@ pub struct Event {
 }
 const _: () = assert!(core::mem::size_of::<Event>() == 32 + 32 + SNAP_MAX);
 
-/// A set of rules, bit `i` standing for rule `i`, with a summary of its non-zero words.
+/// Rules a [`Bitmap`] lists by index when it holds at most this many.
+pub const FEW_RULES: usize = 7;
+/// [`Bitmap::nfew`] of a bitmap with more than [`FEW_RULES`] rules.
+pub const FEW_MANY: u16 = u16::MAX;
+
+/// A set of rules, bit `i` standing for rule `i`, with a summary of its non-zero words and,
+/// when it holds at most [`FEW_RULES`] rules, their indices.
+///
+/// The short list comes first so that a packet whose address slot lists few rules reads one
+/// line of the bitmap and then checks those rules' own matchers (see [`GenInfo::few_dims`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Bitmap {
-    /// Bit `i % 64` of word `i / 64` stands for rule `i`.
-    pub words: [u64; BITMAP_WORDS],
+    /// Number of rules in the bitmap when at most [`FEW_RULES`], else [`FEW_MANY`].
+    pub nfew: u16,
+    /// The first `nfew` entries: the rules' indices, ascending.
+    pub few: [u16; FEW_RULES],
     /// Bit `w` is set when word `w` is not zero: the program ANDs the summaries first and only
     /// looks at words every dimension has bits in.
     pub summary: u64,
+    /// Bit `i % 64` of word `i / 64` stands for rule `i`.
+    pub words: [u64; BITMAP_WORDS],
 }
-const _: () = assert!(core::mem::size_of::<Bitmap>() == MAX_RULES / 8 + 8);
+const _: () = assert!(core::mem::size_of::<Bitmap>() == 16 + 8 + MAX_RULES / 8);
 
 /// Packet and byte counts.
 #[repr(C)]

@@ -8,12 +8,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, addr4_buckets, addr4_key, addr_buckets, addr_key, cause, dim, stat, Addr4Bucket,
-    Addr6Bucket, Bitmap, Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RateKey,
-    RuleEntry, SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCK4_LENS, BLOCKS4,
-    EVENT_RING_BYTES, GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
-    MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES,
-    RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
+    action, addr4_buckets, addr4_key, addr_buckets, addr_key, cause, dim, matcher, stat,
+    Addr4Bucket, Addr6Bucket, Bitmap, Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key,
+    RateKey, RuleEntry, SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCK4_LENS, BLOCKS4,
+    EVENT_RING_BYTES, FEW_DST, FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS,
+    LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT,
+    PORT_ENTRIES, PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -308,18 +308,31 @@ fn sample(ctx: &XdpContext, cfg: &Config, v: &Verdict, pkt: &Packet, len: u64) {
 #[inline(always)]
 fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     let base = gen * SLOTS_PER_GEN;
-    let all = XW_BITMAPS.get(base + SLOT_ALL)?;
     let dims = info.dims;
+    // An address slot names every rule that can match in its dimension; when one lists only a
+    // few rules, their own matchers decide (GenInfo::few_dims) and no other dimension is
+    // looked up. (Two call sites: merging them costs 4 ns per packet in branches.)
     let src = if dims & dim::SRC != 0 {
-        bitmap(base, addr_slot(gen, 0, info, pkt)?)?
+        let b = bitmap(base, addr_slot(gen, 0, info, pkt)?)?;
+        if info.few_dims & FEW_SRC != 0 && b.nfew as usize <= FEW_RULES {
+            return first_of_few(gen, b, pkt, 0);
+        }
+        Some(b)
     } else {
-        all
+        None
     };
     let dst = if dims & dim::DST != 0 {
-        bitmap(base, addr_slot(gen, 1, info, pkt)?)?
+        let b = bitmap(base, addr_slot(gen, 1, info, pkt)?)?;
+        if info.few_dims & FEW_DST != 0 && b.nfew as usize <= FEW_RULES {
+            return first_of_few(gen, b, pkt, 1);
+        }
+        Some(b)
     } else {
-        all
+        None
     };
+    let all = XW_BITMAPS.get(base + SLOT_ALL)?;
+    let src = src.unwrap_or(all);
+    let dst = dst.unwrap_or(all);
     let proto = if dims & dim::PROTO != 0 {
         bitmap(base, *XW_PROTO.get(gen * PROTO_ENTRIES + pkt.proto as u32)?)?
     } else {
@@ -355,6 +368,63 @@ fn classify(gen: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
         candidates &= candidates - 1;
     }
     None
+}
+
+/// The first rule of `b`'s short list whose own matchers accept `pkt`, all but the address
+/// dimension `pivot` (0 source, 1 destination) that `b` came from: `b` holds exactly the rules
+/// that accept the packet's address there.
+#[inline(always)]
+fn first_of_few(gen: u32, b: &Bitmap, pkt: &Packet, pivot: u32) -> Option<u32> {
+    let n = b.nfew as usize;
+    for i in 0..FEW_RULES {
+        if i >= n {
+            break;
+        }
+        let rule = b.few[i] as u32;
+        let r = XW_RULES.get(gen * MAX_RULES as u32 + rule)?;
+        if rule_accepts(r, pkt, pivot) {
+            return Some(rule);
+        }
+    }
+    None
+}
+
+/// Whether rule `r` accepts `pkt` in every dimension but the address dimension `pivot`.
+/// In the other address dimension a rule that gets here has no matcher or an IPv4 network
+/// (GenInfo::few_dims): one masked word to compare.
+#[inline(always)]
+fn rule_accepts(r: &RuleEntry, pkt: &Packet, pivot: u32) -> bool {
+    let f = r.flags;
+    if f & matcher::PROTO != 0 && r.proto != pkt.proto {
+        return false;
+    }
+    if f & (matcher::SPORT | matcher::DPORT) != 0 {
+        if !pkt.has_ports {
+            return false;
+        }
+        if f & matcher::SPORT != 0 && (pkt.sport < r.sport[0] || pkt.sport > r.sport[1]) {
+            return false;
+        }
+        if f & matcher::DPORT != 0 && (pkt.dport < r.dport[0] || pkt.dport > r.dport[1]) {
+            return false;
+        }
+    }
+    let (flag, family, len, net, addr) = if pivot == 0 {
+        (matcher::DST, r.dst_family, r.dst_len, &r.dst, pkt.dst[0])
+    } else {
+        (matcher::SRC, r.src_family, r.src_len, &r.src, pkt.src[0])
+    };
+    if f & flag == 0 {
+        return true;
+    }
+    // An IPv4 network (few_dims excludes IPv6 ones here): never an IPv6 packet's.
+    if family != 4 || pkt.v6 {
+        return false;
+    }
+    // SAFETY: [u8; 16] at a 4-aligned offset of a 4-aligned struct; its first word.
+    let net = unsafe { *(net.as_ptr() as *const u32) };
+    let mask = u64::MAX.wrapping_shl(32u32.wrapping_sub(len as u32)) as u32;
+    u32::from_be(addr) & mask == u32::from_be(net)
 }
 
 #[inline(always)]

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 use xdpwall_common::{
     dim, matcher, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4,
-    MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN,
-    SLOT_ALL, TRIE_TARGET,
+    FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT,
+    PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
 };
 
 use crate::rules::{PortRange, Rule, RuleSet};
@@ -97,16 +97,37 @@ impl Slots {
 
 fn bitmap_of(n: usize, mut f: impl FnMut(usize) -> bool) -> Bitmap {
     let mut b = Bitmap {
-        words: [0; BITMAP_WORDS],
+        nfew: 0,
+        few: [0; FEW_RULES],
         summary: 0,
+        words: [0; BITMAP_WORDS],
     };
     for i in 0..n {
         if f(i) {
-            b.words[i / 64] |= 1 << (i % 64);
-            b.summary |= 1 << (i / 64);
+            add_rule(&mut b, i);
         }
     }
     b
+}
+
+/// Adds rule `r` to `b`: its bit, its word's summary bit, and its place in the short list
+/// (ascending), which overflows into [`FEW_MANY`].
+fn add_rule(b: &mut Bitmap, r: usize) {
+    let bit = 1u64 << (r % 64);
+    if b.words[r / 64] & bit != 0 {
+        return;
+    }
+    b.words[r / 64] |= bit;
+    b.summary |= 1 << (r / 64);
+    let n = b.nfew as usize;
+    if n >= FEW_RULES {
+        b.nfew = FEW_MANY;
+        return;
+    }
+    let at = b.few[..n].partition_point(|&x| (x as usize) < r);
+    b.few.copy_within(at..n, at + 1);
+    b.few[at] = r as u16;
+    b.nfew += 1;
 }
 
 /// Compiles `set` into kernel tables.
@@ -139,6 +160,19 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     }
     if uses(&|i| rules[i].dport.is_some()) {
         dims |= dim::DPORT;
+    }
+    // A dimension's short lists are usable when the program can check the rules' other
+    // address matcher from the rule entry with one word: none, or an IPv4 network (not a set,
+    // not IPv6).
+    let v4_or_none = |net: Option<IpNet>, set: &Option<String>| {
+        set.is_none() && net.is_none_or(|n| matches!(n, IpNet::V4(_)))
+    };
+    let mut few_dims = 0;
+    if dims & dim::SRC != 0 && !uses(&|i| !v4_or_none(rules[i].dst, &rules[i].dst_set)) {
+        few_dims |= FEW_SRC;
+    }
+    if dims & dim::DST != 0 && !uses(&|i| !v4_or_none(rules[i].src, &rules[i].src_set)) {
+        few_dims |= FEW_DST;
     }
 
     let set_index: HashMap<&str, usize> = set
@@ -228,7 +262,8 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
             hashed4: !addr[0].is_empty() as u8,
             hashed6,
             addr_bits: [bits4, bits6],
-            _pad: [0; 2],
+            few_dims,
+            _pad: 0,
         },
         rules: rules.iter().map(|r| rule_entry(r, &set_index)).collect(),
         bitmaps: slots.bitmaps,
@@ -326,9 +361,7 @@ fn addr_entries<'a>(
         let before = b;
         for &(_, rule) in &named[i..j] {
             if rule != u32::MAX {
-                let r = rule as usize;
-                b.words[r / 64] |= 1 << (r % 64);
-                b.summary |= 1 << (r / 64);
+                add_rule(&mut b, rule as usize);
             }
         }
         let slot = match parent {
@@ -605,6 +638,74 @@ mod tests {
         assert_eq!(t.info.dims, 0);
         assert!(t.sport.is_empty() && t.dport.is_empty());
         assert_eq!(t.src.len(), 2, "a /0 per family");
+    }
+
+    /// The short list of every bitmap names exactly its rules, ascending, or says "many".
+    fn assert_short_lists(t: &Tables) {
+        for (slot, b) in t.bitmaps.iter().enumerate() {
+            let rules: Vec<u16> = (0..MAX_RULES)
+                .filter(|&i| bit(b, i))
+                .map(|i| i as u16)
+                .collect();
+            if rules.len() <= FEW_RULES {
+                assert_eq!(b.nfew as usize, rules.len(), "slot {slot}");
+                assert_eq!(&b.few[..rules.len()], &rules[..], "slot {slot}");
+            } else {
+                assert_eq!(b.nfew, FEW_MANY, "slot {slot}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_lists_follow_the_bits_whatever_order_rules_are_added() {
+        // Nested networks named by rules in descending order: each longer network's bitmap is
+        // its parent's plus rules with lower indices, so insertions are out of order.
+        let mut rules = Vec::new();
+        for len in (8..=24).rev().step_by(2) {
+            let mut r = Rule::new(Action::Drop);
+            r.src = Some(format!("10.0.0.0/{len}").parse().unwrap());
+            rules.push(r);
+        }
+        let mut any = Rule::new(Action::Pass);
+        any.dst = Some("192.0.2.0/24".parse().unwrap());
+        rules.push(any);
+        let t = compile(&set(rules.clone())).unwrap();
+        assert_short_lists(&t);
+        let longest = t
+            .src_hashed
+            .iter()
+            .find(|e| e.net.prefix_len() == 24)
+            .unwrap();
+        let b = t.bitmaps[longest.slot as usize];
+        assert_eq!(
+            b.nfew, FEW_MANY,
+            "9 named rules + 1 without source: more than the list holds"
+        );
+        let sixteen = t.src.iter().find(|e| e.net.prefix_len() == 16).unwrap();
+        let b = t.bitmaps[sixteen.slot as usize];
+        assert_eq!(
+            &b.few[..b.nfew as usize],
+            &[4, 5, 6, 7, 8, 9],
+            "/16../8 rules and the dst-only rule"
+        );
+        assert_eq!(t.info.few_dims, FEW_SRC | FEW_DST);
+
+        // A destination set makes the source lists unusable (a set is not in the rule entry).
+        let mut with_set = set(rules);
+        with_set.sets.insert(
+            "s".into(),
+            crate::AddrSet::new(vec!["192.0.2.0/24".parse().unwrap()]),
+        );
+        with_set.rules[0].dst_set = Some("s".into());
+        let t = compile(&with_set).unwrap();
+        assert_short_lists(&t);
+        assert_eq!(t.info.few_dims, FEW_DST);
+
+        // So does an IPv6 destination network (the program compares one IPv4 word).
+        let mut v6 = set(vec![Rule::new(Action::Drop), Rule::new(Action::Pass)]);
+        v6.rules[0].src = Some("10.0.0.0/8".parse().unwrap());
+        v6.rules[1].dst = Some("2001:db8::/32".parse().unwrap());
+        assert_eq!(compile(&v6).unwrap().info.few_dims, FEW_DST);
     }
 
     #[test]
