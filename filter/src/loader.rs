@@ -503,8 +503,7 @@ impl Maps {
     /// event carrying the frame's first `s.snap_len` bytes (at most [`SNAP_MAX`]).
     pub fn set_sampling(&mut self, s: Sampling) -> Result<(), LoadError> {
         let mut c = self.config()?;
-        c.sample_drops = s.drops;
-        c.sample_passes = s.passes;
+        c.set_sampling(s.drops, s.passes);
         c.snap_len = s.snap_len.min(SNAP_MAX as u32);
         self.set_config(c)
     }
@@ -1117,15 +1116,14 @@ impl Filter {
         if pin.is_none() {
             maps.addr_used = Some(Default::default());
         }
-        maps.set_config(Config {
+        let mut config = Config {
             active_gen: 0,
             abi: ABI_VERSION,
-            sample_drops: DEFAULT_SAMPLE_DROPS,
-            sample_passes: 0,
             snap_len: DEFAULT_SNAP_LEN,
-            _pad: 0,
-            clock_ns: 0,
-        })?;
+            ..Config::default()
+        };
+        config.set_sampling(DEFAULT_SAMPLE_DROPS, 0);
+        maps.set_config(config)?;
         maps.apply(&RuleSet::default())?;
         Ok(Filter {
             ebpf,
