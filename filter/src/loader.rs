@@ -1040,6 +1040,11 @@ pub struct ProgramStats {
     pub verified_instructions: Option<u32>,
     /// Bytes of JITed machine code.
     pub jited_bytes: u32,
+    /// Nanoseconds spent in the program while BPF run-time statistics were on
+    /// (`BPF_ENABLE_STATS` / `kernel.bpf_stats_enabled`); 0 if they never were.
+    pub run_time_ns: u64,
+    /// Runs counted while they were on.
+    pub run_count: u64,
 }
 
 impl Filter {
@@ -1163,6 +1168,8 @@ impl Filter {
             xlated_instructions: info.size_translated().unwrap_or(0) / 8,
             verified_instructions: info.verified_instruction_count(),
             jited_bytes: info.size_jitted(),
+            run_time_ns: info.run_time().as_nanos() as u64,
+            run_count: info.run_count(),
         })
     }
 

@@ -102,6 +102,11 @@ pub struct Args {
     /// sending CPU, so generator and filter share it (steadier figures; see benches/README.md).
     #[arg(long)]
     pub dut_cpu: Option<usize>,
+    /// Rounds of the paired program-time measurement on the wire (xdp source only; 0: none):
+    /// per case one live-frames flow, the baseline and the case attached in turn for 0.5 s
+    /// each round, their ns per run read from the kernel's BPF run-time statistics.
+    #[arg(long, default_value_t = 10)]
+    pub program_time_rounds: usize,
     /// Instead of the filter: pktgen's engines against their peers (xdp-trafficgen, trafgen)
     /// for the `--sources` given (see [`crate::genbench`]).
     #[arg(long, conflicts_with = "test_run_only")]
@@ -210,7 +215,38 @@ pub struct TestRunCost {
     pub max_ns: f64,
 }
 
-/// The JSON report (`version` 2: adds `peers`).
+/// The program's own time on the wire against the baseline's, measured in pairs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramTime {
+    /// `native` or `generic`.
+    pub mode: String,
+    /// Traffic source (`xdp`).
+    pub source: String,
+    /// The case's program, as in [`Case::program`].
+    pub program: String,
+    /// Rounds measured (one slice of the baseline and one of the program each).
+    pub rounds: usize,
+    /// Length of one slice, seconds.
+    pub slice_s: f64,
+    /// ns per run of the baseline, median over the rounds (bpf_stats' own cost included).
+    pub baseline_ns: f64,
+    /// ns per run of the program, likewise.
+    pub program_ns: f64,
+    /// ns per frame more than the baseline: the median of the per-round differences (the
+    /// statistics' own cost, the same for both, cancels).
+    pub over_baseline_ns: f64,
+    /// Smallest per-round difference.
+    pub min_over_ns: f64,
+    /// Largest per-round difference.
+    pub max_over_ns: f64,
+    /// The per-round differences, in round order.
+    pub over_runs_ns: Vec<f64>,
+    /// What that cost makes of the baseline's rate when a frame takes `1000 / baseline Mpps`
+    /// ns (the baseline's median in this run): `t / (t + over_baseline_ns)`.
+    pub implied_of_baseline: Option<f64>,
+}
+
+/// The JSON report (`version` 3: adds `program_time`; 2 added `peers`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// Schema version.
@@ -224,6 +260,8 @@ pub struct Report {
     pub cases: Vec<Case>,
     /// BPF_PROG_TEST_RUN ns/packet.
     pub test_run: Vec<TestRunCost>,
+    /// Program time on the wire, paired with the baseline.
+    pub program_time: Vec<ProgramTime>,
     /// Cases not run, with the reason.
     pub skipped: Vec<String>,
     /// Peer tools that ran, with their versions.
@@ -427,6 +465,21 @@ impl Receiver {
         Ok(())
     }
 
+    /// Nanoseconds in the program and its runs while BPF run-time statistics were on.
+    fn run_stats(&mut self) -> Result<(u64, u64)> {
+        Ok(match self {
+            Receiver::Baseline(c, _) => {
+                let info = c.program().info()?;
+                (info.run_time().as_nanos() as u64, info.run_count())
+            }
+            Receiver::Filter(f) => {
+                let s = f.program_stats()?;
+                (s.run_time_ns, s.run_count)
+            }
+            Receiver::Peer(p) => p.run_stats()?,
+        })
+    }
+
     fn judged(&self) -> Result<u64> {
         Ok(match self {
             Receiver::Baseline(c, _) => c.count()?.packets,
@@ -555,6 +608,94 @@ fn run_once(
     Ok(((b - a) as f64 / elapsed / 1e6, sent, judged))
 }
 
+/// Program time on the wire, paired (see [`ProgramTime`]): for each case but the baseline, one
+/// continuous live-frames flow of the case's template, and `args.program_time_rounds` rounds
+/// in which the baseline and the case are each attached for one slice (in alternating order)
+/// while the kernel's run-time statistics count their nanoseconds. Both programs of a round
+/// meet the same traffic and the same spell of the host, so their difference resolves a few
+/// ns where runs of 2 s move by 15%. The statistics add their own cost to every run (turned
+/// on only for this phase, by a file descriptor that turns them off when it closes).
+fn program_times(
+    topo: &Topology,
+    mode: Mode,
+    source: &str,
+    slots: &mut [Slot],
+    args: &Args,
+    baseline_mpps: Option<f64>,
+) -> Result<Vec<ProgramTime>> {
+    let rounds = args.program_time_rounds;
+    let Some(bi) = slots.iter().position(|s| s.workload == Workload::Baseline) else {
+        return Ok(Vec::new());
+    };
+    if source != "xdp" || rounds == 0 {
+        return Ok(Vec::new());
+    }
+    let slice = Duration::from_millis(if args.quick { 100 } else { 500 });
+    const SETTLE: Duration = Duration::from_millis(50);
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("turning on BPF run-time statistics (BPF_ENABLE_STATS)")?;
+    let mut out = Vec::new();
+    for i in (0..slots.len()).filter(|&i| i != bi) {
+        let until = Instant::now() + (slice + SETTLE * 2) * (2 * rounds as u32 + 2);
+        let g = Generator::start(
+            topo,
+            source,
+            slots[i].template.clone(),
+            bench_flows(),
+            args.threads,
+            until,
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let mut ns = [Vec::new(), Vec::new()];
+        for r in 0..rounds {
+            progress(
+                r,
+                rounds,
+                &format!("{mode} {source} {}: program time", slots[i].program),
+            );
+            let order = if r % 2 == 0 { [bi, i] } else { [i, bi] };
+            for k in order {
+                let rx = &mut slots[k].rx;
+                rx.attach(topo, mode)?;
+                std::thread::sleep(SETTLE);
+                let (t0, n0) = rx.run_stats()?;
+                std::thread::sleep(slice);
+                let (t1, n1) = rx.run_stats()?;
+                rx.detach(topo)?;
+                if n1 <= n0 {
+                    bail!(
+                        "{mode} {source} {}: no frame reached the program in {slice:?}",
+                        slots[k].program
+                    );
+                }
+                ns[(k == i) as usize].push((t1 - t0) as f64 / (n1 - n0) as f64);
+            }
+        }
+        g.finish()?;
+        let over: Vec<f64> = ns[1].iter().zip(&ns[0]).map(|(p, b)| p - b).collect();
+        let (over_baseline_ns, min_over_ns, max_over_ns) = stats(&over);
+        let over_runs_ns = over;
+        out.push(ProgramTime {
+            mode: mode.to_string(),
+            source: source.to_string(),
+            program: slots[i].program.clone(),
+            rounds,
+            slice_s: slice.as_secs_f64(),
+            baseline_ns: stats(&ns[0]).0,
+            program_ns: stats(&ns[1]).0,
+            over_baseline_ns,
+            min_over_ns,
+            max_over_ns,
+            over_runs_ns,
+            implied_of_baseline: baseline_mpps.filter(|&m| m > 0.0).map(|m| {
+                let t = 1000.0 / m;
+                t / (t + over_baseline_ns.max(0.0))
+            }),
+        });
+    }
+    Ok(out)
+}
+
 pub(crate) fn progress(done: usize, total: usize, what: &str) {
     eprint!("\r\x1b[2K[{done:>3}/{total}] {what}");
 }
@@ -566,6 +707,7 @@ pub fn run(mut args: Args) -> Result<()> {
         args.repeats = 2;
         args.rules = vec![1, 1024];
         args.sets = vec![10, 1_000_000];
+        args.program_time_rounds = args.program_time_rounds.min(2);
     }
     for s in &args.sources {
         if s != "xdp" && s != "afpacket" {
@@ -609,6 +751,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let total = args.mode.modes().len() * args.sources.len() * programs.len() * args.repeats;
     let mut done = 0;
     let mut cases = Vec::new();
+    let mut program_time = Vec::new();
     let receiver_cpu = args.dut_cpu;
     for mode in args.mode.modes() {
         // Generic XDP on veth sees redirected XDP frames only as skbs, which needs GRO.
@@ -702,6 +845,9 @@ pub fn run(mut args: Args) -> Result<()> {
                 .iter()
                 .find(|s| s.workload == Workload::Baseline)
                 .map(|s| stats(&s.runs).0);
+            program_time.extend(program_times(
+                &topo, mode, source, &mut slots, &args, baseline,
+            )?);
             for s in slots {
                 let rate = Rates::of(s.runs);
                 let median = rate.median_mpps;
@@ -735,7 +881,7 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     eprintln!("\r\x1b[2K[{total}/{total}] done");
     let report = Report {
-        version: 2,
+        version: 3,
         run,
         settings: Settings {
             duration_s: args.duration,
@@ -746,6 +892,7 @@ pub fn run(mut args: Args) -> Result<()> {
         },
         cases,
         test_run,
+        program_time,
         skipped,
         peers: peer.into_iter().collect(),
     };
@@ -907,6 +1054,26 @@ fn print_report(r: &Report) {
             },
             c.bound
         );
+    }
+    if !r.program_time.is_empty() {
+        println!(
+            "\nProgram time on the wire, paired with the baseline (BPF run-time statistics, {} rounds of {:.1} s per case, one flow each; ns per frame over the baseline, median [min - max], and the rate that implies at this run's baseline):",
+            r.program_time[0].rounds, r.program_time[0].slice_s
+        );
+        for p in &r.program_time {
+            println!(
+                "  {:<8} {:<9} {:<14} {:>6.1} ns [{:>6.1} - {:>6.1}]  implied {:>4}",
+                p.mode,
+                p.source,
+                p.program,
+                p.over_baseline_ns,
+                p.min_over_ns,
+                p.max_over_ns,
+                p.implied_of_baseline
+                    .map(|f| format!("{:.0}%", f * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
     }
     // Native vs generic, per source and program, when both ran.
     let mut ratios = Vec::new();

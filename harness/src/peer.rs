@@ -188,6 +188,16 @@ impl XdpFilter {
         Ok(())
     }
 
+    /// Nanoseconds spent in xdp-filter's program and its runs while BPF run-time statistics
+    /// were on.
+    pub fn run_stats(&mut self) -> Result<(u64, u64)> {
+        if self.prog.is_none() {
+            self.prog = Some(self.pinned_program()?);
+        }
+        let info = self.prog.as_ref().expect("set above").info()?;
+        Ok((info.run_time().as_nanos() as u64, info.run_count()))
+    }
+
     /// Frames xdp-filter judged so far (aborted + dropped + passed, summed over CPUs).
     pub fn judged(&self) -> Result<u64> {
         let stats = self.stats.as_ref().context("xdp-filter is not loaded")?;
