@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 10;
+pub const ABI_VERSION: u32 = 11;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -301,11 +301,6 @@ pub struct Config {
     pub active_gen: u32,
     /// [`ABI_VERSION`] of whoever created the maps.
     pub abi: u32,
-    /// Sample one dropped packet in this many as a verdict event (0: none). Set it with
-    /// [`Config::set_sampling`], which keeps [`Config::drop_every`] in step.
-    pub sample_drops: u32,
-    /// Sample one passed packet in this many as a verdict event (0: none); likewise.
-    pub sample_passes: u32,
     /// Leading bytes of a sampled frame copied into its event (at most [`SNAP_MAX`]).
     pub snap_len: u32,
     /// Explicit padding.
@@ -314,22 +309,13 @@ pub struct Config {
     /// clock: tests set it before each `BPF_PROG_TEST_RUN` to check the token buckets against
     /// the reference model with the same timestamps.
     pub clock_ns: u64,
-    /// `sample_drops` as a [`Divisor`]: the program tests its drop count against it.
+    /// Sample one dropped packet in this many as a verdict event ([`Divisor::every`]; 0:
+    /// none): the program tests its drop count against it.
     pub drop_every: Divisor,
-    /// `sample_passes` as a [`Divisor`].
+    /// Sample one passed packet in this many, likewise.
     pub pass_every: Divisor,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 32 + 2 * 32);
-
-impl Config {
-    /// Samples one drop in `drops` and one pass in `passes` (0: none).
-    pub fn set_sampling(&mut self, drops: u32, passes: u32) {
-        self.sample_drops = drops;
-        self.sample_passes = passes;
-        self.drop_every = Divisor::new(drops);
-        self.pass_every = Divisor::new(passes);
-    }
-}
+const _: () = assert!(core::mem::size_of::<Config>() == 24 + 2 * 32);
 
 /// "Is `n` a multiple of `d`?" without a division, which costs the program about 5 ns per
 /// packet (a 64-bit `div` on every packet's sampling check): `d = odd << shift`, and `n` is a
@@ -342,7 +328,9 @@ pub struct Divisor {
     /// `(1 << shift) - 1`.
     pub low_mask: u64,
     /// Trailing zero bits of `d`.
-    pub shift: u64,
+    pub shift: u32,
+    /// `d` itself (what user space set and shows).
+    pub every: u32,
     /// The inverse of `d >> shift` modulo 2^64.
     pub inverse: u64,
     /// `u64::MAX / (d >> shift)`.
@@ -356,6 +344,7 @@ impl Divisor {
             return Divisor {
                 low_mask: u64::MAX,
                 shift: 0,
+                every: 0,
                 inverse: 0,
                 limit: 0,
             };
@@ -371,7 +360,8 @@ impl Divisor {
         }
         Divisor {
             low_mask: (1u64 << shift) - 1,
-            shift: shift as u64,
+            shift,
+            every: d,
             inverse,
             limit: u64::MAX / odd,
         }
@@ -381,7 +371,7 @@ impl Divisor {
     #[inline(always)]
     pub fn divides(&self, n: u64) -> bool {
         n & self.low_mask == 0
-            && n.wrapping_shr(self.shift as u32).wrapping_mul(self.inverse) <= self.limit
+            && n.wrapping_shr(self.shift).wrapping_mul(self.inverse) <= self.limit
     }
 }
 
@@ -750,6 +740,7 @@ mod tests {
             for n in ns.clone().chain((1..2000).map(|k| k * d as u64)) {
                 assert_eq!(t.divides(n), n % d as u64 == 0, "{n} % {d}");
             }
+            assert_eq!(t.every, d);
         }
         let never = Divisor::new(0);
         assert!((1..5000u64).all(|n| !never.divides(n)) && !never.divides(u64::MAX));

@@ -32,10 +32,10 @@ use aya::{
 };
 use serde::Serialize;
 use xdpwall_common::{
-    map_names, stat, Addr4Bucket, Addr6Bucket, Bitmap, Block4, Config, Counter, GenInfo, Lpm6Key,
-    RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, BLOCKS4, DEFAULT_SAMPLE_DROPS, GENERATIONS,
-    GEN_PREFIX_BITS, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES, PROGRAM_NAME, PROTO_ENTRIES,
-    SLOTS_PER_GEN, SNAP_MAX,
+    map_names, stat, Addr4Bucket, Addr6Bucket, Bitmap, Block4, Config, Counter, Divisor, GenInfo,
+    Lpm6Key, RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, BLOCKS4, DEFAULT_SAMPLE_DROPS,
+    GENERATIONS, GEN_PREFIX_BITS, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES, PROGRAM_NAME,
+    PROTO_ENTRIES, SLOTS_PER_GEN, SNAP_MAX,
 };
 
 use crate::{
@@ -493,8 +493,8 @@ impl Maps {
     pub fn sampling(&self) -> Result<Sampling, LoadError> {
         let c = self.config()?;
         Ok(Sampling {
-            drops: c.sample_drops,
-            passes: c.sample_passes,
+            drops: c.drop_every.every,
+            passes: c.pass_every.every,
             snap_len: c.snap_len,
         })
     }
@@ -503,7 +503,8 @@ impl Maps {
     /// event carrying the frame's first `s.snap_len` bytes (at most [`SNAP_MAX`]).
     pub fn set_sampling(&mut self, s: Sampling) -> Result<(), LoadError> {
         let mut c = self.config()?;
-        c.set_sampling(s.drops, s.passes);
+        c.drop_every = Divisor::new(s.drops);
+        c.pass_every = Divisor::new(s.passes);
         c.snap_len = s.snap_len.min(SNAP_MAX as u32);
         self.set_config(c)
     }
@@ -1121,14 +1122,13 @@ impl Filter {
         if pin.is_none() {
             maps.addr_used = Some(Default::default());
         }
-        let mut config = Config {
+        maps.set_config(Config {
             active_gen: 0,
             abi: ABI_VERSION,
             snap_len: DEFAULT_SNAP_LEN,
+            drop_every: Divisor::new(DEFAULT_SAMPLE_DROPS),
             ..Config::default()
-        };
-        config.set_sampling(DEFAULT_SAMPLE_DROPS, 0);
-        maps.set_config(config)?;
+        })?;
         maps.apply(&RuleSet::default())?;
         Ok(Filter {
             ebpf,

@@ -467,17 +467,15 @@ impl Receiver {
 
     /// Nanoseconds in the program and its runs while BPF run-time statistics were on.
     fn run_stats(&mut self) -> Result<(u64, u64)> {
-        Ok(match self {
-            Receiver::Baseline(c, _) => {
-                let info = c.program().info()?;
-                (info.run_time().as_nanos() as u64, info.run_count())
-            }
+        let info = match self {
+            Receiver::Baseline(c, _) => c.program().info()?,
             Receiver::Filter(f) => {
                 let s = f.program_stats()?;
-                (s.run_time_ns, s.run_count)
+                return Ok((s.run_time_ns, s.run_count));
             }
-            Receiver::Peer(p) => p.run_stats()?,
-        })
+            Receiver::Peer(p) => p.program()?.info()?,
+        };
+        Ok((info.run_time().as_nanos() as u64, info.run_count()))
     }
 
     fn judged(&self) -> Result<u64> {
@@ -672,9 +670,8 @@ fn program_times(
             }
         }
         g.finish()?;
-        let over: Vec<f64> = ns[1].iter().zip(&ns[0]).map(|(p, b)| p - b).collect();
-        let (over_baseline_ns, min_over_ns, max_over_ns) = stats(&over);
-        let over_runs_ns = over;
+        let over_runs_ns: Vec<f64> = ns[1].iter().zip(&ns[0]).map(|(p, b)| p - b).collect();
+        let (over_baseline_ns, min_over_ns, max_over_ns) = stats(&over_runs_ns);
         out.push(ProgramTime {
             mode: mode.to_string(),
             source: source.to_string(),

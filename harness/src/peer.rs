@@ -177,25 +177,21 @@ impl XdpFilter {
             return Ok(());
         }
         let _ns = crate::netns::NetnsGuard::enter(&self.netns)?;
-        if self.prog.is_none() {
-            self.prog = Some(self.pinned_program()?);
-        }
-        let prog = self.prog.as_mut().expect("set above");
+        let (iface, mode) = (self.iface.clone(), self.mode.xdp_mode());
+        let prog = self.program()?;
         self.link = Some(
-            prog.attach(&self.iface, self.mode.xdp_mode())
+            prog.attach(&iface, mode)
                 .context("attaching xdp-filter's program again")?,
         );
         Ok(())
     }
 
-    /// Nanoseconds spent in xdp-filter's program and its runs while BPF run-time statistics
-    /// were on.
-    pub fn run_stats(&mut self) -> Result<(u64, u64)> {
+    /// xdp-filter's program (opened from its pin the first time).
+    pub fn program(&mut self) -> Result<&mut Xdp> {
         if self.prog.is_none() {
             self.prog = Some(self.pinned_program()?);
         }
-        let info = self.prog.as_ref().expect("set above").info()?;
-        Ok((info.run_time().as_nanos() as u64, info.run_count()))
+        Ok(self.prog.as_mut().expect("set above"))
     }
 
     /// Frames xdp-filter judged so far (aborted + dropped + passed, summed over CPUs).
