@@ -322,8 +322,11 @@ const _: () = assert!(core::mem::size_of::<Config>() == 24 + 2 * 32);
 /// multiple exactly when its low `shift` bits are zero and `(n >> shift) * inverse(odd)`
 /// (mod 2^64) is at most `u64::MAX / odd` (multiplying by the inverse maps the multiples of
 /// `odd` onto `0..=u64::MAX / odd` and everything else above; Granlund and Montgomery 1994).
+///
+/// Its default is [`Divisor::new`]`(0)`, which samples nothing (an all-zero one would pass
+/// every count).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Divisor {
     /// `(1 << shift) - 1`.
     pub low_mask: u64,
@@ -335,6 +338,12 @@ pub struct Divisor {
     pub inverse: u64,
     /// `u64::MAX / (d >> shift)`.
     pub limit: u64,
+}
+
+impl Default for Divisor {
+    fn default() -> Divisor {
+        Divisor::new(0)
+    }
 }
 
 impl Divisor {
@@ -742,7 +751,8 @@ mod tests {
             }
             assert_eq!(t.every, d);
         }
-        let never = Divisor::new(0);
-        assert!((1..5000u64).all(|n| !never.divides(n)) && !never.divides(u64::MAX));
+        for never in [Divisor::new(0), Divisor::default()] {
+            assert!((1..5000u64).all(|n| !never.divides(n)) && !never.divides(u64::MAX));
+        }
     }
 }
