@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = ModeArg::Native)]
     pub mode: ModeArg,
     /// Measurement window per run, in seconds.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 1.0)]
     pub duration: f64,
     /// Runs per case (median, min and max are reported).
     #[arg(long, default_value_t = 5)]
@@ -103,9 +103,9 @@ pub struct Args {
     #[arg(long)]
     pub dut_cpu: Option<usize>,
     /// Rounds of the paired program-time measurement on the wire (xdp source only; 0: none):
-    /// per case one live-frames flow, the baseline and the case attached in turn for 0.5 s
+    /// per case one live-frames flow, the baseline and the case attached in turn for 0.25 s
     /// each round, their ns per run read from the kernel's BPF run-time statistics.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 6)]
     pub program_time_rounds: usize,
     /// Instead of the filter: pktgen's engines against their peers (xdp-trafficgen, trafgen)
     /// for the `--sources` given (see [`crate::genbench`]).
@@ -415,7 +415,7 @@ pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
 }
 
 /// What the DUT runs for a case, and how to read how many frames it judged. Loaded once per
-/// mode and source, attached only for its own runs.
+/// mode, attached only for its own runs.
 enum Receiver {
     Baseline(CountDrop, Option<XdpLinkId>),
     Filter(Box<Filter>),
@@ -584,7 +584,7 @@ fn run_once(
     threads: usize,
 ) -> Result<(f64, u64, u64)> {
     let start_judged = rx.judged()?;
-    const SETTLE: Duration = Duration::from_millis(200);
+    const SETTLE: Duration = Duration::from_millis(100);
     let until = Instant::now() + SETTLE + window + Duration::from_millis(50);
     let g = Generator::start(
         topo,
@@ -601,7 +601,7 @@ fn run_once(
     let b = rx.judged()?;
     let elapsed = t.elapsed().as_secs_f64();
     let sent = g.finish()?;
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(50));
     let judged = rx.judged()? - start_judged;
     Ok(((b - a) as f64 / elapsed / 1e6, sent, judged))
 }
@@ -611,7 +611,7 @@ fn run_once(
 /// in which the baseline and the case are each attached for one slice (in alternating order)
 /// while the kernel's run-time statistics count their nanoseconds. Both programs of a round
 /// meet the same traffic and the same spell of the host, so their difference resolves a few
-/// ns where runs of 2 s move by 15%. The statistics add their own cost to every run (turned
+/// ns where Mpps runs move by 15%. The statistics add their own cost to every run (turned
 /// on only for this phase, by a file descriptor that turns them off when it closes).
 fn program_times(
     topo: &Topology,
@@ -628,7 +628,7 @@ fn program_times(
     if source != "xdp" || rounds == 0 {
         return Ok(Vec::new());
     }
-    let slice = Duration::from_millis(if args.quick { 100 } else { 500 });
+    let slice = Duration::from_millis(if args.quick { 100 } else { 250 });
     const SETTLE: Duration = Duration::from_millis(50);
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("turning on BPF run-time statistics (BPF_ENABLE_STATS)")?;
@@ -760,55 +760,60 @@ pub fn run(mut args: Args) -> Result<()> {
             ..Options::default()
         };
         let topo = Topology::standard(&format!("bench-{mode}"), &opts)?;
-        for source in &args.sources {
-            // Every receiver is loaded first and the runs then go round by round (each case
-            // once per round, attached only for its run): the host's noise comes and goes over
-            // seconds (benches/README.md), and this way every case meets it alike instead of
-            // one case catching a slow minute whole.
-            let mut slots = Vec::new();
-            for w in &programs {
-                let program = w.name();
-                progress(done, total, &format!("{mode} {source} {program}: loading"));
-                let template = w.template(args.size);
-                let ruleset = match w {
-                    Workload::Baseline | Workload::XdpFilter(_) => None,
-                    Workload::Rules(n) => Some(ordered_rules(*n)),
-                    Workload::Set(n) => Some(set_cache[n].clone()),
-                    Workload::DenyList(n) => Some(deny_rules(*n)),
-                };
-                let rx = match w {
-                    Workload::XdpFilter(n) => {
-                        match crate::peer::XdpFilter::load(&topo.dut, mode, &deny_list(*n)) {
-                            Ok(p) => {
-                                if !test_run.iter().any(|c| c.program == program) {
-                                    let (repeat, rounds) = test_run_rounds(&args);
-                                    let frame = template.build();
-                                    test_run.push(cost(
-                                        program.clone(),
-                                        p.ns_per_packet(&frame, repeat, rounds)?,
-                                    ));
-                                }
-                                Receiver::Peer(Box::new(p))
+        // Every receiver is loaded once per mode, before any run, and the runs then go
+        // round by round (each case once per round, attached only for its run): the host's
+        // noise comes and goes over seconds (benches/README.md), and this way every case
+        // meets it alike instead of one case catching a slow minute whole.
+        let mut slots = Vec::new();
+        for w in &programs {
+            let program = w.name();
+            progress(done, total, &format!("{mode} {program}: loading"));
+            let template = w.template(args.size);
+            let ruleset = match w {
+                Workload::Baseline | Workload::XdpFilter(_) => None,
+                Workload::Rules(n) => Some(ordered_rules(*n)),
+                Workload::Set(n) => Some(set_cache[n].clone()),
+                Workload::DenyList(n) => Some(deny_rules(*n)),
+            };
+            let rx = match w {
+                Workload::XdpFilter(n) => {
+                    match crate::peer::XdpFilter::load(&topo.dut, mode, &deny_list(*n)) {
+                        Ok(p) => {
+                            if !test_run.iter().any(|c| c.program == program) {
+                                let (repeat, rounds) = test_run_rounds(&args);
+                                let frame = template.build();
+                                test_run.push(cost(
+                                    program.clone(),
+                                    p.ns_per_packet(&frame, repeat, rounds)?,
+                                ));
                             }
-                            Err(e) => {
-                                skipped.push(format!("peer {program} in {mode} mode: {e:#}"));
-                                done += args.repeats;
-                                continue;
-                            }
+                            Receiver::Peer(Box::new(p))
+                        }
+                        Err(e) => {
+                            skipped.push(format!("peer {program} in {mode} mode: {e:#}"));
+                            done += args.repeats * args.sources.len();
+                            continue;
                         }
                     }
-                    _ => Receiver::load(ruleset.as_ref())?,
-                };
-                slots.push(Slot {
-                    workload: *w,
-                    program,
-                    template,
-                    ruleset,
-                    rx,
-                    runs: Vec::new(),
-                    sent: 0,
-                    judged: 0,
-                });
+                }
+                _ => Receiver::load(ruleset.as_ref())?,
+            };
+            slots.push(Slot {
+                workload: *w,
+                program,
+                template,
+                ruleset,
+                rx,
+                runs: Vec::new(),
+                sent: 0,
+                judged: 0,
+            });
+        }
+        for source in &args.sources {
+            for s in &mut slots {
+                s.runs.clear();
+                s.sent = 0;
+                s.judged = 0;
             }
             for r in 0..args.repeats {
                 for s in &mut slots {
@@ -845,14 +850,14 @@ pub fn run(mut args: Args) -> Result<()> {
             program_time.extend(program_times(
                 &topo, mode, source, &mut slots, &args, baseline,
             )?);
-            for s in slots {
-                let rate = Rates::of(s.runs);
+            for s in &slots {
+                let rate = Rates::of(s.runs.clone());
                 let median = rate.median_mpps;
                 let lost = s.sent.saturating_sub(s.judged);
                 cases.push(Case {
                     mode: mode.to_string(),
                     source: source.clone(),
-                    program: s.program,
+                    program: s.program.clone(),
                     rules: s.ruleset.as_ref().map_or(0, |r| r.rules.len()),
                     set_entries: match s.workload {
                         Workload::XdpFilter(n) => n,
@@ -874,6 +879,8 @@ pub fn run(mut args: Args) -> Result<()> {
                 });
             }
         }
+        // The receivers (an xdp-filter peer's pins among them) go before their topology.
+        drop(slots);
         drop(topo);
     }
     eprintln!("\r\x1b[2K[{total}/{total}] done");

@@ -26,7 +26,11 @@ pub struct Args {
 /// Runs the benchmark.
 pub fn run(a: Args) -> Result<()> {
     require_root("`cargo xtask bench`")?;
-    setup::run()?;
+    setup::run_with(if a.generators {
+        setup::GENBENCH_PACKAGES
+    } else {
+        &[]
+    })?;
     step("building the harness (release)");
     let st = Command::new("cargo")
         .current_dir(root())

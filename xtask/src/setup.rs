@@ -9,9 +9,12 @@ use crate::{root, step};
 
 /// bpf-linker version known to build with aya 0.14 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages the tests and benchmarks use (netsniff-ng brings trafgen, the peer of
-/// pktgen's afpacket engine).
+/// Debian packages the tests use (tcpdump and tshark read back the pcaps the tools write;
+/// netsniff-ng brings trafgen, the peer of pktgen's afpacket engine).
 pub const APT_PACKAGES: &[&str] = &["tcpdump", "tshark", "netsniff-ng"];
+/// Debian packages the generator benchmark uses (trafgen). The filter benchmark needs none,
+/// which keeps its first run on a fresh machine short.
+pub const GENBENCH_PACKAGES: &[&str] = &["netsniff-ng"];
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -34,9 +37,14 @@ fn status(cmd: &mut Command) -> Result<()> {
 
 /// Runs every bootstrap step.
 pub fn run() -> Result<()> {
+    run_with(APT_PACKAGES)
+}
+
+/// The toolchain steps (rust-src, bpf-linker) and the Debian `packages` given.
+pub fn run_with(packages: &[&str]) -> Result<()> {
     rust_src()?;
     bpf_linker()?;
-    apt(APT_PACKAGES)?;
+    apt(packages)?;
     step("setup complete");
     Ok(())
 }
