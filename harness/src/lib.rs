@@ -4,7 +4,6 @@
 //! - [`topo`]: veth topologies built with rtnetlink, removed on drop;
 //! - [`probe`]: exact socket-level UDP probes across a topology;
 //! - [`verdict`]: frames through the loaded filter (BPF_PROG_TEST_RUN) against the model;
-//! - [`strategy`]: proptest strategies for rule sets and frames near them;
 //! - [`replay`]: pcap regression replay against golden verdict files;
 //! - [`corpus`]: the named regression cases (rule sets and frames);
 //! - [`blocklist`]: reproducible synthetic address sets of any size;
@@ -21,7 +20,6 @@ pub mod netns;
 pub mod peer;
 pub mod probe;
 pub mod replay;
-pub mod strategy;
 pub mod topo;
 pub mod verdict;
 

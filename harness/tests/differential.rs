@@ -8,12 +8,11 @@
 //! (`harness replay --rules ... --pcap ...` reproduces it); proptest also records its seed in
 //! harness/proptest-regressions/.
 
+mod strategy;
+
 use std::{cell::RefCell, path::PathBuf, time::Instant};
 
-use harness::{
-    strategy,
-    verdict::{Checker, Mismatch},
-};
+use harness::verdict::{Checker, Mismatch};
 use proptest::{
     prelude::*,
     test_runner::{Config, FileFailurePersistence, TestRunner},

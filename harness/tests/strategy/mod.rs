@@ -1,4 +1,4 @@
-//! Proptest strategies: random rule sets (every matcher kind, both families, overlapping
+//! Proptest strategies of the differential test: random rule sets (every matcher kind, both families, overlapping
 //! networks, port ranges, all actions and policies) and random frames drawn from a rule set's
 //! neighbourhood (hits, near misses at prefix and port boundaries) with structural variations
 //! (VLAN/QinQ, IPv4 options and fragments, IPv6 extension headers) and mutations (truncation at
