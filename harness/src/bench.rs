@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = ModeArg::Native)]
     pub mode: ModeArg,
     /// Measurement window per run, in seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.75)]
     pub duration: f64,
     /// Runs per case (median, min and max are reported).
     #[arg(long, default_value_t = 5)]
@@ -103,7 +103,7 @@ pub struct Args {
     #[arg(long)]
     pub dut_cpu: Option<usize>,
     /// Rounds of the paired program-time measurement on the wire (xdp source only; 0: none):
-    /// per case one live-frames flow, the baseline and the case attached in turn for 0.25 s
+    /// per case one live-frames flow, the baseline and the case attached in turn for 0.15 s
     /// each round, their ns per run read from the kernel's BPF run-time statistics.
     #[arg(long, default_value_t = 6)]
     pub program_time_rounds: usize,
@@ -628,7 +628,7 @@ fn program_times(
     if source != "xdp" || rounds == 0 {
         return Ok(Vec::new());
     }
-    let slice = Duration::from_millis(if args.quick { 100 } else { 250 });
+    let slice = Duration::from_millis(if args.quick { 100 } else { 150 });
     const SETTLE: Duration = Duration::from_millis(50);
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("turning on BPF run-time statistics (BPF_ENABLE_STATS)")?;
@@ -914,7 +914,7 @@ pub fn run(mut args: Args) -> Result<()> {
 /// BPF_PROG_TEST_RUN repeat count and rounds per program.
 fn test_run_rounds(args: &Args) -> (u32, usize) {
     (
-        if args.quick { 20_000 } else { 200_000 },
+        if args.quick { 20_000 } else { 100_000 },
         args.repeats.max(1),
     )
 }
