@@ -1032,16 +1032,16 @@ fn print_test_run(costs: &[TestRunCost]) {
 fn print_report(r: &Report) {
     print_test_run(&r.test_run);
     println!(
-        "\nOn the wire: Mpps judged by the DUT, {} runs of {:.1} s, {}-byte frames, {} generator thread(s) (median [min - max]):",
+        "\nOn the wire: Mpps judged by the DUT, {} runs of {} s, {}-byte frames, {} generator thread(s) (median [min - max]):",
         r.settings.repeats, r.settings.duration_s, r.settings.frame_size, r.settings.threads
     );
     println!(
-        "  {:<8} {:<9} {:<14} {:>8} {:>19} {:>9} {:>7}  bound by",
+        "  {:<8} {:<9} {:<15} {:>8} {:>19} {:>9} {:>7}  bound by",
         "mode", "source", "program", "Mpps", "[min - max]", "of base", "lost"
     );
     for c in &r.cases {
         println!(
-            "  {:<8} {:<9} {:<14} {:>8.3} [{:>7.3} - {:>7.3}] {:>9} {:>6.2}%  {}",
+            "  {:<8} {:<9} {:<15} {:>8.3} [{:>7.3} - {:>7.3}] {:>9} {:>6.2}%  {}",
             c.mode,
             c.source,
             c.program,
@@ -1061,12 +1061,12 @@ fn print_report(r: &Report) {
     }
     if !r.program_time.is_empty() {
         println!(
-            "\nProgram time on the wire, paired with the baseline (BPF run-time statistics, {} rounds of {:.1} s per case, one flow each; ns per frame over the baseline, median [min - max], and the rate that implies at this run's baseline):",
+            "\nProgram time on the wire, paired with the baseline (BPF run-time statistics, {} rounds of {} s per case, one flow each; ns per frame over the baseline, median [min - max], and the rate that implies at this run's baseline):",
             r.program_time[0].rounds, r.program_time[0].slice_s
         );
         for p in &r.program_time {
             println!(
-                "  {:<8} {:<9} {:<14} {:>6.1} ns [{:>6.1} - {:>6.1}]  implied {:>4}",
+                "  {:<8} {:<9} {:<15} {:>6.1} ns [{:>6.1} - {:>6.1}]  implied {:>4}",
                 p.mode,
                 p.source,
                 p.program,
