@@ -265,6 +265,12 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 20);
+    // 30 events in a 2 MiB ring that trace drains: none lost, and trace says so.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("20 sampled verdicts shown, 0 lost to a full ring buffer while tracing"),
+        "{err}"
+    );
     for l in &lines {
         assert_eq!(l["action"], "drop");
         assert_eq!(l["rule"], 0);

@@ -391,6 +391,8 @@ fn trace(
     if wanted.drops == 0 && wanted.passes == 0 {
         eprintln!("xdpwall: sampling is off for '{name}' (use --every N and/or --passes N)");
     }
+    // The ring fills up whenever nobody reads it; what counts is what is lost from now on.
+    let lost_before = maps.snapshot()?.events_lost.packets;
     let start = monotonic_now();
     let offset = monotonic_to_wall();
     let deadline = duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
@@ -436,8 +438,20 @@ fn trace(
             pcap.unwrap().display()
         );
     }
+    let lost = maps
+        .snapshot()
+        .map(|s| s.events_lost.packets.saturating_sub(lost_before));
     result?;
     restored?;
+    let lost = lost?;
+    eprintln!(
+        "xdpwall: {seen} sampled verdicts shown, {lost} lost to a full ring buffer while tracing{}",
+        if lost > 0 {
+            " (sample fewer: --every N with a larger N)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
