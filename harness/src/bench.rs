@@ -810,11 +810,6 @@ pub fn run(mut args: Args) -> Result<()> {
             });
         }
         for source in &args.sources {
-            for s in &mut slots {
-                s.runs.clear();
-                s.sent = 0;
-                s.judged = 0;
-            }
             for r in 0..args.repeats {
                 for s in &mut slots {
                     progress(
@@ -850,10 +845,13 @@ pub fn run(mut args: Args) -> Result<()> {
             program_time.extend(program_times(
                 &topo, mode, source, &mut slots, &args, baseline,
             )?);
-            for s in &slots {
-                let rate = Rates::of(s.runs.clone());
+            // This source's measurements are taken out of the slots, which stay loaded for
+            // the next source.
+            for s in &mut slots {
+                let rate = Rates::of(std::mem::take(&mut s.runs));
+                let (sent, judged) = (std::mem::take(&mut s.sent), std::mem::take(&mut s.judged));
                 let median = rate.median_mpps;
-                let lost = s.sent.saturating_sub(s.judged);
+                let lost = sent.saturating_sub(judged);
                 cases.push(Case {
                     mode: mode.to_string(),
                     source: source.clone(),
@@ -868,10 +866,10 @@ pub fn run(mut args: Args) -> Result<()> {
                     },
                     rate,
                     of_baseline: baseline.filter(|b| *b > 0.0).map(|b| median / b),
-                    sent: s.sent,
-                    judged: s.judged,
+                    sent,
+                    judged,
                     lost,
-                    bound: if lost * 100 > s.sent {
+                    bound: if lost * 100 > sent {
                         "receiver".into()
                     } else {
                         "generator".into()
