@@ -691,11 +691,15 @@ impl Maps {
         Ok((info, rules))
     }
 
+    /// Global counter `index` (one of [`stat`]), summed over CPUs.
+    pub fn stat(&self, index: u32) -> Result<Count, LoadError> {
+        sum(&self.stats, index, map_names::STATS)
+    }
+
     /// Reads all counters, summed over CPUs.
     pub fn snapshot(&self) -> Result<Snapshot, LoadError> {
         let gen = self.active_generation()?;
         let (info, rules) = self.active_rules()?;
-        let stat = |i: u32| sum(&self.stats, i, map_names::STATS);
         let rules = rules
             .into_iter()
             .enumerate()
@@ -721,13 +725,13 @@ impl Maps {
             default: Action::from_code(info.default_action),
             malformed_action: Action::from_code(info.malformed_action),
             non_ip_action: Action::from_code(info.non_ip_action),
-            pass: stat(stat::PASS)?,
-            drop: stat(stat::DROP)?,
-            default_hits: stat(stat::DEFAULT)?,
-            malformed: stat(stat::MALFORMED)?,
-            non_ip: stat(stat::NON_IP)?,
-            rate_limited: stat(stat::RATE_LIMITED)?,
-            events_lost: stat(stat::EVENTS_LOST)?,
+            pass: self.stat(stat::PASS)?,
+            drop: self.stat(stat::DROP)?,
+            default_hits: self.stat(stat::DEFAULT)?,
+            malformed: self.stat(stat::MALFORMED)?,
+            non_ip: self.stat(stat::NON_IP)?,
+            rate_limited: self.stat(stat::RATE_LIMITED)?,
+            events_lost: self.stat(stat::EVENTS_LOST)?,
             sampling: self.sampling()?,
             sets: self.generation_sets(gen)?,
             rules,

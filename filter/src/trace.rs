@@ -1,6 +1,6 @@
 //! Verdict events: the kernel samples verdicts into a ring buffer (one drop in
-//! `Config::drop_every`, one pass in `Config::pass_every`, per CPU); this module reads them, describes
-//! them, and writes their leading frame bytes to a pcapng file with the verdict and the rule
+//! `Config::drop_every`, one pass in `Config::pass_every`, per CPU); this module reads them,
+//! describes them, and writes their leading frame bytes to a pcapng file with the verdict and the rule
 //! as each packet's comment.
 
 use std::{

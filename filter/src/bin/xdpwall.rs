@@ -16,6 +16,7 @@ use xdpwall::{
     loader::{self, remove_pins, Snapshot},
     Filter, Maps, Mode, RuleSet,
 };
+use xdpwall_common::stat;
 
 #[derive(Parser)]
 #[command(
@@ -392,7 +393,7 @@ fn trace(
         eprintln!("xdpwall: sampling is off for '{name}' (use --every N and/or --passes N)");
     }
     // The ring fills up whenever nobody reads it; what counts is what is lost from now on.
-    let lost_before = maps.snapshot()?.events_lost.packets;
+    let lost_before = maps.stat(stat::EVENTS_LOST)?.packets;
     let start = monotonic_now();
     let offset = monotonic_to_wall();
     let deadline = duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
@@ -439,8 +440,8 @@ fn trace(
         );
     }
     let lost = maps
-        .snapshot()
-        .map(|s| s.events_lost.packets.saturating_sub(lost_before));
+        .stat(stat::EVENTS_LOST)
+        .map(|c| c.packets.saturating_sub(lost_before));
     result?;
     restored?;
     let lost = lost?;

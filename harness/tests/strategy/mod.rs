@@ -1,8 +1,8 @@
-//! Proptest strategies of the differential test: random rule sets (every matcher kind, both families, overlapping
-//! networks, port ranges, all actions and policies) and random frames drawn from a rule set's
-//! neighbourhood (hits, near misses at prefix and port boundaries) with structural variations
-//! (VLAN/QinQ, IPv4 options and fragments, IPv6 extension headers) and mutations (truncation at
-//! header boundaries, bad IHL and version, byte flips, random bytes).
+//! Proptest strategies of the differential test: random rule sets (every matcher kind, both
+//! families, overlapping networks, port ranges, all actions and policies) and random frames
+//! drawn from a rule set's neighbourhood (hits, near misses at prefix and port boundaries) with
+//! structural variations (VLAN/QinQ, IPv4 options and fragments, IPv6 extension headers) and
+//! mutations (truncation at header boundaries, bad IHL and version, byte flips, random bytes).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
