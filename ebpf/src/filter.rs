@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
@@ -265,10 +265,6 @@ fn sample(ctx: &XdpContext, cfg: &Config, v: &Verdict, pkt: &Packet, len: u64) {
     };
     let e = entry.as_mut_ptr();
     let ip = v.cause == cause::RULE || v.cause == cause::RATE_LIMITED || v.cause == cause::DEFAULT;
-    let mut snap = cfg.snap_len as u64;
-    if snap > len {
-        snap = len;
-    }
     // SAFETY: `e` points at a reserved, writable ring-buffer record of size_of::<Event>().
     unsafe {
         (*e).ts_ns = bpf_ktime_get_ns();
@@ -289,20 +285,71 @@ fn sample(ctx: &XdpContext, cfg: &Config, v: &Verdict, pkt: &Packet, len: u64) {
         (*e).dport = if pkt.has_ports { pkt.dport } else { 0 };
         (*e).src = core::mem::transmute::<[u32; 4], [u8; 16]>(pkt.src);
         (*e).dst = core::mem::transmute::<[u32; 4], [u8; 16]>(pkt.dst);
-        (*e).cap_len = 0;
-        if snap > 0 && snap <= SNAP_MAX as u64 {
-            let r = bpf_xdp_load_bytes(
-                ctx.ctx,
-                0,
-                (*e).data.as_mut_ptr() as *mut core::ffi::c_void,
-                snap as u32,
-            );
-            if r == 0 {
-                (*e).cap_len = snap as u32;
-            }
-        }
+        (*e).cap_len = copy_frame(ctx, &mut (*e).data, cfg.snap_len as usize);
     }
     entry.submit(0);
+}
+
+/// Copies the frame's first `snap` bytes (at most [`SNAP_MAX`]) into `out` by direct packet
+/// access and returns how many it copied.
+///
+/// Not `bpf_xdp_load_bytes`: that helper exists only from 5.18 on, and the program is not
+/// loaded for multi-buffer frames, so every byte it could read is in the linear part anyway.
+/// Whole 8-byte words while the frame has them, then the last few bytes one at a time: every
+/// offset is a constant to the verifier, each checked against a fresh read of the frame's end.
+#[inline(always)]
+fn copy_frame(ctx: &XdpContext, out: &mut [u8; SNAP_MAX], snap: usize) -> u32 {
+    let mut n = 0;
+    for i in 0..SNAP_MAX / 8 {
+        let off = i * 8;
+        if off >= snap {
+            break;
+        }
+        let Some(p) = frame_at::<8>(ctx, off) else {
+            break;
+        };
+        // SAFETY: `p` has 8 readable bytes (frame_at); off + 8 <= SNAP_MAX.
+        unsafe {
+            let w = core::ptr::read_unaligned(p as *const u64);
+            core::ptr::write_unaligned(out.as_mut_ptr().add(off) as *mut u64, w);
+        }
+        n = off + 8;
+    }
+    // The frame ended inside the word at `n` (or `snap` was reached): at most 7 bytes remain.
+    for _ in 0..7 {
+        if n >= snap || n >= SNAP_MAX {
+            break;
+        }
+        let Some(p) = frame_at::<1>(ctx, n) else {
+            break;
+        };
+        // SAFETY: `p` is readable (frame_at); n < SNAP_MAX.
+        unsafe { *out.as_mut_ptr().add(n) = *p };
+        n += 1;
+    }
+    n.min(snap) as u32
+}
+
+/// A pointer to `N` bytes at `off` into the frame, or `None` past its end (the sampling
+/// path's twin of the parser's accessor).
+#[inline(always)]
+fn frame_at<const N: usize>(ctx: &XdpContext, off: usize) -> Option<*const u8> {
+    // SAFETY: ctx.ctx points at the kernel's xdp_md for the whole program run; volatile so
+    // that LLVM keeps one comparison per access, which is what the verifier tracks.
+    let (start, end) = unsafe {
+        (
+            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+        )
+    };
+    // Opaque to LLVM: it would turn `start + off + 1 > end` into `start + off >= end`, and
+    // verifiers before 6.2 or so derive no readable range from a `>=` at the access's own
+    // offset ("invalid access to packet").
+    let past = core::hint::black_box(start + off + N);
+    if past > end {
+        return None;
+    }
+    Some((start + off) as *const u8)
 }
 
 /// Returns the index of the first rule that matches `pkt`, if any.

@@ -99,5 +99,18 @@ fn sampling_rate_and_event_contents() {
     assert!(events.iter().all(|e| e.cause == cause::DEFAULT
         && e.cap_len as usize == short.len()
         && e.data[..short.len()] == short[..]));
+    // A snap length that ends inside a word of the frame: exactly that many bytes.
+    f.maps
+        .set_sampling(Sampling {
+            drops: 1,
+            passes: 0,
+            snap_len: 61,
+        })
+        .unwrap();
+    f.test_run(&dropped, 1).unwrap();
+    let events = drain_events(&mut tracer);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].cap_len, 61);
+    assert_eq!(&events[0].data[..61], &dropped[..61]);
     assert_eq!(f.maps.snapshot().unwrap().events_lost.packets, 0);
 }
