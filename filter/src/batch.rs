@@ -3,6 +3,9 @@
 //!
 //! Keys and values are passed as raw bytes, `count` elements back to back (for per-CPU maps a
 //! value is one `round_up(size, 8)` slot per possible CPU).
+//!
+//! Kernels that cannot batch a map type (5.10 has no batch operations for per-CPU arrays: it
+//! answers ENOTSUPP) get the same writes one element at a time (`BPF_MAP_UPDATE_ELEM`).
 
 use std::{
     io,
@@ -11,7 +14,21 @@ use std::{
 
 use aya::maps::MapData;
 
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+/// The kernel's "operation not supported" (not in libc: it is internal to the kernel, but
+/// returned to user space by the map operations a map type lacks).
+const ENOTSUPP: i32 = 524;
+
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
 
 #[repr(C)]
 #[derive(Default)]
@@ -30,16 +47,10 @@ fn fd(map: &MapData) -> u32 {
     map.fd().as_fd().as_raw_fd() as u32
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
-    // SAFETY: attr points at buffers the caller keeps alive for `attr.count` elements.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>(),
-        )
-    };
+fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
+    // SAFETY: attr is the command's attribute struct and points at buffers the caller keeps
+    // alive for the whole call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, std::mem::size_of::<A>()) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -75,10 +86,35 @@ fn run(
                 done += attr.count as usize;
                 match e.raw_os_error() {
                     Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                    Some(ENOTSUPP) if cmd == BPF_MAP_UPDATE_BATCH => {
+                        return one_by_one(
+                            map,
+                            &keys[done * ks..],
+                            values.map(|v| &v[done * vs..]),
+                            count - done,
+                        )
+                    }
                     _ => return Err(e),
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// The writes of an update batch, one `BPF_MAP_UPDATE_ELEM` each.
+fn one_by_one(map: &MapData, keys: &[u8], values: Option<&[u8]>, count: usize) -> io::Result<()> {
+    let ks = keys.len() / count;
+    let values = values.unwrap_or_default();
+    let vs = values.len() / count;
+    for i in 0..count {
+        let mut attr = ElemAttr {
+            map_fd: fd(map),
+            key: keys[i * ks..].as_ptr() as u64,
+            value: values[i * vs..].as_ptr() as u64,
+            ..Default::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut attr)?;
     }
     Ok(())
 }
