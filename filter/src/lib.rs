@@ -8,6 +8,7 @@
 pub mod addr_table;
 mod batch;
 pub mod compile;
+pub mod features;
 pub mod loader;
 pub mod model;
 pub mod rules;

@@ -107,6 +107,12 @@ enum Cmd {
         #[arg(long)]
         duration: Option<f64>,
     },
+    /// Show what the running kernel supports and what loading the filter costs on it.
+    Features {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a rule file without touching any filter.
     Check {
         /// The rule file.
@@ -275,6 +281,20 @@ fn run(cli: Cli) -> Result<()> {
             count,
             duration,
         ),
+        Cmd::Features { json } => {
+            let f = xdpwall::features::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f)?);
+            } else {
+                for l in f.lines() {
+                    println!("{l}");
+                }
+            }
+            if let Some(e) = f.load_error {
+                bail!("the filter does not load on this kernel: {e}");
+            }
+            Ok(())
+        }
         Cmd::Check { rules } => {
             let set = RuleSet::from_file(&rules)?;
             xdpwall::compile::compile(&set)?;
