@@ -29,6 +29,12 @@ pub enum XdpEngineError {
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN (live frames) failed: {0}")]
     Run(String),
+    /// The kernel cannot run XDP programs on live frames.
+    #[error(
+        "the xdp engine needs BPF_PROG_TEST_RUN live frames (Linux 5.18 or later), which this \
+         kernel ({0}) lacks: use --engine afpacket (or auto)"
+    )]
+    NoLiveFrames(String),
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -85,6 +91,11 @@ impl XdpEngine {
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
         if ifindex == 0 {
             return Err(XdpEngineError::NoInterface(iface.into()));
+        }
+        if !xdpwall::features::xdp_live_frames() {
+            return Err(XdpEngineError::NoLiveFrames(
+                xdpwall::features::kernel_release(),
+            ));
         }
         let mut ebpf = load_object()?;
         load_prog(&mut ebpf, "xdpwall_gen")?;

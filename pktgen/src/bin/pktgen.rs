@@ -74,8 +74,10 @@ enum Engine {
     /// AF_PACKET socket, batched with sendmmsg (frames reach the peer as skbs).
     Afpacket,
     /// In-kernel generation with BPF_PROG_TEST_RUN live frames (frames reach the peer as
-    /// XDP frames; on veth the peer needs a native XDP program or GRO).
+    /// XDP frames; on veth the peer needs a native XDP program or GRO). Linux 5.18+.
     Xdp,
+    /// `xdp` where the kernel has live frames, else `afpacket` (and says so).
+    Auto,
 }
 
 /// Where and how much to send.
@@ -386,8 +388,20 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|(t, w)| (t.len() * *w as usize) as f64)
                 .sum::<f64>()
                 / weights.iter().sum::<u32>() as f64;
+            let engine = match engine {
+                Engine::Auto if xdpwall::features::xdp_live_frames() => Engine::Xdp,
+                Engine::Auto => {
+                    eprintln!(
+                        "pktgen: this kernel ({}) has no BPF_PROG_TEST_RUN live frames (5.18+): \
+                         sending with the afpacket engine",
+                        xdpwall::features::kernel_release()
+                    );
+                    Engine::Afpacket
+                }
+                e => e,
+            };
             match engine {
-                Engine::Afpacket => {
+                Engine::Afpacket | Engine::Auto => {
                     let sock = AfPacket::open(&out.iface)
                         .with_context(|| format!("interface {}", out.iface))?;
                     let frames: Vec<Vec<Vec<u8>>> = templates
