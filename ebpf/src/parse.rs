@@ -178,11 +178,13 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
     pkt.proto = u8_at(h, 9);
     pkt.src[0] = raw32_at(h, 12);
     pkt.dst[0] = raw32_at(h, 16);
-    if be16_at(h, 6) & 0x1fff != 0 {
+    let frag = be16_at(h, 6);
+    if frag & 0x1fff != 0 {
         // A non-first fragment: the protocol is known, the ports are not.
         return Some(true);
     }
-    parse_l4(ctx, pkt, l3 + hlen, total - hlen)
+    // More fragments follow (MF): a first fragment.
+    parse_l4(ctx, pkt, l3 + hlen, total - hlen, frag & 0x2000 != 0)
 }
 
 /// Parses an IPv6 header at `l3` with `avail` bytes left in the frame.
@@ -204,6 +206,7 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
     let mut next = u8_at(h, 6);
     let mut off = l3 + 40;
     let mut left = payload;
+    let mut first_fragment = false;
     for _ in 0..MAX_EXT_HEADERS {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
@@ -225,10 +228,14 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
                 }
                 let f = at::<8>(ctx, off)?;
                 next = u8_at(f, 0);
-                if be16_at(f, 2) >> 3 != 0 {
+                let offset_flags = be16_at(f, 2);
+                if offset_flags >> 3 != 0 {
                     pkt.proto = next;
                     return Some(true);
                 }
+                // Offset 0 with the M flag: a first fragment (without it: an atomic one,
+                // a whole packet).
+                first_fragment = offset_flags & 1 != 0;
                 8
             }
             _ => break,
@@ -243,7 +250,7 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
         return Some(false);
     }
     pkt.proto = next;
-    parse_l4(ctx, pkt, off, left)
+    parse_l4(ctx, pkt, off, left, first_fragment)
 }
 
 #[inline(always)]
@@ -255,9 +262,16 @@ fn is_ext_header(proto: u8) -> bool {
 }
 
 /// Checks the transport header at `l4`, which has `len` bytes inside the IP packet, and reads
-/// the ports of TCP and UDP.
+/// the ports of TCP and UDP. In a `first_fragment` the UDP length is the whole datagram's and
+/// may exceed the fragment: only the header itself must be present.
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4: usize, len: usize) -> Option<bool> {
+fn parse_l4(
+    ctx: &XdpContext,
+    pkt: &mut Packet,
+    l4: usize,
+    len: usize,
+    first_fragment: bool,
+) -> Option<bool> {
     match pkt.proto {
         IPPROTO_TCP => {
             if len < 20 {
@@ -278,7 +292,7 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4: usize, len: usize) -> Option
             }
             let u = at::<8>(ctx, l4)?;
             let ulen = be16_at(u, 4) as usize;
-            if ulen < 8 || ulen > len {
+            if ulen < 8 || (ulen > len && !first_fragment) {
                 return Some(false);
             }
             pkt.has_ports = true;

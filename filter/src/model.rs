@@ -11,7 +11,7 @@ use std::{
 
 use pnet_packet::{
     ethernet::EthernetPacket,
-    ipv4::Ipv4Packet,
+    ipv4::{Ipv4Flags, Ipv4Packet},
     ipv6::{ExtensionPacket, FragmentPacket, Ipv6Packet},
     tcp::TcpPacket,
     udp::UdpPacket,
@@ -125,8 +125,14 @@ fn read_ipv4(l3: &[u8]) -> Frame {
     let src = IpAddr::V4(ip.get_source());
     let dst = IpAddr::V4(ip.get_destination());
     let protocol = ip.get_next_level_protocol().0;
-    let first_fragment = ip.get_fragment_offset() == 0;
-    transport(src, dst, protocol, first_fragment, &l3[hlen..total])
+    let piece = if ip.get_fragment_offset() != 0 {
+        Piece::Later
+    } else if ip.get_flags() & Ipv4Flags::MoreFragments != 0 {
+        Piece::First
+    } else {
+        Piece::Whole
+    };
+    transport(src, dst, protocol, piece, &l3[hlen..total])
 }
 
 fn read_ipv6(l3: &[u8]) -> Frame {
@@ -145,6 +151,7 @@ fn read_ipv6(l3: &[u8]) -> Frame {
     let mut next = ip.get_next_header().0;
     let mut payload = &l3[40..end];
     let mut walked = 0;
+    let mut piece = Piece::Whole;
     loop {
         let ext_len = match next {
             0 | 43 | 60 | 51 => {
@@ -170,17 +177,17 @@ fn read_ipv6(l3: &[u8]) -> Frame {
                     return Frame::Malformed("truncated IPv6 fragment header");
                 };
                 next = frag.get_next_header().0;
-                if frag.get_fragment_offset_with_flags() >> 3 != 0 {
-                    return Frame::Ip(Headers {
-                        src,
-                        dst,
-                        proto: next,
-                        ports: None,
-                    });
+                let offset_flags = frag.get_fragment_offset_with_flags();
+                if offset_flags >> 3 != 0 {
+                    return transport(src, dst, next, Piece::Later, payload);
+                }
+                // M flag: more fragments follow; without it the fragment is the whole packet.
+                if offset_flags & 1 != 0 {
+                    piece = Piece::First;
                 }
                 8
             }
-            _ => return transport(src, dst, next, true, payload),
+            _ => return transport(src, dst, next, piece, payload),
         };
         if ext_len > payload.len() {
             return Frame::Malformed("IPv6 extension header longer than the payload");
@@ -190,16 +197,28 @@ fn read_ipv6(l3: &[u8]) -> Frame {
     }
 }
 
-/// Checks the transport header (inside the IP packet's own length) of a first fragment or
-/// whole packet, and reads TCP/UDP ports.
-fn transport(src: IpAddr, dst: IpAddr, protocol: u8, first: bool, l4: &[u8]) -> Frame {
+/// Which part of a datagram an IP packet carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// The whole datagram.
+    Whole,
+    /// The first fragment: the transport header, but not all of the datagram.
+    First,
+    /// A later fragment: no transport header.
+    Later,
+}
+
+/// Checks the transport header (inside the IP packet's own length) of a whole packet or a
+/// first fragment, and reads TCP/UDP ports. A first fragment's UDP length is the whole
+/// datagram's, so it is not held against the fragment.
+fn transport(src: IpAddr, dst: IpAddr, protocol: u8, piece: Piece, l4: &[u8]) -> Frame {
     let mut h = Headers {
         src,
         dst,
         proto: protocol,
         ports: None,
     };
-    if !first {
+    if piece == Piece::Later {
         return Frame::Ip(h);
     }
     match protocol {
@@ -221,7 +240,7 @@ fn transport(src: IpAddr, dst: IpAddr, protocol: u8, first: bool, l4: &[u8]) -> 
                 return Frame::Malformed("truncated UDP header");
             };
             let len = udp.get_length() as usize;
-            if len < 8 || len > l4.len() {
+            if len < 8 || (len > l4.len() && piece == Piece::Whole) {
                 return Frame::Malformed("bad UDP length");
             }
             h.ports = Some((udp.get_source(), udp.get_destination()));
@@ -580,6 +599,33 @@ mod tests {
         };
         assert_eq!(h.ports, None);
         assert_eq!(h.proto, 17);
+    }
+
+    #[test]
+    fn a_first_fragment_may_carry_a_longer_udp_length() {
+        // UDP length 1,432: the whole datagram's, longer than this fragment's 8 bytes.
+        let mut u = udp(53, 5353);
+        u[4..6].copy_from_slice(&1432u16.to_be_bytes());
+        let mut ip = ipv4(17, [1, 1, 1, 1], [2, 2, 2, 2], &u);
+        assert!(
+            matches!(read_frame(&eth(0x0800, &ip)), Frame::Malformed(_)),
+            "whole packet"
+        );
+        ip[6] = 0x20; // more fragments, offset 0
+        let Frame::Ip(h) = read_frame(&eth(0x0800, &ip)) else {
+            panic!("a first fragment is well formed")
+        };
+        assert_eq!(h.ports, Some((53, 5353)));
+        // IPv6: a fragment header with offset 0 and the M flag; without M it is atomic.
+        for (m, first) in [(1u8, true), (0, false)] {
+            let mut l3 = vec![0x60, 0, 0, 0, 0, 16, 44, 64];
+            l3.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            l3.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            l3.extend_from_slice(&[17, 0, 0, m, 0, 0, 0, 1]);
+            l3.extend_from_slice(&u);
+            let f = read_frame(&eth(0x86dd, &l3));
+            assert_eq!(matches!(f, Frame::Ip(_)), first, "IPv6, M flag {m}");
+        }
     }
 
     #[test]

@@ -136,6 +136,24 @@ pub fn structural_frames() -> Vec<FrameSpec> {
         }
         specs.push(s);
     }
+    // The first fragment of a datagram larger than itself: its UDP length is the whole
+    // datagram's (1,432 bytes), longer than the fragment; only the 8-byte header must be here.
+    for (src, dst) in [(a4, b4), (a6, b6)] {
+        let mut s = FrameSpec::udp(src, dst, 53, 5353).payload(64).udp_len(1432);
+        match &mut s.ip {
+            IpSpec::V4 { frag, .. } => {
+                *frag = Fragment {
+                    offset: 0,
+                    more: true,
+                }
+            }
+            IpSpec::V6 { ext, .. } => ext.push(Ipv6Ext::Fragment {
+                offset: 0,
+                more: true,
+            }),
+        }
+        specs.push(s);
+    }
     let chains: [&[Ipv6Ext]; 4] = [
         &[
             Ipv6Ext::HopByHop(0),

@@ -204,6 +204,9 @@ pub struct FrameSpec {
     pub l4: L4Spec,
     /// Payload bytes after the transport header (filled with a counting pattern).
     pub payload_len: usize,
+    /// The UDP length field, when it should not be the segment's own length: the first
+    /// fragment of a larger datagram carries the whole datagram's.
+    pub udp_len: Option<u16>,
 }
 
 /// Default source MAC (locally administered).
@@ -235,6 +238,7 @@ impl FrameSpec {
             ip,
             l4,
             payload_len: 0,
+            udp_len: None,
         }
     }
 
@@ -269,6 +273,14 @@ impl FrameSpec {
     /// Sets the payload length.
     pub fn payload(mut self, len: usize) -> FrameSpec {
         self.payload_len = len;
+        self
+    }
+
+    /// Sets the UDP length field to `len` (a first fragment's: the whole datagram's length);
+    /// the checksum is then left 0 (it covers the whole datagram, which the frame does not
+    /// hold).
+    pub fn udp_len(mut self, len: u16) -> FrameSpec {
+        self.udp_len = Some(len);
         self
     }
 
@@ -457,8 +469,12 @@ impl FrameSpec {
                 let mut u = MutableUdpPacket::new(seg).expect("room for UDP");
                 u.set_source(sport);
                 u.set_destination(dport);
-                u.set_length(len);
                 u.set_checksum(0);
+                if let Some(whole) = self.udp_len {
+                    u.set_length(whole);
+                    return;
+                }
+                u.set_length(len);
                 let c = match (src, dst) {
                     (IpAddr::V4(s), IpAddr::V4(d)) => udp::ipv4_checksum(&u.to_immutable(), &s, &d),
                     (IpAddr::V6(s), IpAddr::V6(d)) => udp::ipv6_checksum(&u.to_immutable(), &s, &d),
