@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<()> {
             ],
         ));
     }
-    let (passed, failed, stage) = cargo_test(&args.cargo_args);
+    let (passed, failed, ignored, stage) = cargo_test(&args.cargo_args);
     stages.push(stage);
     eprintln!();
     for s in &stages {
@@ -60,6 +60,9 @@ pub fn run(args: Args) -> Result<()> {
             s.secs,
             s.detail
         );
+    }
+    if ignored > 0 {
+        eprintln!("{ignored} test(s) were ignored: every test must run here (CI is root)");
     }
     println!("tests: {passed} passed, {failed} failed");
     if stages.iter().any(|s| !s.ok) {
@@ -85,8 +88,9 @@ fn plain(name: &'static str, args: &[&str]) -> Stage {
     }
 }
 
-/// Runs `cargo test --workspace`, echoing its output and adding up its result lines.
-fn cargo_test(extra: &[String]) -> (u64, u64, Stage) {
+/// Runs `cargo test --workspace`, echoing its output and adding up its result lines:
+/// (passed, failed, ignored, the stage). An ignored test fails the stage.
+fn cargo_test(extra: &[String]) -> (u64, u64, u64, Stage) {
     step("cargo test --workspace (unit, BPF test_run, property, replay, veth end-to-end)");
     let t = Instant::now();
     let child = Command::new("cargo")
@@ -95,7 +99,7 @@ fn cargo_test(extra: &[String]) -> (u64, u64, Stage) {
         .args(extra)
         .stdout(Stdio::piped())
         .spawn();
-    let (mut passed, mut failed, mut binaries) = (0u64, 0u64, 0u64);
+    let (mut passed, mut failed, mut ignored, mut binaries) = (0u64, 0u64, 0u64, 0u64);
     let ok = match child {
         Ok(mut c) => {
             for line in BufReader::new(c.stdout.take().expect("piped"))
@@ -107,6 +111,7 @@ fn cargo_test(extra: &[String]) -> (u64, u64, Stage) {
                     binaries += 1;
                     passed += count(rest, "passed");
                     failed += count(rest, "failed");
+                    ignored += count(rest, "ignored");
                 }
             }
             c.wait().map(|s| s.success()).unwrap_or(false)
@@ -118,15 +123,17 @@ fn cargo_test(extra: &[String]) -> (u64, u64, Stage) {
     };
     let stage = Stage {
         name: "test",
-        ok: ok && failed == 0 && passed > 0,
+        ok: ok && failed == 0 && ignored == 0 && passed > 0,
         secs: t.elapsed().as_secs_f64(),
-        detail: format!("{passed} passed, {failed} failed in {binaries} test binaries"),
+        detail: format!(
+            "{passed} passed, {failed} failed, {ignored} ignored in {binaries} test binaries"
+        ),
     };
-    (passed, failed, stage)
+    (passed, failed, ignored, stage)
 }
 
 /// The number before `what` in a cargo result line ("ok. 11 passed; 2 failed; ...").
-fn count(result: &str, what: &str) -> u64 {
+pub(crate) fn count(result: &str, what: &str) -> u64 {
     result
         .split([';', '.'])
         .map(str::trim)
@@ -145,5 +152,7 @@ mod tests {
         let f = "FAILED. 5 passed; 6 failed; 0 ignored";
         assert_eq!(super::count(f, "passed"), 5);
         assert_eq!(super::count(f, "failed"), 6);
+        let i = "ok. 3 passed; 0 failed; 2 ignored; 0 measured";
+        assert_eq!(super::count(i, "ignored"), 2);
     }
 }
