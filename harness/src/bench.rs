@@ -14,6 +14,7 @@
 //! Results go to `results/bench-<unix time>.json` (schema: [`Report`]) and a matching `.svg`.
 
 use std::{
+    io::IsTerminal,
     path::PathBuf,
     rc::Rc,
     sync::{
@@ -695,8 +696,21 @@ fn program_times(
     Ok(out)
 }
 
+/// One progress step: redrawn in place on a terminal, one plain line each in a log.
 pub(crate) fn progress(done: usize, total: usize, what: &str) {
-    eprint!("\r\x1b[2K[{done:>3}/{total}] {what}");
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K[{done:>3}/{total}] {what}");
+    } else {
+        eprintln!("[{done:>3}/{total}] {what}");
+    }
+}
+
+/// The last progress step.
+pub(crate) fn progress_done(total: usize) {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+    eprintln!("[{total}/{total}] done");
 }
 
 /// Runs the benchmark and writes the report.
@@ -883,7 +897,7 @@ pub fn run(mut args: Args) -> Result<()> {
         drop(slots);
         drop(topo);
     }
-    eprintln!("\r\x1b[2K[{total}/{total}] done");
+    progress_done(total);
     let report = Report {
         version: 3,
         run,

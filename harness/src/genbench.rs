@@ -21,7 +21,7 @@ use pktgen::{xdp::CountDrop, Flows, FrameSpec};
 use serde::Serialize;
 
 use crate::{
-    bench::{progress, Args, Generator, Rates, RunInfo},
+    bench::{progress, progress_done, Args, Generator, Rates, RunInfo},
     peer::{xdp_tools_version, PeerSender},
     Options, Topology,
 };
@@ -246,7 +246,7 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     }
-    eprintln!("\r\x1b[2K[{total}/{total}] done");
+    progress_done(total);
     rx.program().unload().ok();
     drop(topo);
     let ratios = cases

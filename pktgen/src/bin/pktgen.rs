@@ -4,6 +4,7 @@
 
 use std::{
     fs::File,
+    io::IsTerminal,
     net::IpAddr,
     os::fd::AsRawFd,
     path::{Path, PathBuf},
@@ -282,12 +283,14 @@ fn drive(
             .collect();
         let mut last = Instant::now();
         let mut shown = false;
+        let live = std::io::stderr().is_terminal();
         while workers.iter().any(|w| !w.is_finished()) {
             std::thread::sleep(Duration::from_millis(50));
             if deadline.is_some_and(|d| start.elapsed() >= d) {
                 stop.store(true, Ordering::Relaxed);
             }
-            if last.elapsed() >= Duration::from_secs(1) {
+            // A live rate only on a terminal: in a log it would be escape codes.
+            if live && last.elapsed() >= Duration::from_secs(1) {
                 last = Instant::now();
                 let n = sent.load(Ordering::Relaxed);
                 eprint!(
