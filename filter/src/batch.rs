@@ -82,18 +82,20 @@ fn run(
         };
         match bpf(cmd, &mut attr) {
             Ok(()) => done = count,
+            // The map type has no batch operations: nothing was written (and the count was
+            // left as it was sent).
+            Err(e) if e.raw_os_error() == Some(ENOTSUPP) && cmd == BPF_MAP_UPDATE_BATCH => {
+                return one_by_one(
+                    map,
+                    &keys[done * ks..],
+                    values.map(|v| &v[done * vs..]),
+                    count - done,
+                );
+            }
             Err(e) => {
                 done += attr.count as usize;
                 match e.raw_os_error() {
                     Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                    Some(ENOTSUPP) if cmd == BPF_MAP_UPDATE_BATCH => {
-                        return one_by_one(
-                            map,
-                            &keys[done * ks..],
-                            values.map(|v| &v[done * vs..]),
-                            count - done,
-                        )
-                    }
                     _ => return Err(e),
                 }
             }
