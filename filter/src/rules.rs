@@ -322,19 +322,54 @@ struct RawRule {
     rate_prefix6: Option<Spanned<i64>>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A port or protocol field: a whole number or a string.
 enum NumOrStr {
     Num(i64),
     Str(String),
 }
 
+impl<'de> Deserialize<'de> for NumOrStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = NumOrStr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number or a string (e.g. 80, \"1000-2000\", \"tcp\")")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Num(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumOrStr, E> {
+                i64::try_from(v)
+                    .map(NumOrStr::Num)
+                    .map_err(|_| E::custom(format!("{v} is out of range")))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl RuleSet {
     /// Reads and validates a rule file.
     pub fn from_file(path: &Path) -> Result<RuleSet, RuleError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RuleError::Io {
+        let bytes = std::fs::read(path).map_err(|source| RuleError::Io {
             path: path.display().to_string(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            RuleError::Invalid {
+                path: path.display().to_string(),
+                line: bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1,
+                message: format!(
+                    "not UTF-8 text: byte 0x{:02x} at offset {at} (rule files are UTF-8)",
+                    bytes[at]
+                ),
+            }
         })?;
         RuleSet::parse_in(
             &text,
@@ -358,7 +393,7 @@ impl RuleSet {
         };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            err(span, e.message().trim().to_string())
+            err(span.clone(), toml_message(text, span, e.message().trim()))
         })?;
         let mut set = RuleSet::default();
         if let Some(a) = &raw.default {
@@ -388,7 +423,7 @@ impl RuleSet {
         }
         let mut total = 0;
         for (name, rs) in &raw.set {
-            let at = |m: String| err(rs.span(), format!("set \"{name}\": {m}"));
+            let at = |m: String| err(rs.span(), format!("set {}: {m}", shown(name)));
             if name.is_empty()
                 || name.len() > 31
                 || !name
@@ -402,7 +437,7 @@ impl RuleSet {
             for e in raw_set.entries.iter().flatten() {
                 nets.push(
                     parse_net(e.get_ref())
-                        .map_err(|m| err(e.span(), format!("set \"{name}\": {m}")))?,
+                        .map_err(|m| err(e.span(), format!("set {}: {m}", shown(name))))?,
                 );
             }
             if let Some(f) = &raw_set.file {
@@ -411,7 +446,11 @@ impl RuleSet {
                     e @ RuleError::Invalid { .. } => e,
                     RuleError::Io { source, .. } => err(
                         f.span(),
-                        format!("set \"{name}\": cannot read {}: {source}", path.display()),
+                        format!(
+                            "set {}: cannot read {}: {source}",
+                            shown(name),
+                            path.display()
+                        ),
                     ),
                 })?);
             }
@@ -502,9 +541,66 @@ fn toml_string(s: &str) -> String {
 
 fn rule_label(r: &RawRule) -> String {
     match &r.name {
-        Some(n) => format!("\"{}\"", n.get_ref()),
+        Some(n) => shown(n.get_ref()),
         None => "unnamed".into(),
     }
+}
+
+/// Most characters of a value an error message echoes.
+const SHOWN_CHARS: usize = 40;
+
+/// `value` as an error message may show it: quoted, with control and other invisible
+/// characters escaped (a rule file must not be able to rewrite the operator's terminal), and
+/// cut to [`SHOWN_CHARS`] characters (a 10 MB value makes no 10 MB error).
+pub fn shown(value: &str) -> String {
+    let mut out = String::from("\"");
+    for (i, c) in value.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push_str(&format!("\"... ({} bytes)", value.len()));
+            return out;
+        }
+        if c.is_control() || is_format_char(c) || c == '"' || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Unicode format characters that reorder or hide text (bidirectional overrides, isolates
+/// and marks, zero-width characters, the byte-order mark).
+fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}'
+        | '\u{061c}' | '\u{feff}')
+}
+
+/// The toml crate's message, with a hint for the mistakes it words least helpfully.
+fn toml_message(text: &str, span: std::ops::Range<usize>, message: &str) -> String {
+    let at = text.get(span.clone()).unwrap_or("");
+    if message.contains("invalid type: map, expected a sequence") && at.contains("rule") {
+        return "rules are an array of tables: write [[rule]] (two brackets), not [rule]".into();
+    }
+    if message.contains("invalid type: sequence, expected a string") {
+        return format!(
+            "{message}: a field holds one network; several go in a set ([set.NAME] with \
+             entries = [...], then \"@NAME\")"
+        );
+    }
+    if message.starts_with("duplicate key") {
+        let key = at
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim();
+        return format!(
+            "duplicate key: {} is defined a second time here",
+            shown(key)
+        );
+    }
+    message.to_string()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -521,7 +617,8 @@ fn parse_action(s: &Spanned<String>) -> Result<Action, String> {
         "pass" => Ok(Action::Pass),
         "drop" => Ok(Action::Drop),
         other => Err(format!(
-            "unknown action \"{other}\" (expected \"pass\" or \"drop\")"
+            "unknown action {} (expected \"pass\" or \"drop\")",
+            shown(other)
         )),
     }
 }
@@ -619,6 +716,20 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
                 "name is longer than 31 bytes (the kernel keeps 31)".into(),
             ))
         }
+        Some(n)
+            if n.get_ref()
+                .chars()
+                .any(|c| c.is_control() || is_format_char(c)) =>
+        {
+            return Err((
+                Some(n.span()),
+                format!(
+                    "name {} holds control or invisible formatting characters (escape \
+                     sequences, bidirectional overrides): names are printed to terminals",
+                    shown(n.get_ref())
+                ),
+            ))
+        }
         Some(n) => Some(n.get_ref().clone()),
         None => None,
     };
@@ -629,7 +740,10 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
                 Some(name) if sets.contains_key(name) => Ok((None, Some(name.to_string()))),
                 Some(name) => Err((
                     Some(s.span()),
-                    format!("{what}: no set named \"{name}\" (define it with [set.{name}])"),
+                    format!(
+                        "{what}: no set named {} (define it with [set.NAME])",
+                        shown(name)
+                    ),
                 )),
                 None => parse_net(s.get_ref())
                     .map(|n| (Some(n), None))
@@ -640,14 +754,43 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
     };
     let (src, src_set) = net(&r.src, "src")?;
     let (dst, dst_set) = net(&r.dst, "dst")?;
-    if let (Some(s), Some(d)) = (&src, &dst) {
-        if s.addr().is_ipv4() != d.addr().is_ipv4() {
-            let span = r.dst.as_ref().map(|d| d.span());
-            return Err((
-                span,
-                format!("src {s} and dst {d} are of different address families: the rule could never match"),
-            ));
+    // The families each side can match: a network's own, a set's entries', or both.
+    let families = |net: &Option<IpNet>, set: &Option<String>| -> [bool; 2] {
+        match (net, set) {
+            (Some(n), _) => [n.addr().is_ipv4(), n.addr().is_ipv6()],
+            (None, Some(name)) => {
+                let nets = &sets[name].nets;
+                [
+                    nets.iter().any(|n| n.addr().is_ipv4()),
+                    nets.iter().any(|n| n.addr().is_ipv6()),
+                ]
+            }
+            (None, None) => [true, true],
         }
+    };
+    let (fs, fd) = (families(&src, &src_set), families(&dst, &dst_set));
+    if !(fs[0] && fd[0] || fs[1] && fd[1]) {
+        let span = r.dst.as_ref().map(|d| d.span());
+        let side = |net: &Option<IpNet>, set: &Option<String>, f: [bool; 2]| match net {
+            Some(n) => n.to_string(),
+            None => format!(
+                "@{} (holding {})",
+                set.as_deref().unwrap_or(""),
+                match f {
+                    [true, false] => "only IPv4 networks",
+                    [false, true] => "only IPv6 networks",
+                    _ => "no networks",
+                }
+            ),
+        };
+        return Err((
+            span,
+            format!(
+                "src {} and dst {} are of different address families: the rule could never match",
+                side(&src, &src_set, fs),
+                side(&dst, &dst_set, fd)
+            ),
+        ));
     }
     let proto = match &r.proto {
         Some(p) => Some(parse_proto(p.get_ref()).map_err(at(p.span()))?),
@@ -670,7 +813,7 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
                 return Err((
                     span,
                     format!(
-                        "ports need protocol tcp, udp or any, not {}",
+                        "ports need protocol tcp or udp (or no `proto`, which matches both), not {}",
                         proto::name(p)
                     ),
                 ));
@@ -694,11 +837,15 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
 /// Parses `addr` or `addr/len`; host bits must be zero.
 fn parse_net(s: &str) -> Result<IpNet, String> {
     let net = if s.contains('/') {
-        IpNet::from_str(s)
-            .map_err(|_| format!("\"{s}\" is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32)"))?
+        IpNet::from_str(s).map_err(|_| {
+            format!(
+                "{} is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32)",
+                shown(s)
+            )
+        })?
     } else {
-        let a =
-            IpAddr::from_str(s).map_err(|_| format!("\"{s}\" is not an IP address or network"))?;
+        let a = IpAddr::from_str(s)
+            .map_err(|_| format!("{} is not an IP address or network", shown(s)))?;
         IpNet::from(a)
     };
     if net.trunc() != net {
@@ -720,7 +867,7 @@ fn parse_proto(p: &NumOrStr) -> Result<u8, String> {
             "icmp" => Ok(proto::ICMP),
             "icmpv6" => Ok(proto::ICMPV6),
             other => other.parse::<u8>().map_err(|_| {
-                format!("unknown protocol \"{other}\" (tcp, udp, icmp, icmpv6 or a number 0-255; leave it out for any)")
+                format!("unknown protocol {} (tcp, udp, icmp, icmpv6 or a number 0-255; leave it out for any)", shown(other))
             }),
         },
     }
@@ -730,7 +877,7 @@ fn parse_ports(p: &NumOrStr) -> Result<PortRange, String> {
     let port = |s: &str| {
         s.trim()
             .parse::<u16>()
-            .map_err(|_| format!("\"{s}\" is not a port (0-65535)"))
+            .map_err(|_| format!("{} is not a port (0-65535)", shown(s)))
     };
     let r = match p {
         NumOrStr::Num(n) => {
@@ -846,6 +993,42 @@ mod tests {
                 "unknown field",
             ),
             ("default = \"drop\"\n\n[[rule]\n", 3, ""),
+            (
+                "[[rule]]\naction = \"drop\"\nproto = \"tcp\"\ndport = 80.0\n",
+                4,
+                "expected a whole number or a string",
+            ),
+            ("[rule]\naction = \"drop\"\n", 1, "write [[rule]]"),
+            (
+                "[[rule]]\naction = \"drop\"\nsrc = [\"10.0.0.0/8\"]\n",
+                3,
+                "several go in a set",
+            ),
+            (
+                "[set.a]\nentries = []\n[set.a]\nentries = []\n",
+                3,
+                "duplicate key: \"a\"",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\nproto = \"icmp\"\ndport = 80\n",
+                3,
+                "or no `proto`",
+            ),
+            (
+                "[set.v6]\nentries = [\"2001:db8::/32\"]\n[[rule]]\naction = \"drop\"\nsrc = \"@v6\"\ndst = \"10.0.0.0/8\"\n",
+                6,
+                "could never match",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\nname = \"a\\u001b[2Jb\"\n",
+                3,
+                "control or invisible",
+            ),
+            (
+                "[[rule]]\naction = \"drop\"\nname = \"left\\u202eright\"\n",
+                3,
+                "control or invisible",
+            ),
         ];
         for (text, line, what) in cases {
             let (l, msg) = err_line(text);
@@ -853,6 +1036,37 @@ mod tests {
             assert!(msg.contains(what), "{text:?} -> {msg}");
             assert!(msg.starts_with(&format!("t.toml:{line}: ")), "{msg}");
         }
+    }
+
+    #[test]
+    fn errors_escape_and_cap_what_they_echo() {
+        let long = "x".repeat(1_000_000);
+        let msg = parse(&format!("[[rule]]\naction = \"drop\"\nsrc = \"{long}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 200, "{} bytes", msg.len());
+        assert!(msg.contains("(1000000 bytes)"), "{msg}");
+        let msg = parse("[[rule]]\naction = \"a\\u001b[31m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains('\u{1b}') && msg.contains("\\u{1b}"), "{msg}");
+        assert_eq!(shown("ok"), "\"ok\"");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_line_and_offset() {
+        let dir = std::env::temp_dir().join(format!("xw-utf8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.toml");
+        std::fs::write(&p, b"[[rule]]\naction = \"drop\"\nname = \"\xff\"\n").unwrap();
+        let e = RuleSet::from_file(&p).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(e.line(), Some(3));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("not UTF-8") && msg.contains("offset 33"),
+            "{msg}"
+        );
     }
 
     #[test]
