@@ -555,6 +555,17 @@ impl Maps {
         })
     }
 
+    /// Makes the previous rule set active again and returns its generation: the generation
+    /// the last [`Maps::apply`] flipped away from still holds that rule set, untouched, until
+    /// the next apply. The caller keeps other writers out in between (`xdpwall update
+    /// --confirm` holds the filter's update lock), so the flip back is as atomic as the flip.
+    pub fn roll_back(&mut self) -> Result<u32, LoadError> {
+        let mut c = self.config()?;
+        c.active_gen = 1 - (c.active_gen & 1);
+        self.set_config(c)?;
+        Ok(c.active_gen)
+    }
+
     fn write_generation(&mut self, gen: u32, t: &Tables) -> Result<(), LoadError> {
         // Hash tables first: the only ones that can be full, and nothing live reads this
         // generation.

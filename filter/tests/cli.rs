@@ -136,8 +136,28 @@ fn attach_status_update_detach_and_foreground_sigint() {
         "still the old rules"
     );
 
+    // A file without rules is refused unless asked for: an empty or truncated file must not
+    // silently open (or close) everything.
     let open = scratch("open.toml", "default = \"pass\"\n");
     let out = xdpwall(&["update", &name, "--rules", open.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has no rules") && err.contains("--allow-empty"),
+        "{err}"
+    );
+    assert_eq!(
+        udp_round(&topo, &targets, 20, quiet),
+        vec![0],
+        "still the old rules"
+    );
+    let out = xdpwall(&[
+        "update",
+        &name,
+        "--rules",
+        open.to_str().unwrap(),
+        "--allow-empty",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -311,4 +331,97 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
         );
     }
     let _ = std::fs::remove_file(&pcap);
+}
+
+/// `update --confirm`: the new rules are live while the command waits; no answer rolls them
+/// back, `yes` keeps them.
+#[test]
+fn update_with_confirm_rolls_back_unless_confirmed() {
+    let (topo, name, _cleanup) = setup("confirm");
+    let targets = [(false, 7000u16)];
+    let quiet = Duration::from_millis(400);
+    let out = xdpwall(&[
+        "attach",
+        "dut0",
+        "--netns",
+        &topo.dut.netns,
+        "--mode",
+        "generic",
+        "--name",
+        &name,
+        "--rules",
+        &example("client-server.toml"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![0]);
+    let open = scratch(
+        "confirm-open.toml",
+        "default = \"drop\"\n[[rule]]\naction = \"pass\"\nproto = \"udp\"\ndport = 7000\n",
+    );
+    for answer in [None, Some("yes")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
+            .args([
+                "update",
+                &name,
+                "--rules",
+                open.to_str().unwrap(),
+                "--confirm",
+                "6",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Kept open and silent until the answer (closing it would be an answer: no).
+        let mut stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let l = lines.next().expect("update ended before asking").unwrap();
+            if l.starts_with("type yes within 6 s") {
+                break;
+            }
+        }
+        assert_eq!(
+            udp_round(&topo, &targets, 20, quiet),
+            vec![20],
+            "the new rules are live while the command waits"
+        );
+        if let Some(a) = answer {
+            use std::io::Write;
+            writeln!(stdin, "{a}").unwrap();
+        }
+        let status = child.wait().unwrap();
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        drop(stdin);
+        match answer {
+            None => {
+                assert_eq!(status.code(), Some(1), "{rest:?} {err}");
+                assert!(err.contains("rolled back to the previous rules"), "{err}");
+                assert_eq!(
+                    udp_round(&topo, &targets, 20, quiet),
+                    vec![0],
+                    "no answer: the previous rules are back"
+                );
+            }
+            Some(_) => {
+                assert!(status.success(), "{rest:?} {err}");
+                assert!(
+                    rest.iter().any(|l| l.contains("kept the new rules")),
+                    "{rest:?}"
+                );
+                assert_eq!(
+                    udp_round(&topo, &targets, 20, quiet),
+                    vec![20],
+                    "confirmed: the new rules stay"
+                );
+            }
+        }
+    }
 }

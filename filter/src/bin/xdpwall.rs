@@ -51,6 +51,9 @@ enum Cmd {
         /// after this command returns, until `xdpwall detach`).
         #[arg(short, long)]
         foreground: bool,
+        /// Accept a rule file without rules (it applies only the default policy).
+        #[arg(long)]
+        allow_empty: bool,
         /// With --foreground: print the counters every this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         interval: u64,
@@ -62,6 +65,13 @@ enum Cmd {
         /// The new rule file.
         #[arg(short, long)]
         rules: PathBuf,
+        /// Accept a rule file without rules (it applies only the default policy).
+        #[arg(long)]
+        allow_empty: bool,
+        /// Roll the previous rules back unless `yes` is typed within this many seconds (a
+        /// rule that cuts off the operator's own session undoes itself).
+        #[arg(long, value_name = "SECONDS")]
+        confirm: Option<u64>,
     },
     /// Show the rules and counters of running filters.
     Status {
@@ -147,6 +157,47 @@ fn enter_netns(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a rule set without rules unless `allow` (an empty or truncated file would
+/// otherwise silently leave only the default policy).
+fn refuse_empty(set: &RuleSet, path: &Path, allow: bool) -> Result<()> {
+    if set.rules.is_empty() && !allow {
+        bail!(
+            "{} has no rules: it would {} every packet by the default policy; pass \
+             --allow-empty if that is what you want",
+            path.display(),
+            set.default
+        );
+    }
+    Ok(())
+}
+
+/// Waits up to `limit` for a line `yes` on standard input. Anything else, the end of input, a
+/// signal (SIGINT, SIGTERM, SIGHUP: the operator's session went away) or the time running out
+/// is a no.
+fn confirmed(limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || STOP.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut fds = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(100) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut fds, 1, ms) } > 0 {
+            let mut line = String::new();
+            return match std::io::stdin().read_line(&mut line) {
+                Ok(n) if n > 0 => line.trim() == "yes",
+                _ => false,
+            };
+        }
+    }
+}
+
 fn lock_path(name: &str) -> PathBuf {
     Path::new("/run/xdpwall").join(format!("{name}.lock"))
 }
@@ -194,16 +245,26 @@ fn run(cli: Cli) -> Result<()> {
             netns,
             foreground,
             interval,
+            allow_empty,
         } => {
             let set = RuleSet::from_file(&rules)?;
+            refuse_empty(&set, &rules, allow_empty)?;
             if let Some(ns) = &netns {
                 enter_netns(ns)?;
             }
             let name = name.unwrap_or_else(|| iface.clone());
             attach(&iface, &rules, &set, mode, &name, foreground, interval)
         }
-        Cmd::Update { name, rules } => {
+        Cmd::Update {
+            name,
+            rules,
+            allow_empty,
+            confirm,
+        } => {
             let set = RuleSet::from_file(&rules)?;
+            refuse_empty(&set, &rules, allow_empty)?;
+            // Held until the command ends: through the confirmation window too, so the
+            // generation a roll-back returns to is still the previous rule set.
             let _lock = lock(&name)?;
             let mut maps = Maps::open_pinned(&name)?;
             let r = maps.apply(&set)?;
@@ -216,6 +277,18 @@ fn run(cli: Cli) -> Result<()> {
                 r.compile.as_secs_f64() * 1e3,
                 r.write.as_secs_f64() * 1e3
             );
+            if let Some(secs) = confirm {
+                install_signal_handlers();
+                println!(
+                    "type yes within {secs} s to keep these rules; anything else, no answer, \
+                     Ctrl-C or a hang-up rolls them back"
+                );
+                if !confirmed(Duration::from_secs(secs)) {
+                    let g = maps.roll_back()?;
+                    bail!("not confirmed: rolled back to the previous rules (generation {g})");
+                }
+                println!("kept the new rules");
+            }
             Ok(())
         }
         Cmd::Status { name, json } => {
