@@ -7,7 +7,8 @@
 //! - [`replay`]: pcap regression replay against golden verdict files;
 //! - [`corpus`]: the named regression cases (rule sets and frames);
 //! - [`blocklist`]: reproducible synthetic address sets of any size;
-//! - [`peer`]: peer tools (xdp-tools) the benchmarks compare with, when installed.
+//! - [`peer`]: peer tools (xdp-tools) the benchmarks compare with, when installed;
+//! - [`signals`]: Ctrl-C removes what a run created.
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -20,6 +21,7 @@ pub mod netns;
 pub mod peer;
 pub mod probe;
 pub mod replay;
+pub mod signals;
 pub mod topo;
 pub mod verdict;
 

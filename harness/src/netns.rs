@@ -47,6 +47,14 @@ fn sys(name: &str, what: &'static str, source: io::Error) -> NetnsError {
     }
 }
 
+/// Namespaces this process created and has not removed (see [`crate::signals`]).
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The namespaces this process created and has not removed yet.
+pub fn created() -> Vec<String> {
+    CREATED.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
 /// The path of the named namespace.
 pub fn netns_path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
@@ -103,8 +111,15 @@ pub fn create(name: &str) -> Result<(), NetnsError> {
     })
     .join()
     .expect("namespace thread panicked");
-    if result.is_err() {
-        let _ = std::fs::remove_file(&path);
+    match &result {
+        Ok(()) => {
+            if let Ok(mut v) = CREATED.lock() {
+                v.push(name.to_string());
+            }
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(&path);
+        }
     }
     result
 }
@@ -112,6 +127,9 @@ pub fn create(name: &str) -> Result<(), NetnsError> {
 /// Removes the named namespace; its interfaces go with it once nothing else holds it.
 /// Removing a namespace that does not exist is not an error.
 pub fn remove(name: &str) -> Result<(), NetnsError> {
+    if let Ok(mut v) = CREATED.lock() {
+        v.retain(|n| n != name);
+    }
     let path = netns_path(name);
     if !path.exists() {
         return Ok(());

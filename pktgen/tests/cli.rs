@@ -1,8 +1,12 @@
 //! The `pktgen` binary over a real veth topology: the client/server example's traffic (client
 //! 192.168.1.1, server 192.168.1.2, other hosts) sent with both engines is judged frame by
-//! frame by the filter on the DUT; pcap writing reads back; errors are one line. Needs root.
+//! frame by the filter on the DUT; pcap writing reads back; errors are one line; Ctrl-C stops
+//! a send and still reports. Needs root.
 
-use std::process::{Command, Output};
+use std::{
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
 
 use harness::{Options, Topology};
 use xdpwall::{Filter, Mode, RuleSet};
@@ -157,4 +161,49 @@ fn pcap_written_reads_back_and_errors_are_one_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("xw-no-such-ns"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Ctrl-C stops sending within a call slice, and the statistics of what was sent still come.
+#[test]
+fn ctrl_c_stops_pktgen_send_and_it_reports_what_it_sent() {
+    let id = std::process::id() % 10000;
+    let topo = Topology::standard(
+        &format!("int-{id}"),
+        &Options {
+            ipv6: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pktgen"))
+        .args([
+            "send",
+            "--netns",
+            &topo.gen.netns,
+            "--iface",
+            &topo.gen.iface,
+            "--engine",
+            "afpacket",
+            "--duration",
+            "60",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["sent"].as_u64().unwrap() > 0, "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
 }

@@ -145,7 +145,9 @@ fn replay_cmd(
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    harness::signals::clean_up_on_signals();
+    if let Err(e) = run(cli) {
         eprintln!("harness: {e:#}");
         std::process::exit(1);
     }

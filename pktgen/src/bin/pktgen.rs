@@ -286,7 +286,8 @@ fn drive(
         let live = std::io::stderr().is_terminal();
         while workers.iter().any(|w| !w.is_finished()) {
             std::thread::sleep(Duration::from_millis(50));
-            if deadline.is_some_and(|d| start.elapsed() >= d) {
+            if deadline.is_some_and(|d| start.elapsed() >= d) || INTERRUPTED.load(Ordering::SeqCst)
+            {
                 stop.store(true, Ordering::Relaxed);
             }
             // A live rate only on a terminal: in a log it would be escape codes.
@@ -313,6 +314,9 @@ fn drive(
 }
 
 fn report(engine: &str, sent: u64, secs: f64, avg_len: f64, json: bool) -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!("pktgen: interrupted; {sent} frames were sent");
+    }
     let s = Stats {
         engine: engine.into(),
         sent,
@@ -336,7 +340,19 @@ fn report(engine: &str, sent: u64, secs: f64, avg_len: f64, json: bool) -> Resul
     Ok(())
 }
 
+/// Set by SIGINT, SIGTERM or SIGHUP: sending stops within one call slice and the statistics
+/// of what was sent are still printed.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
 fn main() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("pktgen: {e:#}");
         std::process::exit(1);
@@ -454,10 +470,13 @@ fn run(cli: Cli) -> Result<()> {
             if timing {
                 let t0 = Instant::now();
                 let mut sent = 0;
-                for _ in 0..loops {
+                'loops: for _ in 0..loops {
                     let base = frames[0].timestamp;
                     let start = Instant::now();
                     for f in &frames {
+                        if INTERRUPTED.load(Ordering::SeqCst) {
+                            break 'loops;
+                        }
                         if let Some(wait) =
                             (f.timestamp.saturating_sub(base)).checked_sub(start.elapsed())
                         {
