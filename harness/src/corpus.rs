@@ -296,5 +296,30 @@ pub fn cases() -> Vec<Case> {
             rules: sets[1].to_toml(),
             frames: malformed,
         },
+        Case {
+            name: "rate-limit",
+            rules: RATE_LIMIT.to_string(),
+            frames: rate_limit_frames(),
+        },
     ]
+}
+
+/// A rate limit of one packet per second with a burst of five per source /32, UDP only.
+const RATE_LIMIT: &str = "default = \"pass\"\n\
+    [[rule]]\nname = \"udp-flood\"\naction = \"rate-limit\"\nproto = \"udp\"\nrate = 1\nburst = 5\n";
+
+/// A flood of 20 datagrams from one source (five pass, the rest are over the limit), three
+/// from another (its own bucket: all pass) and TCP that the limit does not cover. The
+/// capture's frames are microseconds apart, far less than the second a token takes.
+pub fn rate_limit_frames() -> Vec<Vec<u8>> {
+    let (a, b, dst) = (ip("10.9.0.1"), ip("10.9.0.2"), ip("10.9.1.1"));
+    let mut out = Vec::new();
+    for i in 0..20u16 {
+        out.push(FrameSpec::udp(a, dst, 1000 + i, 53).build());
+        if i % 7 == 0 {
+            out.push(FrameSpec::udp(b, dst, 2000 + i, 53).build());
+            out.push(FrameSpec::tcp(a, dst, 3000 + i, 80).build());
+        }
+    }
+    out
 }

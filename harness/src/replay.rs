@@ -3,11 +3,15 @@
 //! against the reference model and, optionally, against a golden verdict file.
 //!
 //! Golden files are text, one line per frame: `FRAME<TAB>ACTION<TAB>CAUSE`, e.g.
-//! `7<TAB>drop<TAB>rule 2`, `8<TAB>pass<TAB>default`, `9<TAB>skip<TAB>shorter than an Ethernet header`.
-//! Lines starting with `#` are comments.
+//! `7<TAB>drop<TAB>rule 2`, `8<TAB>pass<TAB>default`, `9<TAB>skip<TAB>shorter than an Ethernet header`,
+//! `10<TAB>drop<TAB>rule 0 rate-limited`. Lines starting with `#` are comments.
+//!
+//! Each frame is judged at its capture time, by kernel and model alike, so rate limits replay
+//! the way the capture's timing makes them, every time.
 
 use std::{collections::BTreeMap, fmt, path::Path};
 
+use pktgen::pcap::Captured;
 use serde::Serialize;
 use xdpwall::{loader::Snapshot, Cause, LoadError, RuleSet};
 
@@ -22,7 +26,8 @@ pub struct FrameResult {
     pub len: usize,
     /// `pass`, `drop`, or `skip` (frames the kernel cannot run).
     pub action: String,
-    /// Why, as the kernel's counters tell it: `rule N`, `default`, `malformed`, `non-ip`.
+    /// Why, as the kernel's counters tell it: `rule N`, `rule N rate-limited`, `default`,
+    /// `malformed`, `non-ip`.
     pub cause: String,
 }
 
@@ -76,23 +81,22 @@ fn cause_between(before: &Snapshot, after: &Snapshot) -> Option<String> {
         causes.push("non-ip".to_string());
     }
     for (a, b) in after.rules.iter().zip(&before.rules) {
-        if a.hits.packets > b.hits.packets {
+        if a.limited.packets > b.limited.packets {
+            causes.push(format!("rule {} rate-limited", a.index));
+        } else if a.hits.packets > b.hits.packets {
             causes.push(format!("rule {}", a.index));
         }
     }
     (causes.len() == 1).then(|| causes.remove(0))
 }
 
-/// Replays `frames` through a filter running `set`.
-pub fn replay<F: AsRef<[u8]>>(
-    set: &RuleSet,
-    frames: &[F],
-) -> Result<Vec<FrameResult>, ReplayError> {
+/// Replays captured `frames` through a filter running `set`, each at its capture time.
+pub fn replay(set: &RuleSet, frames: &[Captured]) -> Result<Vec<FrameResult>, ReplayError> {
     let mut checker = Checker::new(set.clone())?;
     let mut out = Vec::with_capacity(frames.len());
     let mut before = checker.filter.maps.snapshot()?;
-    for (i, frame) in frames.iter().enumerate() {
-        let frame = frame.as_ref();
+    for (i, captured) in frames.iter().enumerate() {
+        let frame = &captured.data[..];
         let n = i + 1;
         if frame.len() < MIN_FRAME {
             out.push(FrameResult {
@@ -103,7 +107,9 @@ pub fn replay<F: AsRef<[u8]>>(
             });
             continue;
         }
-        let o = checker.run(frame)?;
+        // Capture times are since the epoch: never 0 (which would mean the kernel's clock).
+        let at = (captured.timestamp.as_nanos() as u64).max(1);
+        let o = checker.run_at(frame, at)?;
         let after = checker.filter.maps.snapshot()?;
         let cause = cause_between(&before, &after).ok_or(ReplayError::Counters(n))?;
         before = after;

@@ -72,11 +72,20 @@ pub struct BatchReport {
 }
 
 /// A loaded filter plus the model of the rule set it runs, for differential checks.
+///
+/// Kernel and model share one clock: the kernel's rate limiter reads the time the checker
+/// writes into the filter's config ([`CHECKER_START_NS`] until [`Checker::run_at`] moves it),
+/// and the model judges every frame at that same time. (The kernel reading its own clock while
+/// the model judged at time 0 made rate-limit verdicts disagree.)
 pub struct Checker {
     /// The loaded filter.
     pub filter: Filter,
     model: Model,
+    now_ns: u64,
 }
+
+/// The time a checker starts at (any non-zero time works: 0 means "the kernel's own clock").
+pub const CHECKER_START_NS: u64 = 1_000_000_000;
 
 fn hex(frame: &[u8]) -> String {
     frame.iter().map(|b| format!("{b:02x}")).collect()
@@ -104,10 +113,12 @@ fn name_of(code: u32) -> String {
 impl Checker {
     /// Loads the filter with `set`.
     pub fn new(set: RuleSet) -> Result<Checker, LoadError> {
-        let filter = Filter::with_rules(&set)?;
+        let mut filter = Filter::with_rules(&set)?;
+        filter.maps.set_clock(CHECKER_START_NS)?;
         Ok(Checker {
             filter,
             model: Model::new(set),
+            now_ns: CHECKER_START_NS,
         })
     }
 
@@ -124,28 +135,27 @@ impl Checker {
         Ok(report)
     }
 
-    /// Runs one frame (at least [`MIN_FRAME`] bytes) through kernel and model.
+    /// Runs one frame (at least [`MIN_FRAME`] bytes) through kernel and model, at the
+    /// checker's current time.
     pub fn run(&mut self, frame: &[u8]) -> Result<Outcome, LoadError> {
         let r = self.filter.test_run(frame, 1)?;
         Ok(Outcome {
             kernel: action_of(r.xdp_action),
             xdp_action: r.xdp_action,
-            model: self.model.judge(frame, 0),
+            model: self.model.judge(frame, self.now_ns),
             duration: r.duration,
         })
     }
 
-    /// Runs one frame as if it arrived at `now_ns` (nanoseconds, not 0): the kernel's rate
-    /// limiter reads that time from the filter's config, the model gets the same timestamp.
+    /// Runs one frame as if it arrived at `now_ns` (nanoseconds, not 0), which becomes the
+    /// checker's time: the kernel's rate limiter reads it from the filter's config, the model
+    /// gets the same timestamp.
     pub fn run_at(&mut self, frame: &[u8], now_ns: u64) -> Result<Outcome, LoadError> {
-        self.filter.maps.set_clock(now_ns)?;
-        let r = self.filter.test_run(frame, 1)?;
-        Ok(Outcome {
-            kernel: action_of(r.xdp_action),
-            xdp_action: r.xdp_action,
-            model: self.model.judge(frame, now_ns),
-            duration: r.duration,
-        })
+        if now_ns != self.now_ns {
+            self.filter.maps.set_clock(now_ns)?;
+            self.now_ns = now_ns;
+        }
+        self.run(frame)
     }
 
     /// Runs a batch: every verdict and then every counter must match the model. Global

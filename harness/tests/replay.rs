@@ -26,13 +26,9 @@ fn corpus() -> Vec<PathBuf> {
     dirs
 }
 
-fn load_case(dir: &Path) -> (RuleSet, Vec<Vec<u8>>, String) {
+fn load_case(dir: &Path) -> (RuleSet, Vec<pktgen::pcap::Captured>, String) {
     let set = RuleSet::from_file(&dir.join("rules.toml")).unwrap();
-    let frames = pktgen::pcap::read_frames(&dir.join("frames.pcap"))
-        .unwrap()
-        .into_iter()
-        .map(|c| c.data)
-        .collect();
+    let frames = pktgen::pcap::read_frames(&dir.join("frames.pcap")).unwrap();
     let golden = std::fs::read_to_string(dir.join("golden.txt")).unwrap();
     (set, frames, golden)
 }
@@ -107,7 +103,11 @@ fn wire(mode: Mode) {
             f
         };
         filter.maps.reset_stats().unwrap();
-        let sendable: Vec<Vec<u8>> = frames.into_iter().filter(|f| f.len() >= 14).collect();
+        let sendable: Vec<Vec<u8>> = frames
+            .into_iter()
+            .map(|c| c.data)
+            .filter(|f| f.len() >= 14)
+            .collect();
         let n = sendable.len() as u64;
         let iface = topo.gen.iface.clone();
         netns::run_in(&topo.gen.netns, move || {
@@ -141,7 +141,11 @@ fn wire(mode: Mode) {
         put("malformed", snap.malformed.packets);
         put("non-ip", snap.non_ip.packets);
         for r in &snap.rules {
-            put(&format!("rule {}", r.index), r.hits.packets);
+            put(
+                &format!("rule {}", r.index),
+                r.hits.packets - r.limited.packets,
+            );
+            put(&format!("rule {} rate-limited", r.index), r.limited.packets);
         }
         assert_eq!(got, want, "{} on the wire in {mode} mode", dir.display());
     }

@@ -106,10 +106,7 @@ fn replay_cmd(
     json: bool,
 ) -> Result<()> {
     let set = xdpwall::RuleSet::from_file(rules)?;
-    let frames: Vec<Vec<u8>> = pktgen::pcap::read_frames(pcap)?
-        .into_iter()
-        .map(|c| c.data)
-        .collect();
+    let frames = pktgen::pcap::read_frames(pcap)?;
     let results = replay::replay(&set, &frames)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
