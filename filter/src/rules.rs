@@ -469,7 +469,7 @@ impl RuleSet {
             let rule = parse_rule(r.get_ref(), &set.sets).map_err(|(span, m)| {
                 err(
                     span.unwrap_or(r.span()),
-                    format!("rule {} ({}): {m}", i + 1, rule_label(r.get_ref())),
+                    format!("rule {i} ({}): {m}", rule_label(r.get_ref())),
                 )
             })?;
             set.rules.push(rule);
@@ -1018,6 +1018,12 @@ mod tests {
                 "[set.v6]\nentries = [\"2001:db8::/32\"]\n[[rule]]\naction = \"drop\"\nsrc = \"@v6\"\ndst = \"10.0.0.0/8\"\n",
                 6,
                 "could never match",
+            ),
+            // Rules are numbered from 0 here as in `check`, `status` and golden files.
+            (
+                "[[rule]]\naction = \"drop\"\n[[rule]]\nname = \"web\"\naction = \"nope\"\n",
+                5,
+                "rule 1 (\"web\"): unknown action",
             ),
             (
                 "[[rule]]\naction = \"drop\"\nname = \"a\\u001b[2Jb\"\n",
