@@ -149,7 +149,20 @@ fn non_ip_frames_follow_their_policy() {
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     let mut lldp = arp.clone();
     lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
-    let frames = vec![arp.clone(), lldp, arp[..14].to_vec()];
+    // Shorter than an Ethernet header: the kernel must refuse to inject them (checked, not
+    // skipped).
+    let frames = vec![
+        arp.clone(),
+        lldp,
+        arp[..14].to_vec(),
+        arp[..13].to_vec(),
+        Vec::new(),
+    ];
+    let short = Checker::new(rules("default = \"drop\"\n"))
+        .unwrap()
+        .check_batch(&frames)
+        .unwrap();
+    assert_eq!((short.frames, short.too_short), (3, 2));
     let pass = rules("default = \"drop\"\n");
     let drop = rules("default = \"pass\"\nnon_ip = \"drop\"\n");
     assert_eq!(kernel_action(&load(&pass), &arp), Action::Pass);

@@ -201,6 +201,22 @@ pub fn bad_field_frames() -> Vec<Vec<u8>> {
     edit(&|f| f[38..40].copy_from_slice(&7u16.to_be_bytes())); // UDP length < 8
     edit(&|f| f[38..40].copy_from_slice(&13u16.to_be_bytes())); // UDP length > packet
     edit(&|f| f.extend_from_slice(&[0xee; 10])); // Ethernet padding: fine
+    edit(&|f| f[16..18].copy_from_slice(&0u16.to_be_bytes())); // total length 0
+    edit(&|f| f[24] ^= 0xff); // wrong header checksum: not checked, judged by its fields
+                              // The ICMP check goes by protocol number in either family: ICMPv6's number in IPv4 and
+                              // ICMP's in IPv6 need 8 bytes too.
+    let ping4 = FrameSpec::ping(ip("10.0.0.1"), ip("10.0.0.2")).build();
+    let ping6 = FrameSpec::ping(ip("::1"), ip("::2")).build();
+    for (mut f, at) in [(ping4.clone(), 23), (ping6.clone(), 20)] {
+        f[at] = if at == 23 { 58 } else { 1 };
+        frames.push(f.clone()); // 8 bytes: well formed
+        if at == 23 {
+            f[16..18].copy_from_slice(&24u16.to_be_bytes()); // 4 bytes in the packet
+        } else {
+            f[18..20].copy_from_slice(&4u16.to_be_bytes());
+        }
+        frames.push(f);
+    }
     let tcp = FrameSpec::tcp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2).build();
     for doff in [0u8, 4, 5, 6, 15] {
         let mut t = tcp.clone();

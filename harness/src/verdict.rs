@@ -6,7 +6,7 @@ use std::time::Duration;
 use xdpwall::{
     loader::{ApplyReport, Count},
     model::Counts,
-    Action, Filter, LoadError, Model, RuleSet, Verdict,
+    Action, Cause, Filter, LoadError, Model, RuleSet, Verdict,
 };
 use xdpwall_common::stat;
 
@@ -44,6 +44,17 @@ pub enum Mismatch {
         /// Model (packets, bytes).
         model: (u64, u64),
     },
+    /// A frame shorter than an Ethernet header was not refused by BPF_PROG_TEST_RUN, or the
+    /// model did not call it malformed.
+    #[error("frame #{index} ({len} bytes, shorter than an Ethernet header): {what}")]
+    ShortFrame {
+        /// Position in the batch.
+        index: usize,
+        /// Frame length.
+        len: usize,
+        /// What went wrong.
+        what: String,
+    },
     /// The kernel side failed.
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -67,7 +78,8 @@ pub struct Outcome {
 pub struct BatchReport {
     /// Frames run through the kernel.
     pub frames: usize,
-    /// Frames skipped as shorter than [`MIN_FRAME`] (checked against the model only).
+    /// Frames shorter than [`MIN_FRAME`]: XDP never sees them, so the kernel's refusal to
+    /// inject them and the model's "malformed" were checked instead of a verdict.
     pub too_short: usize,
 }
 
@@ -168,6 +180,17 @@ impl Checker {
         for (index, frame) in frames.iter().enumerate() {
             let frame = frame.as_ref();
             if frame.len() < MIN_FRAME {
+                let short = |what: &str| Mismatch::ShortFrame {
+                    index,
+                    len: frame.len(),
+                    what: what.into(),
+                };
+                if self.filter.test_run(frame, 1).is_ok() {
+                    return Err(short("BPF_PROG_TEST_RUN ran it; it must refuse it"));
+                }
+                if self.model.judge(frame, self.now_ns).cause != Cause::Malformed {
+                    return Err(short("the model did not call it malformed"));
+                }
                 report.too_short += 1;
                 continue;
             }
