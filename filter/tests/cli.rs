@@ -260,7 +260,7 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
         String::from_utf8_lossy(&out.stderr)
     );
     let pcap = std::env::temp_dir().join(format!("{name}.pcapng"));
-    let child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
         .args([
             "trace", &name, "--every", "1", "--snap", "96", "--json", "--count", "20",
         ])
@@ -271,22 +271,32 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Traffic only once trace says sampling is on.
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err = String::new();
+    loop {
+        let l = err_lines.next().expect("trace ended early").unwrap();
+        err.push_str(&l);
+        err.push('\n');
+        if l.contains("tracing '") {
+            assert!(l.contains("drops 1 in 1"), "{l}");
+            break;
+        }
+    }
     let got = udp_round(&topo, &[(false, 7000)], 30, Duration::from_millis(300));
     assert_eq!(got, vec![0], "all dropped");
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for l in err_lines.map_while(Result::ok) {
+        err.push_str(&l);
+        err.push('\n');
+    }
+    assert!(out.status.success(), "{err}");
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 20);
     // 30 events in a 2 MiB ring that trace drains: none lost, and trace says so.
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("20 sampled verdicts shown, 0 lost to a full ring buffer while tracing"),
         "{err}"

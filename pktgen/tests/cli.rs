@@ -48,7 +48,16 @@ fn client_server_traffic_with_both_engines() {
         ("auto", "192.168.1.3", "192.168.1.4", None),
         ("afpacket", "192.168.1.1", "192.168.1.2", Some(0)),
     ];
-    for (engine, src, dst, _) in flows {
+    // The counter a flow's frames must land in: its rule's, or the default's.
+    let landed = |f: &xdpwall::Filter, rule: Option<usize>| {
+        let s = f.maps.snapshot().unwrap();
+        match rule {
+            Some(i) => s.rules[i].hits.packets,
+            None => s.default_hits.packets,
+        }
+    };
+    for (engine, src, dst, rule) in flows {
+        let before = landed(&filter, rule);
         let out = pktgen(&[
             "send",
             "--netns",
@@ -78,6 +87,15 @@ fn client_server_traffic_with_both_engines() {
             let want = if live { "xdp" } else { "afpacket" };
             assert_eq!(v["engine"], want, "auto picks {want} on this kernel");
         }
+        // Every frame of the flow is judged by its expected rule (polled: frames sent
+        // through the stack may still be on their way).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = landed(&filter, rule) - before;
+        while got < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            got = landed(&filter, rule) - before;
+        }
+        assert_eq!(got, n, "{engine} {src} -> {dst}: frames judged by {rule:?}");
     }
     if !live {
         // The xdp engine asked for by name says in one line what the kernel lacks.
@@ -96,7 +114,6 @@ fn client_server_traffic_with_both_engines() {
         assert!(!out.status.success() && err.contains("5.18"), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let s = filter.maps.snapshot().unwrap();
     assert_eq!(
         s.rules[0].hits.packets,

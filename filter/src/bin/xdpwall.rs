@@ -485,6 +485,16 @@ fn trace(
     if wanted.drops == 0 && wanted.passes == 0 {
         eprintln!("xdpwall: sampling is off for '{name}' (use --every N and/or --passes N)");
     }
+    // Sampling is on from here: the line scripts (and the tests) wait for.
+    let every = |n: u32| match n {
+        0 => "none".to_string(),
+        n => format!("1 in {n}"),
+    };
+    eprintln!(
+        "xdpwall: tracing '{name}': drops {}, passes {}; Ctrl-C stops",
+        every(wanted.drops),
+        every(wanted.passes)
+    );
     // The ring fills up whenever nobody reads it; what counts is what is lost from now on.
     let lost_before = maps.stat(stat::EVENTS_LOST)?.packets;
     let start = monotonic_now();
