@@ -157,11 +157,118 @@ pub fn apt(packages: &[&str]) -> Result<()> {
         "installing Debian packages: {}",
         missing.join(" ")
     ));
-    status(Command::new("apt-get").args(["update", "-q"]))?;
+    wait_for_locks(&APT_LOCKS.map(Path::new), APT_LOCK_WAIT)?;
+    // apt waits too, should another process take the lock between our check and its start.
+    let wait = format!("DPkg::Lock::Timeout={}", APT_LOCK_WAIT.as_secs());
+    status(Command::new("apt-get").args(["-o", &wait, "update", "-q"]))?;
     status(
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args([
+                "-o",
+                &wait,
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+            ])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// The locks apt and dpkg take (fcntl write locks on these files).
+const APT_LOCKS: [&str; 3] = [
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/dpkg/lock",
+    "/var/lib/apt/lists/lock",
+];
+
+/// How long setup waits for another apt or dpkg (a fresh cloud machine runs unattended
+/// upgrades at boot) before it gives up.
+const APT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether another process holds a write lock on `path` (apt and dpkg use fcntl locks).
+fn locked(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    // SAFETY: a zeroed flock is a valid argument; the fd is open.
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    l.l_type = libc::F_WRLCK as libc::c_short;
+    l.l_whence = libc::SEEK_SET as libc::c_short;
+    // F_GETLK only asks: it takes no lock.
+    // SAFETY: valid fd and flock.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut l) };
+    r == 0 && l.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// Waits until none of `locks` is held, saying once that it waits; fails after `limit`.
+fn wait_for_locks(locks: &[&Path], limit: std::time::Duration) -> Result<()> {
+    let t = std::time::Instant::now();
+    let mut said = false;
+    while let Some(held) = locks.iter().find(|p| locked(p)) {
+        if !said {
+            step(&format!(
+                "waiting for another apt or dpkg to finish ({} is locked; up to {} s)",
+                held.display(),
+                limit.as_secs()
+            ));
+            said = true;
+        }
+        if t.elapsed() > limit {
+            bail!(
+                "{} stayed locked for {} s: another apt or dpkg is still running (see `ps -C apt-get,dpkg,unattended-upgr`)",
+                held.display(),
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Duration};
+
+    /// Another process holds the lock for a while: the wait ends when it lets go.
+    #[test]
+    fn waits_for_a_held_lock() {
+        let p = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+        std::fs::write(&p, "").unwrap();
+        assert!(!super::locked(&p));
+        // fcntl locks are per process: a child holds it (flock(1) takes flock, not fcntl).
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl,sys,time; f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1.5)",
+            ])
+            .arg(&p)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(super::locked(&p));
+        let t = std::time::Instant::now();
+        super::wait_for_locks(&[Path::new(&p)], Duration::from_secs(30)).unwrap();
+        assert!(
+            t.elapsed() > Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(!super::locked(&p));
+        child.wait().unwrap();
+        assert!(super::wait_for_locks(&[Path::new(&p)], Duration::from_secs(1)).is_ok());
+        std::fs::remove_file(&p).unwrap();
+    }
 }
