@@ -25,6 +25,82 @@ const IPPROTO_AH: u8 = 51;
 const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
 
+/// Header layouts: the sizes and field offsets the parser reads, one module per header (the
+/// way smoltcp's `wire` modules name theirs), so no read is at a bare number.
+mod eth {
+    /// Ethernet header length.
+    pub const LEN: usize = 14;
+    /// EtherType.
+    pub const ETHERTYPE: usize = 12;
+}
+
+mod vlan {
+    /// An 802.1Q/802.1ad tag.
+    pub const LEN: usize = 4;
+    /// The EtherType that follows the tag.
+    pub const ETHERTYPE: usize = 2;
+}
+
+mod ipv4 {
+    /// Header without options.
+    pub const LEN: usize = 20;
+    /// Version (high nibble) and IHL (low nibble).
+    pub const VER_IHL: usize = 0;
+    pub const TOTAL_LEN: usize = 2;
+    /// Flags (high 3 bits) and fragment offset (low 13).
+    pub const FLAGS_FRAG: usize = 6;
+    pub const PROTOCOL: usize = 9;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+    /// Fragment offset bits of FLAGS_FRAG.
+    pub const FRAG_OFFSET: u16 = 0x1fff;
+    /// More-fragments bit of FLAGS_FRAG.
+    pub const MORE_FRAGMENTS: u16 = 0x2000;
+}
+
+mod ipv6 {
+    /// Fixed header.
+    pub const LEN: usize = 40;
+    /// Version in the high nibble.
+    pub const VER: usize = 0;
+    pub const PAYLOAD_LEN: usize = 4;
+    pub const NEXT_HEADER: usize = 6;
+    pub const SRC: usize = 8;
+    pub const DST: usize = 24;
+}
+
+/// IPv6 extension headers: the generic ones (hop-by-hop, routing, destination options, AH)
+/// and the fragment header.
+mod ext {
+    /// What the parser reads of a generic one.
+    pub const LEN: usize = 2;
+    pub const NEXT_HEADER: usize = 0;
+    /// Length in 8-byte units not counting the first (4-byte units not counting two for AH).
+    pub const HDR_LEN: usize = 1;
+    /// Fragment header length.
+    pub const FRAG_LEN: usize = 8;
+    /// Fragment offset (high 13 bits) and M flag (low bit).
+    pub const FRAG_OFFSET_FLAGS: usize = 2;
+}
+
+mod tcp {
+    pub const LEN: usize = 20;
+    pub const SRC_PORT: usize = 0;
+    pub const DST_PORT: usize = 2;
+    /// Data offset in the high nibble.
+    pub const DATA_OFF: usize = 12;
+}
+
+mod udp {
+    pub const LEN: usize = 8;
+    pub const SRC_PORT: usize = 0;
+    pub const DST_PORT: usize = 2;
+    pub const LENGTH: usize = 4;
+}
+
+/// ICMP and ICMPv6: type, code, checksum and four bytes of the rest.
+const ICMP_LEN: usize = 8;
+
 /// The fields the classifier needs.
 ///
 /// Laid out without holes and 8-byte aligned (40 bytes): the packet lives on the stack
@@ -137,14 +213,14 @@ pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Parsed {
 
 #[inline(always)]
 fn parse_inner(ctx: &XdpContext, pkt: &mut Packet) -> Option<Parsed> {
-    let mut ethertype = be16_at(at::<14>(ctx, 0)?, 12);
-    let mut off = 14usize;
+    let mut ethertype = be16_at(at::<{ eth::LEN }>(ctx, 0)?, eth::ETHERTYPE);
+    let mut off = eth::LEN;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        ethertype = be16_at(at::<4>(ctx, off)?, 2);
-        off += 4;
+        ethertype = be16_at(at::<{ vlan::LEN }>(ctx, off)?, vlan::ETHERTYPE);
+        off += vlan::LEN;
     }
     let frame_len = ctx.data_end() - ctx.data();
     let parsed = match ethertype {
@@ -163,72 +239,78 @@ fn parse_inner(ctx: &XdpContext, pkt: &mut Packet) -> Option<Parsed> {
 /// Parses an IPv4 header at `l3` with `avail` bytes left in the frame. `Some(true)` when well formed.
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Option<bool> {
-    let h = at::<20>(ctx, l3)?;
-    let b0 = u8_at(h, 0);
+    let h = at::<{ ipv4::LEN }>(ctx, l3)?;
+    let b0 = u8_at(h, ipv4::VER_IHL);
     let ihl = (b0 & 0x0f) as usize;
     if b0 >> 4 != 4 || ihl < 5 {
         return Some(false);
     }
     let hlen = ihl * 4;
-    let total = be16_at(h, 2) as usize;
+    let total = be16_at(h, ipv4::TOTAL_LEN) as usize;
     if total < hlen || total > avail {
         return Some(false);
     }
     pkt.v6 = false;
-    pkt.proto = u8_at(h, 9);
-    pkt.src[0] = raw32_at(h, 12);
-    pkt.dst[0] = raw32_at(h, 16);
-    let frag = be16_at(h, 6);
-    if frag & 0x1fff != 0 {
+    pkt.proto = u8_at(h, ipv4::PROTOCOL);
+    pkt.src[0] = raw32_at(h, ipv4::SRC);
+    pkt.dst[0] = raw32_at(h, ipv4::DST);
+    let frag = be16_at(h, ipv4::FLAGS_FRAG);
+    if frag & ipv4::FRAG_OFFSET != 0 {
         // A non-first fragment: the protocol is known, the ports are not.
         return Some(true);
     }
     // More fragments follow (MF): a first fragment.
-    parse_l4(ctx, pkt, l3 + hlen, total - hlen, frag & 0x2000 != 0)
+    parse_l4(
+        ctx,
+        pkt,
+        l3 + hlen,
+        total - hlen,
+        frag & ipv4::MORE_FRAGMENTS != 0,
+    )
 }
 
 /// Parses an IPv6 header at `l3` with `avail` bytes left in the frame.
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Option<bool> {
-    let h = at::<40>(ctx, l3)?;
-    if u8_at(h, 0) >> 4 != 6 {
+    let h = at::<{ ipv6::LEN }>(ctx, l3)?;
+    if u8_at(h, ipv6::VER) >> 4 != 6 {
         return Some(false);
     }
-    let payload = be16_at(h, 4) as usize;
-    if 40 + payload > avail {
+    let payload = be16_at(h, ipv6::PAYLOAD_LEN) as usize;
+    if ipv6::LEN + payload > avail {
         return Some(false);
     }
     pkt.v6 = true;
     for i in 0..4 {
-        pkt.src[i] = raw32_at(h, 8 + 4 * i);
-        pkt.dst[i] = raw32_at(h, 24 + 4 * i);
+        pkt.src[i] = raw32_at(h, ipv6::SRC + 4 * i);
+        pkt.dst[i] = raw32_at(h, ipv6::DST + 4 * i);
     }
-    let mut next = u8_at(h, 6);
-    let mut off = l3 + 40;
+    let mut next = u8_at(h, ipv6::NEXT_HEADER);
+    let mut off = l3 + ipv6::LEN;
     let mut left = payload;
     let mut first_fragment = false;
     for _ in 0..MAX_EXT_HEADERS {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
-                if left < 2 {
+                if left < ext::LEN {
                     return Some(false);
                 }
-                let e = at::<2>(ctx, off)?;
+                let e = at::<{ ext::LEN }>(ctx, off)?;
                 let len = if next == IPPROTO_AH {
-                    (u8_at(e, 1) as usize + 2) * 4
+                    (u8_at(e, ext::HDR_LEN) as usize + 2) * 4
                 } else {
-                    (u8_at(e, 1) as usize + 1) * 8
+                    (u8_at(e, ext::HDR_LEN) as usize + 1) * 8
                 };
-                next = u8_at(e, 0);
+                next = u8_at(e, ext::NEXT_HEADER);
                 len
             }
             IPPROTO_FRAGMENT => {
-                if left < 8 {
+                if left < ext::FRAG_LEN {
                     return Some(false);
                 }
-                let f = at::<8>(ctx, off)?;
-                next = u8_at(f, 0);
-                let offset_flags = be16_at(f, 2);
+                let f = at::<{ ext::FRAG_LEN }>(ctx, off)?;
+                next = u8_at(f, ext::NEXT_HEADER);
+                let offset_flags = be16_at(f, ext::FRAG_OFFSET_FLAGS);
                 if offset_flags >> 3 != 0 {
                     pkt.proto = next;
                     return Some(true);
@@ -236,7 +318,7 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
                 // Offset 0 with the M flag: a first fragment (without it: an atomic one,
                 // a whole packet).
                 first_fragment = offset_flags & 1 != 0;
-                8
+                ext::FRAG_LEN
             }
             _ => break,
         };
@@ -274,33 +356,33 @@ fn parse_l4(
 ) -> Option<bool> {
     match pkt.proto {
         IPPROTO_TCP => {
-            if len < 20 {
+            if len < tcp::LEN {
                 return Some(false);
             }
-            let t = at::<20>(ctx, l4)?;
-            let doff = (u8_at(t, 12) >> 4) as usize;
+            let t = at::<{ tcp::LEN }>(ctx, l4)?;
+            let doff = (u8_at(t, tcp::DATA_OFF) >> 4) as usize;
             if doff < 5 || doff * 4 > len {
                 return Some(false);
             }
             pkt.has_ports = true;
-            pkt.sport = be16_at(t, 0);
-            pkt.dport = be16_at(t, 2);
+            pkt.sport = be16_at(t, tcp::SRC_PORT);
+            pkt.dport = be16_at(t, tcp::DST_PORT);
         }
         IPPROTO_UDP => {
-            if len < 8 {
+            if len < udp::LEN {
                 return Some(false);
             }
-            let u = at::<8>(ctx, l4)?;
-            let ulen = be16_at(u, 4) as usize;
-            if ulen < 8 || (ulen > len && !first_fragment) {
+            let u = at::<{ udp::LEN }>(ctx, l4)?;
+            let ulen = be16_at(u, udp::LENGTH) as usize;
+            if ulen < udp::LEN || (ulen > len && !first_fragment) {
                 return Some(false);
             }
             pkt.has_ports = true;
-            pkt.sport = be16_at(u, 0);
-            pkt.dport = be16_at(u, 2);
+            pkt.sport = be16_at(u, udp::SRC_PORT);
+            pkt.dport = be16_at(u, udp::DST_PORT);
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
-            if len < 8 {
+            if len < ICMP_LEN {
                 return Some(false);
             }
         }
