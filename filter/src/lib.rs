@@ -6,7 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod addr_table;
-mod batch;
 pub mod compile;
 pub mod features;
 pub mod loader;

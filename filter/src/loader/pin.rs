@@ -1,0 +1,186 @@
+//! Pins under /sys/fs/bpf/xdpwall/NAME, the bpffs they live in (mounted when missing,
+//! unmounted again when xdpwall mounted it) and the lock that serialises both.
+
+use std::{
+    fs,
+    io::ErrorKind,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::links::PinnedLink;
+
+use super::*;
+
+/// Where filters are pinned: one folder per filter name (by default the interface name).
+pub const PIN_ROOT: &str = "/sys/fs/bpf/xdpwall";
+/// The attachment's pin inside a filter's folder.
+pub(super) const LINK_PIN: &str = "link";
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+/// The pin folder of the filter called `name`.
+pub fn pin_dir(name: &str) -> PathBuf {
+    Path::new(PIN_ROOT).join(name)
+}
+
+/// Where the BPF filesystem lives.
+const BPFFS: &str = "/sys/fs/bpf";
+/// Present while a bpffs that xdpwall mounted is mounted (xdpwall unmounts only its own).
+const MOUNT_MARK: &str = "/run/xdpwall/bpffs-mounted";
+/// Serialises mounting, pinning, unpinning and unmounting between xdpwall processes.
+const BPFFS_LOCK: &str = "/run/xdpwall/bpffs.lock";
+/// What the kernel itself puts into every new bpffs (the bpf_preload iterators).
+const KERNEL_ENTRIES: [&str; 2] = ["maps.debug", "progs.debug"];
+
+/// An exclusive lock on [`BPFFS_LOCK`], released on drop.
+pub(super) struct BpffsLock {
+    _file: fs::File,
+}
+
+impl BpffsLock {
+    pub(super) fn take() -> Result<BpffsLock, LoadError> {
+        let err = |e: std::io::Error| LoadError::Pin(format!("locking {BPFFS_LOCK}: {e}"));
+        fs::create_dir_all("/run/xdpwall").map_err(err)?;
+        let f = fs::File::create(BPFFS_LOCK).map_err(err)?;
+        // SAFETY: valid fd.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        Ok(BpffsLock { _file: f })
+    }
+}
+
+/// Makes sure a bpffs is mounted at /sys/fs/bpf, mounting one (and remembering that xdpwall
+/// did) if not. Call with the [`BpffsLock`] held.
+pub(super) fn ensure_bpffs() -> Result<(), LoadError> {
+    let path = c"/sys/fs/bpf";
+    // SAFETY: statfs writes into the zeroed struct we pass.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statfs(path.as_ptr(), &mut st) };
+    if r == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    fs::create_dir_all(BPFFS).ok();
+    // SAFETY: constant C strings, no data argument.
+    let r = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            path.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(LoadError::Pin(format!(
+            "no BPF filesystem at /sys/fs/bpf and mounting one failed ({e}): run as root, or `mount -t bpf bpf /sys/fs/bpf`"
+        )));
+    }
+    fs::write(MOUNT_MARK, b"mounted by xdpwall\n")
+        .map_err(|e| LoadError::Pin(format!("writing {MOUNT_MARK}: {e}")))
+}
+
+/// Unmounts the bpffs at /sys/fs/bpf if xdpwall mounted it and nothing but the kernel's own
+/// entries is left in it. Call with the [`BpffsLock`] held.
+fn release_bpffs_locked() -> Result<(), LoadError> {
+    if !Path::new(MOUNT_MARK).exists() {
+        return Ok(());
+    }
+    let in_use = fs::read_dir(BPFFS)
+        .map_err(|e| LoadError::Pin(format!("reading {BPFFS}: {e}")))?
+        .flatten()
+        .any(|e| !KERNEL_ENTRIES.iter().any(|k| e.file_name() == *k));
+    if in_use {
+        return Ok(());
+    }
+    // SAFETY: constant C string.
+    if unsafe { libc::umount(c"/sys/fs/bpf".as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(LoadError::Pin(format!("unmounting {BPFFS}: {e}")));
+    }
+    fs::remove_file(MOUNT_MARK).map_err(|e| LoadError::Pin(format!("removing {MOUNT_MARK}: {e}")))
+}
+
+/// Unmounts the bpffs xdpwall mounted, once no pin of anyone is left in it (`xdpwall detach
+/// --all` calls this after a crash; [`remove_pins`] does it by itself).
+pub fn release_bpffs() -> Result<(), LoadError> {
+    let _lock = BpffsLock::take()?;
+    release_bpffs_locked()
+}
+
+/// Keeps a bpffs mounted at /sys/fs/bpf for another tool that pins there (the benchmark's
+/// xdp-filter peer), with the same bookkeeping as xdpwall's own pins: on drop it is unmounted
+/// if xdpwall mounted it and nothing but the kernel's entries is left.
+pub struct BpffsHold(());
+
+impl BpffsHold {
+    /// Mounts a bpffs at /sys/fs/bpf unless one is there.
+    pub fn take() -> Result<BpffsHold, LoadError> {
+        let _lock = BpffsLock::take()?;
+        ensure_bpffs()?;
+        Ok(BpffsHold(()))
+    }
+}
+
+impl Drop for BpffsHold {
+    fn drop(&mut self) {
+        let _ = release_bpffs();
+    }
+}
+
+/// Detaches and removes the filter pinned under `name`: unpinning the link detaches the
+/// program, unpinning the maps frees them once nothing else holds them. Idempotent.
+pub fn remove_pins(name: &str) -> Result<bool, LoadError> {
+    let _lock = BpffsLock::take()?;
+    remove_pins_locked(name)
+}
+
+pub(super) fn remove_pins_locked(name: &str) -> Result<bool, LoadError> {
+    let dir = pin_dir(name);
+    if !dir.exists() {
+        release_bpffs_locked()?;
+        return Ok(false);
+    }
+    let link = dir.join(LINK_PIN);
+    if link.exists() {
+        match PinnedLink::from_pin(&link) {
+            Ok(l) => {
+                let _ = l.unpin();
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&link);
+            }
+        }
+    }
+    let entries = fs::read_dir(&dir)
+        .map_err(|e| LoadError::Pin(format!("reading {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        if let Err(e) = fs::remove_file(entry.path()) {
+            if e.kind() != ErrorKind::NotFound {
+                return Err(LoadError::Pin(format!(
+                    "removing {}: {e}",
+                    entry.path().display()
+                )));
+            }
+        }
+    }
+    fs::remove_dir(&dir).map_err(|e| LoadError::Pin(format!("removing {}: {e}", dir.display())))?;
+    // The root folder goes too once no filter is left (another one may race us: ignore), and
+    // the bpffs when xdpwall mounted it and nothing else is pinned there.
+    let _ = fs::remove_dir(PIN_ROOT);
+    release_bpffs_locked()?;
+    Ok(true)
+}
+
+/// Names of every pinned filter.
+pub fn pinned_filters() -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(PIN_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    v
+}
