@@ -13,8 +13,8 @@ use harness::{Options, Topology};
 use pktgen::{afpacket::AfPacket, FrameSpec};
 use xdpwall::{Filter, Mode, RuleSet};
 
-const RATE: u64 = 2_000;
-const BURST: u64 = 200;
+const RATE: u64 = 500;
+const BURST: u64 = 50;
 
 fn count(sock: &UdpSocket) -> u64 {
     let mut buf = [0u8; 2048];
@@ -105,8 +105,10 @@ fn a_flood_is_capped_near_the_rate_and_other_sources_pass() {
         elapsed.as_secs_f64(),
         snap.rate_limited.packets
     );
+    // Five times the limit is a flood to cap (a slow machine, a guest under software
+    // emulation, sends some 13,000 frames a second here; the host a million).
     assert!(
-        sent > 20 * expected as u64,
+        sent > 5 * expected as u64,
         "the flood was not a flood: {sent}"
     );
     assert!(
