@@ -15,6 +15,10 @@ cargo xtask bench --mode both --quick
 stage "generator benchmark smoke run"
 cargo xtask bench --generators --quick
 
+# The host's kernel is covered by the test command below; the matrix boots the others.
+stage "kernel matrix: Debian's 5.10, 6.1, 6.12 and 7.x kernels in QEMU"
+cargo xtask vmtest --kernels bullseye,bookworm,trixie,trixie-backports
+
 # Last, so its closing `tests: N passed, M failed` line is the run's closing line.
 stage "tests (the README test command)"
 cargo xtask test

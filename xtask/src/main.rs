@@ -7,6 +7,7 @@ mod clean;
 mod fuzz;
 mod setup;
 mod test;
+mod vmtest;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,8 @@ enum Cmd {
     Bench(bench::Args),
     /// Run the cargo-fuzz targets (nightly; the verdict target needs root).
     Fuzz(fuzz::Args),
+    /// The kernel matrix: boot Debian's kernels in QEMU and run the checks in each (root).
+    Vmtest(vmtest::Args),
     /// Detach every xdpwall filter and remove the harness's namespaces.
     Clean,
 }
@@ -63,6 +66,7 @@ fn main() {
         Cmd::Test(a) => test::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Fuzz(a) => fuzz::run(a),
+        Cmd::Vmtest(a) => vmtest::run(a),
         Cmd::Clean => clean::run(),
     };
     if let Err(e) = r {
