@@ -10,6 +10,7 @@ pub mod compile;
 pub mod features;
 pub mod loader;
 pub mod model;
+pub mod netns;
 pub mod rules;
 pub mod trace;
 

@@ -2,16 +2,9 @@
 //! /run/netns, so `ip netns` and `ip netns exec` see them), and entered per thread through
 //! [`NetnsGuard`], which restores the thread's previous namespace on drop.
 
-use std::{
-    fs::File,
-    io,
-    marker::PhantomData,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-};
+use std::{fs::File, io, marker::PhantomData, os::fd::AsRawFd};
 
-/// Where named namespaces are bind-mounted (as iproute2 does).
-pub const NETNS_DIR: &str = "/run/netns";
+pub use xdpwall::netns::{path as netns_path, NETNS_DIR};
 
 /// Errors of namespace handling.
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +46,6 @@ static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new()
 /// The namespaces this process created and has not removed yet.
 pub fn created() -> Vec<String> {
     CREATED.lock().map(|v| v.clone()).unwrap_or_default()
-}
-
-/// The path of the named namespace.
-pub fn netns_path(name: &str) -> PathBuf {
-    Path::new(NETNS_DIR).join(name)
 }
 
 /// Creates the named namespace (fails if it exists).
@@ -166,12 +154,12 @@ impl NetnsGuard {
     pub fn enter(name: &str) -> Result<NetnsGuard, NetnsError> {
         let previous = File::open("/proc/thread-self/ns/net")
             .map_err(|e| sys(name, "opening the current namespace", e))?;
-        let target =
-            File::open(netns_path(name)).map_err(|e| sys(name, "opening the namespace", e))?;
-        // SAFETY: valid namespace fd.
-        if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(sys(name, "setns", io::Error::last_os_error()));
-        }
+        xdpwall::netns::enter(name).map_err(|e| match e {
+            xdpwall::netns::EnterError::NotFound { source, .. } => {
+                sys(name, "opening the namespace", source)
+            }
+            xdpwall::netns::EnterError::Setns { source, .. } => sys(name, "setns", source),
+        })?;
         Ok(NetnsGuard {
             previous,
             name: name.to_string(),

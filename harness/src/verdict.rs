@@ -10,10 +10,18 @@ use xdpwall::{
 };
 use xdpwall_common::stat;
 
+// The XDP action codes (enum xdp_action in the kernel's uapi), the one place user space
+// names them.
+/// `XDP_ABORTED`.
+pub const XDP_ABORTED: u32 = 0;
 /// `XDP_DROP`.
 pub const XDP_DROP: u32 = 1;
 /// `XDP_PASS`.
 pub const XDP_PASS: u32 = 2;
+/// `XDP_TX`.
+pub const XDP_TX: u32 = 3;
+/// `XDP_REDIRECT`.
+pub const XDP_REDIRECT: u32 = 4;
 /// The kernel refuses test_run frames shorter than an Ethernet header.
 pub const MIN_FRAME: usize = 14;
 
@@ -113,11 +121,11 @@ fn action_of(code: u32) -> Option<Action> {
 
 fn name_of(code: u32) -> String {
     match code {
-        0 => "XDP_ABORTED".into(),
-        1 => "drop".into(),
-        2 => "pass".into(),
-        3 => "XDP_TX".into(),
-        4 => "XDP_REDIRECT".into(),
+        XDP_ABORTED => "XDP_ABORTED".into(),
+        XDP_DROP => "drop".into(),
+        XDP_PASS => "pass".into(),
+        XDP_TX => "XDP_TX".into(),
+        XDP_REDIRECT => "XDP_REDIRECT".into(),
         n => format!("unknown XDP code {n}"),
     }
 }

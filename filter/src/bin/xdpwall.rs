@@ -4,7 +4,6 @@
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -143,20 +142,6 @@ fn install_signal_handlers() {
     }
 }
 
-fn enter_netns(name: &str) -> Result<()> {
-    let path = Path::new("/run/netns").join(name);
-    let f = File::open(&path)
-        .with_context(|| format!("network namespace '{name}' not found at {}", path.display()))?;
-    // SAFETY: valid namespace fd; the process is still single-threaded here.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "entering network namespace '{name}': {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
 /// Refuses a rule set without rules unless `allow` (an empty or truncated file would
 /// otherwise silently leave only the default policy).
 fn refuse_empty(set: &RuleSet, path: &Path, allow: bool) -> Result<()> {
@@ -216,14 +201,8 @@ fn lock(name: &str) -> Result<File> {
     let dir = path.parent().expect("lock files live in a folder");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let f = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: valid fd.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!(
-            "locking {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
+    f.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
     Ok(f)
 }
 
@@ -250,7 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             let set = RuleSet::from_file(&rules)?;
             refuse_empty(&set, &rules, allow_empty)?;
             if let Some(ns) = &netns {
-                enter_netns(ns)?;
+                xdpwall::netns::enter(ns)?;
             }
             let name = name.unwrap_or_else(|| iface.clone());
             attach(&iface, &rules, &set, mode, &name, foreground, interval)

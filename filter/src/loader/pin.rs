@@ -4,7 +4,6 @@
 use std::{
     fs,
     io::ErrorKind,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -16,7 +15,6 @@ use super::*;
 pub const PIN_ROOT: &str = "/sys/fs/bpf/xdpwall";
 /// The attachment's pin inside a filter's folder.
 pub(super) const LINK_PIN: &str = "link";
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// The pin folder of the filter called `name`.
 pub fn pin_dir(name: &str) -> PathBuf {
@@ -42,10 +40,7 @@ impl BpffsLock {
         let err = |e: std::io::Error| LoadError::Pin(format!("locking {BPFFS_LOCK}: {e}"));
         fs::create_dir_all("/run/xdpwall").map_err(err)?;
         let f = fs::File::create(BPFFS_LOCK).map_err(err)?;
-        // SAFETY: valid fd.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(err(std::io::Error::last_os_error()));
-        }
+        f.lock().map_err(err)?;
         Ok(BpffsLock { _file: f })
     }
 }
@@ -57,7 +52,7 @@ pub(super) fn ensure_bpffs() -> Result<(), LoadError> {
     // SAFETY: statfs writes into the zeroed struct we pass.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::statfs(path.as_ptr(), &mut st) };
-    if r == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+    if r == 0 && st.f_type == libc::BPF_FS_MAGIC {
         return Ok(());
     }
     fs::create_dir_all(BPFFS).ok();

@@ -3,11 +3,9 @@
 //! generated in the kernel with BPF_PROG_TEST_RUN live frames).
 
 use std::{
-    fs::File,
     io::IsTerminal,
     net::IpAddr,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -195,20 +193,6 @@ struct Stats {
     seconds: f64,
     pps: f64,
     mbps: f64,
-}
-
-fn enter_netns(name: &str) -> Result<()> {
-    let path = Path::new("/run/netns").join(name);
-    let f = File::open(&path)
-        .with_context(|| format!("network namespace '{name}' not found at {}", path.display()))?;
-    // SAFETY: valid namespace fd; called before any thread is started.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "entering network namespace '{name}': {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
 }
 
 /// Splits a budget of frames between weighted templates, in rounds of `chunk` frames.
@@ -399,7 +383,7 @@ fn run(cli: Cli) -> Result<()> {
             let flows = p.flows()?;
             let templates = p.templates()?;
             if let Some(ns) = &out.netns {
-                enter_netns(ns)?;
+                xdpwall::netns::enter(ns)?;
             }
             let weights: Vec<u32> = templates.iter().map(|t| t.1).collect();
             let avg = templates
@@ -461,7 +445,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("{}: no frames", path.display());
             }
             if let Some(ns) = &out.netns {
-                enter_netns(ns)?;
+                xdpwall::netns::enter(ns)?;
             }
             let sock =
                 AfPacket::open(&out.iface).with_context(|| format!("interface {}", out.iface))?;
