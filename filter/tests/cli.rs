@@ -88,6 +88,28 @@ fn setup(prefix: &str) -> (Topology, String, Detach) {
     (topo, name.clone(), Detach(name))
 }
 
+/// `xdpwall attach dut0` in the topology's DUT namespace as filter `name`; fails the test if
+/// it fails.
+fn attach(topo: &Topology, name: &str, mode: &str, rules: &str) {
+    let out = xdpwall(&[
+        "attach",
+        "dut0",
+        "--netns",
+        &topo.dut.netns,
+        "--mode",
+        mode,
+        "--name",
+        name,
+        "--rules",
+        rules,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn attach_status_update_detach_and_foreground_sigint() {
     let (topo, name, _cleanup) = setup("cli");
@@ -95,23 +117,7 @@ fn attach_status_update_detach_and_foreground_sigint() {
     let quiet = Duration::from_millis(400);
 
     // The client/server example drops everything between the topology's own addresses.
-    let out = xdpwall(&[
-        "attach",
-        "dut0",
-        "--netns",
-        &topo.dut.netns,
-        "--mode",
-        "generic",
-        "--name",
-        &name,
-        "--rules",
-        &example("client-server.toml"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    attach(&topo, &name, "generic", &example("client-server.toml"));
     assert_eq!(udp_round(&topo, &targets, 50, quiet), vec![0]);
 
     let status = xdpwall(&["status", &name, "--json"]);
@@ -242,23 +248,7 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
         "trace.toml",
         "[[rule]]\nname = \"no-7000\"\naction = \"drop\"\nproto = \"udp\"\ndport = 7000\n",
     );
-    let out = xdpwall(&[
-        "attach",
-        "dut0",
-        "--netns",
-        &topo.dut.netns,
-        "--mode",
-        "native",
-        "--name",
-        &name,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    attach(&topo, &name, "native", rules.to_str().unwrap());
     let pcap = std::env::temp_dir().join(format!("{name}.pcapng"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
         .args([
@@ -295,7 +285,7 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 20);
+    assert_eq!(lines.len(), 20, "{err}");
     // 30 events in a 2 MiB ring that trace drains: none lost, and trace says so.
     assert!(
         err.contains("20 sampled verdicts shown, 0 lost to a full ring buffer while tracing"),
@@ -350,23 +340,7 @@ fn update_with_confirm_rolls_back_unless_confirmed() {
     let (topo, name, _cleanup) = setup("confirm");
     let targets = [(false, 7000u16)];
     let quiet = Duration::from_millis(400);
-    let out = xdpwall(&[
-        "attach",
-        "dut0",
-        "--netns",
-        &topo.dut.netns,
-        "--mode",
-        "generic",
-        "--name",
-        &name,
-        "--rules",
-        &example("client-server.toml"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    attach(&topo, &name, "generic", &example("client-server.toml"));
     assert_eq!(udp_round(&topo, &targets, 20, quiet), vec![0]);
     let open = scratch(
         "confirm-open.toml",

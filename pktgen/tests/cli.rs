@@ -18,17 +18,22 @@ fn pktgen(args: &[&str]) -> Output {
         .expect("running pktgen")
 }
 
-#[test]
-fn client_server_traffic_with_both_engines() {
+/// A generator/DUT topology without IPv6 (the stack then sends nothing of its own).
+fn topology(prefix: &str) -> Topology {
     let id = std::process::id() % 10000;
-    let topo = Topology::standard(
-        &format!("pg-{id}"),
+    Topology::standard(
+        &format!("{prefix}-{id}"),
         &Options {
             ipv6: false,
             ..Options::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn client_server_traffic_with_both_engines() {
+    let topo = topology("pg");
     let set = RuleSet::parse(include_str!("../../examples/client-server.toml"), "example").unwrap();
     let mut filter = {
         let _ns = topo.dut.enter().unwrap();
@@ -183,15 +188,7 @@ fn pcap_written_reads_back_and_errors_are_one_line() {
 /// Ctrl-C stops sending within a call slice, and the statistics of what was sent still come.
 #[test]
 fn ctrl_c_stops_pktgen_send_and_it_reports_what_it_sent() {
-    let id = std::process::id() % 10000;
-    let topo = Topology::standard(
-        &format!("int-{id}"),
-        &Options {
-            ipv6: false,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let topo = topology("int");
     let child = Command::new(env!("CARGO_BIN_EXE_pktgen"))
         .args([
             "send",

@@ -464,7 +464,12 @@ fn trace(
     if wanted.drops == 0 && wanted.passes == 0 {
         eprintln!("xdpwall: sampling is off for '{name}' (use --every N and/or --passes N)");
     }
-    // Sampling is on from here: the line scripts (and the tests) wait for.
+    // The ring fills up whenever nobody reads it; what counts is what is lost from now on.
+    let lost_before = maps.stat(stat::EVENTS_LOST)?.packets;
+    let start = monotonic_now();
+    // Say that tracing is on only now that events count from `start`: a script (or test) that
+    // sends once it reads this line must not send before `start` (a trace descheduled between
+    // the two skipped all of that traffic's events as older than itself).
     let every = |n: u32| match n {
         0 => "none".to_string(),
         n => format!("1 in {n}"),
@@ -474,9 +479,6 @@ fn trace(
         every(wanted.drops),
         every(wanted.passes)
     );
-    // The ring fills up whenever nobody reads it; what counts is what is lost from now on.
-    let lost_before = maps.stat(stat::EVENTS_LOST)?.packets;
-    let start = monotonic_now();
     let offset = monotonic_to_wall();
     let deadline = duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
     let mut names = (u32::MAX, Vec::<Option<String>>::new());
