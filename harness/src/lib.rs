@@ -13,10 +13,8 @@
 
 pub mod bench;
 pub mod blocklist;
-pub mod chart;
 pub mod corpus;
 pub mod demo;
-pub mod genbench;
 pub mod netns;
 pub mod peer;
 pub mod probe;

@@ -21,7 +21,10 @@ use pktgen::{xdp::CountDrop, Flows, FrameSpec};
 use serde::Serialize;
 
 use crate::{
-    bench::{progress, progress_done, Args, Generator, Rates, RunInfo},
+    bench::{
+        measure::{progress, progress_done, Generator, Rates, RunInfo},
+        Args,
+    },
     peer::{xdp_tools_version, PeerSender},
     Options, Topology,
 };

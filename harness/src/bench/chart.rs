@@ -1,7 +1,7 @@
 //! The benchmark chart: one horizontal bar per case (median Mpps) with a min-max whisker,
 //! grouped by mode and traffic source, as a standalone SVG.
 
-use crate::bench::Report;
+use super::report::Report;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

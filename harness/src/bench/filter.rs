@@ -1,290 +1,24 @@
-//! The benchmark behind `cargo xtask bench`: packets per second judged by the DUT on the
-//! standard veth topology, per XDP mode, traffic source and program, repeated, with median,
-//! min and max; plus the kernel-measured BPF_PROG_TEST_RUN cost per packet.
-//!
-//! Cases: mode (native, generic) x source (`xdp`: frames generated in the kernel with live
-//! frames and redirected into the veth; `afpacket`: frames sent through AF_PACKET sockets, so
-//! the DUT receives skbs) x program (`baseline`: a counting drop program, the ceiling here;
-//! `filter-N`: xdpwall with N ordered rules where only the last one matches, the worst case;
-//! `set-N`: one rule with an N-entry address set; `denylist-N` and `xdp-filter-N`: xdpwall and
-//! the peer [`crate::peer::XdpFilter`] dropping the same N exact source addresses).
-//! Rates come from the DUT's own counters over a fixed window while the generator runs flat
-//! out; after the window, frames sent = judged + lost is checked and reported.
-//!
-//! Results go to `results/bench-<unix time>.json` (schema: [`Report`]) and a matching `.svg`.
+//! The filter cases: what the DUT runs (baseline, rule lists, sets, deny lists, the
+//! xdp-filter peer), the runs on the wire, program time on the wire, test_run costs.
 
 use std::{
-    io::IsTerminal,
-    path::PathBuf,
     rc::Rc,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 use aya::programs::xdp::XdpLinkId;
-use pktgen::{
-    afpacket::AfPacket, pace::Slicer, xdp::CountDrop, xdp::XdpEngine, Flows, FrameSpec, Vary,
-};
-use serde::Serialize;
+use pktgen::{xdp::CountDrop, Flows, FrameSpec, Vary};
 use xdpwall::{Filter, Mode, RuleSet};
 use xdpwall_common::stat;
 
-use crate::{netns, verdict::Checker, Options, Topology};
+use crate::{verdict::Checker, Options, Topology};
 
-/// Which XDP modes to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModeArg {
-    /// Driver mode.
-    Native,
-    /// Generic (skb) mode.
-    Generic,
-    /// Both, in one run (ratios are comparable).
-    Both,
-}
-
-impl ModeArg {
-    /// The modes to run, in order.
-    pub fn modes(self) -> Vec<Mode> {
-        match self {
-            ModeArg::Native => vec![Mode::Native],
-            ModeArg::Generic => vec![Mode::Generic],
-            ModeArg::Both => vec![Mode::Native, Mode::Generic],
-        }
-    }
-}
-
-/// Options of the benchmark.
-#[derive(clap::Args, Clone, Debug)]
-pub struct Args {
-    /// XDP mode(s).
-    #[arg(long, value_enum, default_value_t = ModeArg::Native)]
-    pub mode: ModeArg,
-    /// Measurement window per run, in seconds.
-    #[arg(long, default_value_t = 0.75)]
-    pub duration: f64,
-    /// Runs per case (median, min and max are reported).
-    #[arg(long, default_value_t = 5)]
-    pub repeats: usize,
-    /// Rule counts to measure (ordered rules, the last one matching).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 100, 1024])]
-    pub rules: Vec<usize>,
-    /// Set sizes to measure (one rule dropping sources in a synthetic blocklist of this many
-    /// entries; the traffic hits one of its prefixes).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![10usize, 10_000, 1_000_000])]
-    pub sets: Vec<usize>,
-    /// Exact source addresses in the deny list that xdpwall and the peer, xdp-filter, both
-    /// drop (0: no deny-list cases). The peer runs when xdp-tools 1.6 or later is on PATH.
-    #[arg(long, default_value_t = 1024)]
-    pub deny_list: usize,
-    /// Traffic sources: xdp (live frames), afpacket (stack packets).
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["xdp".to_string(), "afpacket".to_string()])]
-    pub sources: Vec<String>,
-    /// Frame size in bytes (without FCS).
-    #[arg(long, default_value_t = 64)]
-    pub size: usize,
-    /// Generator threads (each pinned to its own CPU; the veth gets one queue per thread).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Folder for the JSON and SVG results.
-    #[arg(long, default_value = "results")]
-    pub out: PathBuf,
-    /// A short smoke run: 0.5 s windows, 2 runs, rule counts 1 and 1024, sets of 10 and
-    /// 1,000,000 entries.
-    #[arg(long)]
-    pub quick: bool,
-    /// Only the BPF_PROG_TEST_RUN costs (no topology, no traffic).
-    #[arg(long)]
-    pub test_run_only: bool,
-    /// Receive on the DUT in threaded NAPI pinned to this CPU (keep the generator threads,
-    /// pinned to CPUs 0, 1, ..., off it). Default: the DUT receives in the softirq of the
-    /// sending CPU, so generator and filter share it (steadier figures; see benches/README.md).
-    #[arg(long)]
-    pub dut_cpu: Option<usize>,
-    /// Rounds of the paired program-time measurement on the wire (xdp source only; 0: none):
-    /// per case one live-frames flow, the baseline and the case attached in turn for 0.15 s
-    /// each round, their ns per run read from the kernel's BPF run-time statistics.
-    #[arg(long, default_value_t = 6)]
-    pub program_time_rounds: usize,
-    /// Instead of the filter: pktgen's engines against their peers (xdp-trafficgen, trafgen)
-    /// for the `--sources` given (see [`crate::genbench`]).
-    #[arg(long, conflicts_with = "test_run_only")]
-    pub generators: bool,
-    /// Sending threads per generator case (`--generators`; `--quick` uses 1).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 2])]
-    pub gen_threads: Vec<usize>,
-}
-
-/// One measured case.
-#[derive(Clone, Debug, Serialize)]
-pub struct Case {
-    /// `native` or `generic`.
-    pub mode: String,
-    /// `xdp` or `afpacket`.
-    pub source: String,
-    /// `baseline`, `filter-N` (N ordered rules), `set-N` (one rule, an N-entry set),
-    /// `denylist-N` (one rule, a set of N hosts) or `xdp-filter-N` (the peer with the same N
-    /// hosts).
-    pub program: String,
-    /// Rules in the filter (0 for the baseline).
-    pub rules: usize,
-    /// Entries in the filter's address set (0 without one).
-    pub set_entries: usize,
-    /// Mpps judged by the DUT.
-    #[serde(flatten)]
-    pub rate: Rates,
-    /// Median as a fraction of the baseline with the same mode and source.
-    pub of_baseline: Option<f64>,
-    /// Frames the generator sent over all runs of the case.
-    pub sent: u64,
-    /// Frames the DUT judged (passed + dropped) over all runs.
-    pub judged: u64,
-    /// sent - judged: frames lost before the program (queues full, redirect failures).
-    pub lost: u64,
-    /// `receiver` when more than 1% was lost (the DUT was the bottleneck), else `generator`.
-    pub bound: String,
-}
-
-/// When and where a benchmark ran.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunInfo {
-    /// Unix time of the start.
-    pub started: u64,
-    /// Kernel release.
-    pub kernel: String,
-    /// CPUs online.
-    pub cpus: usize,
-}
-
-impl RunInfo {
-    /// This machine, now.
-    pub fn now() -> Result<RunInfo> {
-        Ok(RunInfo {
-            started: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-        })
-    }
-}
-
-/// Mpps of the runs of one case: each run, median, min and max.
-#[derive(Clone, Debug, Serialize)]
-pub struct Rates {
-    /// Mpps, one per run.
-    pub runs_mpps: Vec<f64>,
-    /// Median of the runs.
-    pub median_mpps: f64,
-    /// Minimum.
-    pub min_mpps: f64,
-    /// Maximum.
-    pub max_mpps: f64,
-}
-
-impl Rates {
-    /// The spread of `runs` (at least one).
-    pub fn of(runs: Vec<f64>) -> Rates {
-        let (median_mpps, min_mpps, max_mpps) = stats(&runs);
-        Rates {
-            runs_mpps: runs,
-            median_mpps,
-            min_mpps,
-            max_mpps,
-        }
-    }
-}
-
-/// Kernel-measured cost of one program run.
-#[derive(Clone, Debug, Serialize)]
-pub struct TestRunCost {
-    /// `baseline`, `filter-N`, or `set-N-host` / `set-N-prefix` / `set-N-miss` (a frame whose
-    /// source is a host entry of the N-entry set, inside one of its prefixes, or in neither).
-    pub program: String,
-    /// ns per packet, median of the rounds.
-    pub median_ns: f64,
-    /// Minimum.
-    pub min_ns: f64,
-    /// Maximum.
-    pub max_ns: f64,
-}
-
-/// The program's own time on the wire against the baseline's, measured in pairs.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProgramTime {
-    /// `native` or `generic`.
-    pub mode: String,
-    /// Traffic source (`xdp`).
-    pub source: String,
-    /// The case's program, as in [`Case::program`].
-    pub program: String,
-    /// Rounds measured (one slice of the baseline and one of the program each).
-    pub rounds: usize,
-    /// Length of one slice, seconds.
-    pub slice_s: f64,
-    /// ns per run of the baseline, median over the rounds (bpf_stats' own cost included).
-    pub baseline_ns: f64,
-    /// ns per run of the program, likewise.
-    pub program_ns: f64,
-    /// ns per frame more than the baseline: the median of the per-round differences (the
-    /// statistics' own cost, the same for both, cancels).
-    pub over_baseline_ns: f64,
-    /// Smallest per-round difference.
-    pub min_over_ns: f64,
-    /// Largest per-round difference.
-    pub max_over_ns: f64,
-    /// The per-round differences, in round order.
-    pub over_runs_ns: Vec<f64>,
-    /// What that cost makes of the baseline's rate when a frame takes `1000 / baseline Mpps`
-    /// ns (the baseline's median in this run): `t / (t + over_baseline_ns)`.
-    pub implied_of_baseline: Option<f64>,
-}
-
-/// The JSON report (`version` 3: adds `program_time`; 2 added `peers`).
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    /// Schema version.
-    pub version: u32,
-    /// When and where it ran.
-    #[serde(flatten)]
-    pub run: RunInfo,
-    /// Settings used.
-    pub settings: Settings,
-    /// On-wire cases.
-    pub cases: Vec<Case>,
-    /// BPF_PROG_TEST_RUN ns/packet.
-    pub test_run: Vec<TestRunCost>,
-    /// Program time on the wire, paired with the baseline.
-    pub program_time: Vec<ProgramTime>,
-    /// Cases not run, with the reason.
-    pub skipped: Vec<String>,
-    /// Peer tools that ran, with their versions.
-    pub peers: Vec<String>,
-}
-
-/// Settings of a run.
-#[derive(Clone, Debug, Serialize)]
-pub struct Settings {
-    /// Window per run (s).
-    pub duration_s: f64,
-    /// Runs per case.
-    pub repeats: usize,
-    /// Frame size (bytes).
-    pub frame_size: usize,
-    /// Generator threads (pinned to CPUs 0, 1, ...).
-    pub threads: usize,
-    /// The CPU the DUT's receive path (threaded NAPI, and so the XDP program) is pinned to;
-    /// null when it shares the generator's CPUs.
-    pub dut_cpu: Option<usize>,
-}
+use super::{
+    measure::{progress, progress_done, stats, Generator, Rates, RunInfo},
+    report::{print_report, print_test_run, Case, ProgramTime, Report, Settings, TestRunCost},
+    Args,
+};
 
 /// Rule sets of `n` rules where only the last one matches [`frame_for_last`].
 pub fn ordered_rules(n: usize) -> RuleSet {
@@ -409,13 +143,6 @@ struct Slot {
     judged: u64,
 }
 
-/// Median, min and max.
-pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[s.len() / 2], s[0], s[s.len() - 1])
-}
-
 /// What the DUT runs for a case, and how to read how many frames it judged. Loaded once per
 /// mode, attached only for its own runs.
 enum Receiver {
@@ -490,90 +217,6 @@ impl Receiver {
             }
             Receiver::Peer(p) => p.judged()?,
         })
-    }
-}
-
-/// Generator threads running flat out until stopped; counts what they sent.
-pub(crate) struct Generator {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    handles: Vec<std::thread::JoinHandle<Result<()>>>,
-}
-
-impl Generator {
-    /// Starts `threads` generators of `template` varied by `flows`, with the `xdp` or
-    /// `afpacket` engine; `xdp` ones size their calls to end near `until`.
-    pub(crate) fn start(
-        topo: &Topology,
-        source: &str,
-        template: FrameSpec,
-        flows: Flows,
-        threads: usize,
-        until: Instant,
-    ) -> Generator {
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let handles = (0..threads.max(1))
-            .map(|cpu| {
-                let (s2, c2) = (stop.clone(), sent.clone());
-                let (ns, iface, source) = (
-                    topo.gen.netns.clone(),
-                    topo.gen.iface.clone(),
-                    source.to_string(),
-                );
-                let template = template.clone();
-                std::thread::spawn(move || -> Result<()> {
-                    netns::run_in(&ns, move || -> Result<()> {
-                        pktgen::pin_to_cpu(cpu);
-                        if source == "xdp" {
-                            let e = XdpEngine::new(&template, &flows, &iface)?;
-                            let mut slicer = Slicer::new(XdpEngine::CALL_SLICE, 1e6);
-                            while !s2.load(Ordering::Relaxed) {
-                                let left = until.saturating_duration_since(Instant::now());
-                                let n = slicer.next(Some(left)).min(u32::MAX as u64) as u32;
-                                let took = e.send(n, 64)?;
-                                slicer.record(n as u64, took);
-                                c2.fetch_add(n as u64, Ordering::Relaxed);
-                            }
-                        } else {
-                            let frames = flows.frames(&template, 1000);
-                            let s = AfPacket::open(&iface)?;
-                            let mut at = 0;
-                            while !s2.load(Ordering::Relaxed) {
-                                s.send_batch(&frames, at, 1024)?;
-                                at += 1024;
-                                c2.fetch_add(1024, Ordering::Relaxed);
-                            }
-                        }
-                        Ok(())
-                    })?
-                })
-            })
-            .collect();
-        Generator {
-            stop,
-            sent,
-            handles,
-        }
-    }
-
-    /// Stops the threads and returns how many frames they sent.
-    pub(crate) fn finish(mut self) -> Result<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        for h in self.handles.drain(..) {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
-        }
-        Ok(self.sent.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for Generator {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for h in self.handles.drain(..) {
-            let _ = h.join();
-        }
     }
 }
 
@@ -696,40 +339,8 @@ fn program_times(
     Ok(out)
 }
 
-/// One progress step: redrawn in place on a terminal, one plain line each in a log.
-pub(crate) fn progress(done: usize, total: usize, what: &str) {
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[2K[{done:>3}/{total}] {what}");
-    } else {
-        eprintln!("[{done:>3}/{total}] {what}");
-    }
-}
-
-/// The last progress step.
-pub(crate) fn progress_done(total: usize) {
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[2K");
-    }
-    eprintln!("[{total}/{total}] done");
-}
-
-/// Runs the benchmark and writes the report.
-pub fn run(mut args: Args) -> Result<()> {
-    if args.quick {
-        args.duration = 0.5;
-        args.repeats = 2;
-        args.rules = vec![1, 1024];
-        args.sets = vec![10, 1_000_000];
-        args.program_time_rounds = args.program_time_rounds.min(2);
-    }
-    for s in &args.sources {
-        if s != "xdp" && s != "afpacket" {
-            bail!("unknown source '{s}' (xdp or afpacket)");
-        }
-    }
-    if args.generators {
-        return crate::genbench::run(&args);
-    }
+/// Runs the filter benchmark (options as [`Args::checked`] left them) and writes the report.
+pub(super) fn run(args: Args) -> Result<()> {
     let run = RunInfo::now()?;
     let started = run.started;
     let mut skipped = Vec::new();
@@ -920,7 +531,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let json = args.out.join(format!("bench-{started}.json"));
     let svg = args.out.join(format!("bench-{started}.svg"));
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
-    std::fs::write(&svg, crate::chart::svg(&report))?;
+    std::fs::write(&svg, super::chart::svg(&report))?;
     println!("\nresults: {} and {}", json.display(), svg.display());
     Ok(())
 }
@@ -1031,114 +642,4 @@ pub fn set_probe_frames(set: &RuleSet, size: usize) -> Vec<(&'static str, FrameS
         (what, spec)
     })
     .collect()
-}
-
-fn print_test_run(costs: &[TestRunCost]) {
-    println!("\nBPF_PROG_TEST_RUN, kernel-measured ns/packet (frame matching the last rule):");
-    for c in costs {
-        println!(
-            "  {:<18} {:>7.1} ns  [{:.1} - {:.1}]",
-            c.program, c.median_ns, c.min_ns, c.max_ns
-        );
-    }
-}
-
-fn print_report(r: &Report) {
-    print_test_run(&r.test_run);
-    println!(
-        "\nOn the wire: Mpps judged by the DUT, {} runs of {} s, {}-byte frames, {} generator thread(s) (median [min - max]):",
-        r.settings.repeats, r.settings.duration_s, r.settings.frame_size, r.settings.threads
-    );
-    println!(
-        "  {:<8} {:<9} {:<15} {:>8} {:>19} {:>9} {:>7}  bound by",
-        "mode", "source", "program", "Mpps", "[min - max]", "of base", "lost"
-    );
-    for c in &r.cases {
-        println!(
-            "  {:<8} {:<9} {:<15} {:>8.3} [{:>7.3} - {:>7.3}] {:>9} {:>6.2}%  {}",
-            c.mode,
-            c.source,
-            c.program,
-            c.rate.median_mpps,
-            c.rate.min_mpps,
-            c.rate.max_mpps,
-            c.of_baseline
-                .map(|f| format!("{:.0}%", f * 100.0))
-                .unwrap_or_else(|| "-".into()),
-            if c.sent > 0 {
-                c.lost as f64 * 100.0 / c.sent as f64
-            } else {
-                0.0
-            },
-            c.bound
-        );
-    }
-    if !r.program_time.is_empty() {
-        println!(
-            "\nProgram time on the wire, paired with the baseline (BPF run-time statistics, {} rounds of {} s per case, one flow each; ns per frame over the baseline, median [min - max], and the rate that implies at this run's baseline):",
-            r.program_time[0].rounds, r.program_time[0].slice_s
-        );
-        for p in &r.program_time {
-            println!(
-                "  {:<8} {:<9} {:<15} {:>6.1} ns [{:>6.1} - {:>6.1}]  implied {:>4}",
-                p.mode,
-                p.source,
-                p.program,
-                p.over_baseline_ns,
-                p.min_over_ns,
-                p.max_over_ns,
-                p.implied_of_baseline
-                    .map(|f| format!("{:.0}%", f * 100.0))
-                    .unwrap_or_else(|| "-".into()),
-            );
-        }
-    }
-    // Native vs generic, per source and program, when both ran.
-    let mut ratios = Vec::new();
-    for n in r.cases.iter().filter(|c| c.mode == "native") {
-        if let Some(g) = r
-            .cases
-            .iter()
-            .find(|g| g.mode == "generic" && g.source == n.source && g.program == n.program)
-        {
-            if g.rate.median_mpps > 0.0 {
-                ratios.push(format!(
-                    "{} {}: {:.2}x",
-                    n.source,
-                    n.program,
-                    n.rate.median_mpps / g.rate.median_mpps
-                ));
-            }
-        }
-    }
-    if !ratios.is_empty() {
-        println!("\nnative / generic: {}", ratios.join(", "));
-    }
-    // xdpwall against the peer on the same deny list and traffic.
-    for p in r
-        .cases
-        .iter()
-        .filter(|c| c.program.starts_with("xdp-filter-"))
-    {
-        let ours = format!("denylist-{}", p.set_entries);
-        if let Some(o) = r
-            .cases
-            .iter()
-            .find(|o| o.mode == p.mode && o.source == p.source && o.program == ours)
-        {
-            println!(
-                "xdpwall / xdp-filter, {} {} ({} hosts): {:.2}x",
-                p.mode,
-                p.source,
-                p.set_entries,
-                o.rate.median_mpps / p.rate.median_mpps.max(1e-9)
-            );
-        }
-    }
-    for p in &r.peers {
-        println!("peer: {p}");
-    }
-    for s in &r.skipped {
-        println!("skipped: {s}");
-    }
 }

@@ -1,0 +1,180 @@
+//! What every benchmark measures with: generator threads, rates (median, min, max), where
+//! and when it ran, progress lines.
+
+use std::{
+    io::IsTerminal,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use anyhow::Result;
+use pktgen::{afpacket::AfPacket, pace::Slicer, xdp::XdpEngine, Flows, FrameSpec};
+use serde::Serialize;
+
+use crate::{netns, Topology};
+
+/// When and where a benchmark ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    /// Unix time of the start.
+    pub started: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// CPUs online.
+    pub cpus: usize,
+}
+
+impl RunInfo {
+    /// This machine, now.
+    pub fn now() -> Result<RunInfo> {
+        Ok(RunInfo {
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        })
+    }
+}
+
+/// Mpps of the runs of one case: each run, median, min and max.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rates {
+    /// Mpps, one per run.
+    pub runs_mpps: Vec<f64>,
+    /// Median of the runs.
+    pub median_mpps: f64,
+    /// Minimum.
+    pub min_mpps: f64,
+    /// Maximum.
+    pub max_mpps: f64,
+}
+
+impl Rates {
+    /// The spread of `runs` (at least one).
+    pub fn of(runs: Vec<f64>) -> Rates {
+        let (median_mpps, min_mpps, max_mpps) = stats(&runs);
+        Rates {
+            runs_mpps: runs,
+            median_mpps,
+            min_mpps,
+            max_mpps,
+        }
+    }
+}
+
+/// Median, min and max.
+pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// Generator threads running flat out until stopped; counts what they sent.
+pub(crate) struct Generator {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    handles: Vec<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Generator {
+    /// Starts `threads` generators of `template` varied by `flows`, with the `xdp` or
+    /// `afpacket` engine; `xdp` ones size their calls to end near `until`.
+    pub(crate) fn start(
+        topo: &Topology,
+        source: &str,
+        template: FrameSpec,
+        flows: Flows,
+        threads: usize,
+        until: Instant,
+    ) -> Generator {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let handles = (0..threads.max(1))
+            .map(|cpu| {
+                let (s2, c2) = (stop.clone(), sent.clone());
+                let (ns, iface, source) = (
+                    topo.gen.netns.clone(),
+                    topo.gen.iface.clone(),
+                    source.to_string(),
+                );
+                let template = template.clone();
+                std::thread::spawn(move || -> Result<()> {
+                    netns::run_in(&ns, move || -> Result<()> {
+                        pktgen::pin_to_cpu(cpu);
+                        if source == "xdp" {
+                            let e = XdpEngine::new(&template, &flows, &iface)?;
+                            let mut slicer = Slicer::new(XdpEngine::CALL_SLICE, 1e6);
+                            while !s2.load(Ordering::Relaxed) {
+                                let left = until.saturating_duration_since(Instant::now());
+                                let n = slicer.next(Some(left)).min(u32::MAX as u64) as u32;
+                                let took = e.send(n, 64)?;
+                                slicer.record(n as u64, took);
+                                c2.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                        } else {
+                            let frames = flows.frames(&template, 1000);
+                            let s = AfPacket::open(&iface)?;
+                            let mut at = 0;
+                            while !s2.load(Ordering::Relaxed) {
+                                s.send_batch(&frames, at, 1024)?;
+                                at += 1024;
+                                c2.fetch_add(1024, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(())
+                    })?
+                })
+            })
+            .collect();
+        Generator {
+            stop,
+            sent,
+            handles,
+        }
+    }
+
+    /// Stops the threads and returns how many frames they sent.
+    pub(crate) fn finish(mut self) -> Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles.drain(..) {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+        }
+        Ok(self.sent.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One progress step: redrawn in place on a terminal, one plain line each in a log.
+pub(crate) fn progress(done: usize, total: usize, what: &str) {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K[{done:>3}/{total}] {what}");
+    } else {
+        eprintln!("[{done:>3}/{total}] {what}");
+    }
+}
+
+/// The last progress step.
+pub(crate) fn progress_done(total: usize) {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+    eprintln!("[{total}/{total}] done");
+}

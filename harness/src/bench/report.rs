@@ -1,0 +1,228 @@
+//! The filter benchmark's report: its JSON schema and its table.
+
+use serde::Serialize;
+
+use super::measure::{Rates, RunInfo};
+
+/// One measured case.
+#[derive(Clone, Debug, Serialize)]
+pub struct Case {
+    /// `native` or `generic`.
+    pub mode: String,
+    /// `xdp` or `afpacket`.
+    pub source: String,
+    /// `baseline`, `filter-N` (N ordered rules), `set-N` (one rule, an N-entry set),
+    /// `denylist-N` (one rule, a set of N hosts) or `xdp-filter-N` (the peer with the same N
+    /// hosts).
+    pub program: String,
+    /// Rules in the filter (0 for the baseline).
+    pub rules: usize,
+    /// Entries in the filter's address set (0 without one).
+    pub set_entries: usize,
+    /// Mpps judged by the DUT.
+    #[serde(flatten)]
+    pub rate: Rates,
+    /// Median as a fraction of the baseline with the same mode and source.
+    pub of_baseline: Option<f64>,
+    /// Frames the generator sent over all runs of the case.
+    pub sent: u64,
+    /// Frames the DUT judged (passed + dropped) over all runs.
+    pub judged: u64,
+    /// sent - judged: frames lost before the program (queues full, redirect failures).
+    pub lost: u64,
+    /// `receiver` when more than 1% was lost (the DUT was the bottleneck), else `generator`.
+    pub bound: String,
+}
+
+/// Kernel-measured cost of one program run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TestRunCost {
+    /// `baseline`, `filter-N`, or `set-N-host` / `set-N-prefix` / `set-N-miss` (a frame whose
+    /// source is a host entry of the N-entry set, inside one of its prefixes, or in neither).
+    pub program: String,
+    /// ns per packet, median of the rounds.
+    pub median_ns: f64,
+    /// Minimum.
+    pub min_ns: f64,
+    /// Maximum.
+    pub max_ns: f64,
+}
+
+/// The program's own time on the wire against the baseline's, measured in pairs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramTime {
+    /// `native` or `generic`.
+    pub mode: String,
+    /// Traffic source (`xdp`).
+    pub source: String,
+    /// The case's program, as in [`Case::program`].
+    pub program: String,
+    /// Rounds measured (one slice of the baseline and one of the program each).
+    pub rounds: usize,
+    /// Length of one slice, seconds.
+    pub slice_s: f64,
+    /// ns per run of the baseline, median over the rounds (bpf_stats' own cost included).
+    pub baseline_ns: f64,
+    /// ns per run of the program, likewise.
+    pub program_ns: f64,
+    /// ns per frame more than the baseline: the median of the per-round differences (the
+    /// statistics' own cost, the same for both, cancels).
+    pub over_baseline_ns: f64,
+    /// Smallest per-round difference.
+    pub min_over_ns: f64,
+    /// Largest per-round difference.
+    pub max_over_ns: f64,
+    /// The per-round differences, in round order.
+    pub over_runs_ns: Vec<f64>,
+    /// What that cost makes of the baseline's rate when a frame takes `1000 / baseline Mpps`
+    /// ns (the baseline's median in this run): `t / (t + over_baseline_ns)`.
+    pub implied_of_baseline: Option<f64>,
+}
+
+/// The JSON report (`version` 3: adds `program_time`; 2 added `peers`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Schema version.
+    pub version: u32,
+    /// When and where it ran.
+    #[serde(flatten)]
+    pub run: RunInfo,
+    /// Settings used.
+    pub settings: Settings,
+    /// On-wire cases.
+    pub cases: Vec<Case>,
+    /// BPF_PROG_TEST_RUN ns/packet.
+    pub test_run: Vec<TestRunCost>,
+    /// Program time on the wire, paired with the baseline.
+    pub program_time: Vec<ProgramTime>,
+    /// Cases not run, with the reason.
+    pub skipped: Vec<String>,
+    /// Peer tools that ran, with their versions.
+    pub peers: Vec<String>,
+}
+
+/// Settings of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// Window per run (s).
+    pub duration_s: f64,
+    /// Runs per case.
+    pub repeats: usize,
+    /// Frame size (bytes).
+    pub frame_size: usize,
+    /// Generator threads (pinned to CPUs 0, 1, ...).
+    pub threads: usize,
+    /// The CPU the DUT's receive path (threaded NAPI, and so the XDP program) is pinned to;
+    /// null when it shares the generator's CPUs.
+    pub dut_cpu: Option<usize>,
+}
+
+pub(super) fn print_test_run(costs: &[TestRunCost]) {
+    println!("\nBPF_PROG_TEST_RUN, kernel-measured ns/packet (frame matching the last rule):");
+    for c in costs {
+        println!(
+            "  {:<18} {:>7.1} ns  [{:.1} - {:.1}]",
+            c.program, c.median_ns, c.min_ns, c.max_ns
+        );
+    }
+}
+
+pub(super) fn print_report(r: &Report) {
+    print_test_run(&r.test_run);
+    println!(
+        "\nOn the wire: Mpps judged by the DUT, {} runs of {} s, {}-byte frames, {} generator thread(s) (median [min - max]):",
+        r.settings.repeats, r.settings.duration_s, r.settings.frame_size, r.settings.threads
+    );
+    println!(
+        "  {:<8} {:<9} {:<15} {:>8} {:>19} {:>9} {:>7}  bound by",
+        "mode", "source", "program", "Mpps", "[min - max]", "of base", "lost"
+    );
+    for c in &r.cases {
+        println!(
+            "  {:<8} {:<9} {:<15} {:>8.3} [{:>7.3} - {:>7.3}] {:>9} {:>6.2}%  {}",
+            c.mode,
+            c.source,
+            c.program,
+            c.rate.median_mpps,
+            c.rate.min_mpps,
+            c.rate.max_mpps,
+            c.of_baseline
+                .map(|f| format!("{:.0}%", f * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            if c.sent > 0 {
+                c.lost as f64 * 100.0 / c.sent as f64
+            } else {
+                0.0
+            },
+            c.bound
+        );
+    }
+    if !r.program_time.is_empty() {
+        println!(
+            "\nProgram time on the wire, paired with the baseline (BPF run-time statistics, {} rounds of {} s per case, one flow each; ns per frame over the baseline, median [min - max], and the rate that implies at this run's baseline):",
+            r.program_time[0].rounds, r.program_time[0].slice_s
+        );
+        for p in &r.program_time {
+            println!(
+                "  {:<8} {:<9} {:<15} {:>6.1} ns [{:>6.1} - {:>6.1}]  implied {:>4}",
+                p.mode,
+                p.source,
+                p.program,
+                p.over_baseline_ns,
+                p.min_over_ns,
+                p.max_over_ns,
+                p.implied_of_baseline
+                    .map(|f| format!("{:.0}%", f * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+    }
+    // Native vs generic, per source and program, when both ran.
+    let mut ratios = Vec::new();
+    for n in r.cases.iter().filter(|c| c.mode == "native") {
+        if let Some(g) = r
+            .cases
+            .iter()
+            .find(|g| g.mode == "generic" && g.source == n.source && g.program == n.program)
+        {
+            if g.rate.median_mpps > 0.0 {
+                ratios.push(format!(
+                    "{} {}: {:.2}x",
+                    n.source,
+                    n.program,
+                    n.rate.median_mpps / g.rate.median_mpps
+                ));
+            }
+        }
+    }
+    if !ratios.is_empty() {
+        println!("\nnative / generic: {}", ratios.join(", "));
+    }
+    // xdpwall against the peer on the same deny list and traffic.
+    for p in r
+        .cases
+        .iter()
+        .filter(|c| c.program.starts_with("xdp-filter-"))
+    {
+        let ours = format!("denylist-{}", p.set_entries);
+        if let Some(o) = r
+            .cases
+            .iter()
+            .find(|o| o.mode == p.mode && o.source == p.source && o.program == ours)
+        {
+            println!(
+                "xdpwall / xdp-filter, {} {} ({} hosts): {:.2}x",
+                p.mode,
+                p.source,
+                p.set_entries,
+                o.rate.median_mpps / p.rate.median_mpps.max(1e-9)
+            );
+        }
+    }
+    for p in &r.peers {
+        println!("peer: {p}");
+    }
+    for s in &r.skipped {
+        println!("skipped: {s}");
+    }
+}
