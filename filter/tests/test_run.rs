@@ -149,8 +149,8 @@ fn non_ip_frames_follow_their_policy() {
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     let mut lldp = arp.clone();
     lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
-    // Shorter than an Ethernet header: the kernel must refuse to inject them (checked, not
-    // skipped).
+    // Shorter than an Ethernet header: refused by BPF_PROG_TEST_RUN on newer kernels (the
+    // model must call them malformed), run on 5.10 (the verdict must be the model's).
     let frames = vec![
         arp.clone(),
         lldp,
@@ -162,7 +162,8 @@ fn non_ip_frames_follow_their_policy() {
         .unwrap()
         .check_batch(&frames)
         .unwrap();
-    assert_eq!((short.frames, short.too_short), (3, 2));
+    assert_eq!(short.frames + short.too_short, 5);
+    assert!(short.frames >= 3, "{short:?}");
     let pass = rules("default = \"drop\"\n");
     let drop = rules("default = \"pass\"\nnon_ip = \"drop\"\n");
     assert_eq!(kernel_action(&load(&pass), &arp), Action::Pass);
