@@ -39,6 +39,20 @@ pub enum Cause {
     NonIp,
 }
 
+/// As replay output and golden files write it: `rule 2`, `rule 2 rate-limited`, `default`,
+/// `malformed`, `non-ip`.
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Rule(i) => write!(f, "rule {i}"),
+            Cause::RateLimited(i) => write!(f, "rule {i} rate-limited"),
+            Cause::Default => f.write_str("default"),
+            Cause::Malformed => f.write_str("malformed"),
+            Cause::NonIp => f.write_str("non-ip"),
+        }
+    }
+}
+
 /// The model's decision for one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Verdict {

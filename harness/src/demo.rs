@@ -96,9 +96,7 @@ fn one(set: &RuleSet, mode: Mode) -> Result<()> {
                 "rule {} over its limit",
                 set.rules[i].name.as_deref().unwrap_or("?")
             ),
-            model::Cause::Default => "default".into(),
-            model::Cause::Malformed => "malformed".into(),
-            model::Cause::NonIp => "non-IP policy".into(),
+            other => other.to_string(),
         };
         println!(
             "  {label:<46} {:>6}  {judged:>5}/{PER_FLOW} {} ({why})",

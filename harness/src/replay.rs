@@ -58,36 +58,26 @@ pub enum ReplayError {
     Counters(usize),
 }
 
-fn cause_text(c: Cause) -> String {
-    match c {
-        Cause::Rule(i) => format!("rule {i}"),
-        Cause::RateLimited(i) => format!("rule {i} rate-limited"),
-        Cause::Default => "default".into(),
-        Cause::Malformed => "malformed".into(),
-        Cause::NonIp => "non-ip".into(),
-    }
-}
-
 /// What changed between two snapshots: the one cause a single frame produced.
-fn cause_between(before: &Snapshot, after: &Snapshot) -> Option<String> {
+fn cause_between(before: &Snapshot, after: &Snapshot) -> Option<Cause> {
     let mut causes = Vec::new();
     if after.default_hits.packets > before.default_hits.packets {
-        causes.push("default".to_string());
+        causes.push(Cause::Default);
     }
     if after.malformed.packets > before.malformed.packets {
-        causes.push("malformed".to_string());
+        causes.push(Cause::Malformed);
     }
     if after.non_ip.packets > before.non_ip.packets {
-        causes.push("non-ip".to_string());
+        causes.push(Cause::NonIp);
     }
     for (a, b) in after.rules.iter().zip(&before.rules) {
         if a.limited.packets > b.limited.packets {
-            causes.push(format!("rule {} rate-limited", a.index));
+            causes.push(Cause::RateLimited(a.index));
         } else if a.hits.packets > b.hits.packets {
-            causes.push(format!("rule {}", a.index));
+            causes.push(Cause::Rule(a.index));
         }
     }
-    (causes.len() == 1).then(|| causes.remove(0))
+    (causes.len() == 1).then(|| causes[0])
 }
 
 /// Replays captured `frames` through a filter running `set`, each at its capture time.
@@ -117,19 +107,18 @@ pub fn replay(set: &RuleSet, frames: &[Captured]) -> Result<Vec<FrameResult>, Re
             Some(a) => a.to_string(),
             None => format!("xdp-code-{}", o.xdp_action),
         };
-        let model_cause = cause_text(o.model.cause);
-        if o.kernel != Some(o.model.action) || cause != model_cause {
+        if o.kernel != Some(o.model.action) || cause != o.model.cause {
             return Err(ReplayError::ModelDisagrees {
                 frame: n,
                 kernel: format!("{action} ({cause})"),
-                model: format!("{} ({model_cause})", o.model.action),
+                model: format!("{} ({})", o.model.action, o.model.cause),
             });
         }
         out.push(FrameResult {
             frame: n,
             len: frame.len(),
             action,
-            cause,
+            cause: cause.to_string(),
         });
     }
     Ok(out)
