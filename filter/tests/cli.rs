@@ -122,6 +122,21 @@ fn attach_status_update_detach_and_foreground_sigint() {
 
     let status = xdpwall(&["status", &name, "--json"]);
     assert!(status.status.success());
+    // Into a pipe whose reader is gone (it exits at once; status starts later): a quiet end,
+    // not a panic.
+    let piped = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "(sleep 0.3; '{}' status '{name}') | true",
+            env!("CARGO_BIN_EXE_xdpwall")
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let s = &v[0]["status"];
     assert_eq!(s["rules"].as_array().unwrap().len(), 2);

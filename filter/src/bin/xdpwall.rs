@@ -4,6 +4,7 @@
 
 use std::{
     fs::File,
+    io::Write,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -136,7 +137,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
         // SAFETY: the handler only stores to an atomic.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }
@@ -207,6 +208,10 @@ fn lock(name: &str) -> Result<File> {
 }
 
 fn main() {
+    // Output into a closed pipe (`xdpwall status | head`) ends the process quietly, as it
+    // does for other Unix tools, instead of a panic; commands that must clean up catch it.
+    // SAFETY: restoring a default disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("xdpwall: {e:#}");
@@ -502,10 +507,16 @@ fn trace(
             let ev = describe(&e, offset, |_, i| {
                 names.1.get(i as usize).cloned().flatten()
             });
-            if json {
-                println!("{}", serde_json::to_string(&ev)?);
+            let line = if json {
+                serde_json::to_string(&ev)?
             } else {
-                println!("{ev}");
+                ev.to_string()
+            };
+            // A reader that went away (`xdpwall trace ... | head`) ends the trace like Ctrl-C:
+            // the filter's sampling is still restored below.
+            match writeln!(std::io::stdout(), "{line}") {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                r => r?,
             }
             if let Some(s) = sink.as_mut() {
                 s.write(&ev)?;
