@@ -514,7 +514,9 @@ fn write_script(
                     c.push(' ');
                     c.push_str(f);
                 }
-                c.push_str(" --test-threads 1");
+                // One test at a time (one CPU), and every test's own lines in the log (the
+                // differential test says how many frames it checked).
+                c.push_str(" --test-threads 1 --nocapture");
                 c
             }
         };
@@ -726,8 +728,8 @@ fn report_line(v: &Value) {
 fn print_table(rows: &[Value], parts: &[&Part]) {
     println!();
     println!(
-        "{:<17} {:<24} {:>5} {:>9} {:>8} {:>5} {:>7} {:>7}  parts",
-        "kernel", "release", "how", "verified", "load ms", "live", "frames", "secs"
+        "{:<17} {:<24} {:>5} {:>9} {:>7} {:>8} {:>5} {:>7} {:>7}  parts",
+        "kernel", "release", "how", "verified", "budget", "load ms", "live", "frames", "secs"
     );
     for r in rows {
         let f = &r["features"];
@@ -745,6 +747,9 @@ fn print_table(rows: &[Value], parts: &[&Part]) {
             (None, true) => "n/r".into(),
             (None, false) => "-".into(),
         };
+        let budget = f["verifier_budget"]
+            .as_u64()
+            .map_or("-".into(), |b| b.to_string());
         let load = f["program"]["load_ms"]
             .as_f64()
             .map_or("-".into(), |m| format!("{m:.0}"));
@@ -764,11 +769,12 @@ fn print_table(rows: &[Value], parts: &[&Part]) {
             })
             .collect();
         println!(
-            "{:<17} {:<24} {:>5} {:>9} {:>8} {:>5} {:>7} {:>7.0}  {}",
+            "{:<17} {:<24} {:>5} {:>9} {:>7} {:>8} {:>5} {:>7} {:>7.0}  {}",
             r["kernel"].as_str().unwrap_or(""),
             r["release"].as_str().unwrap_or(""),
             r["how"].as_str().unwrap_or(""),
             verified,
+            budget,
             load,
             live,
             frames,
@@ -776,12 +782,8 @@ fn print_table(rows: &[Value], parts: &[&Part]) {
             marks.join(" ")
         );
     }
-    let budget = rows
-        .iter()
-        .find_map(|r| r["features"]["verifier_budget"].as_u64())
-        .map_or("?".into(), |b| b.to_string());
     println!(
-        "(verified: instructions the verifier processed, budget {budget}, ! over it; n/r: the kernel does not report it (before 5.16); live: BPF_PROG_TEST_RUN live frames; frames: differential frames checked against the model)"
+        "(verified: instructions the verifier processed, ! over the kernel's budget; n/r: the kernel does not report it (before 5.16); live: BPF_PROG_TEST_RUN live frames; frames: differential frames checked against the model)"
     );
 }
 
