@@ -48,7 +48,7 @@ pub fn svg(r: &Report) -> String {
             left - 8.0,
             y + 14.0,
             esc(&c.mode),
-            esc(&c.source),
+            esc(&c.source.to_string()),
             esc(&c.program)
         ));
         s.push_str(&format!(

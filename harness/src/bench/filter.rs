@@ -15,7 +15,7 @@ use xdpwall_common::stat;
 use crate::{verdict::Checker, Options, Topology};
 
 use super::{
-    measure::{progress, progress_done, stats, Generator, Rates, RunInfo},
+    measure::{progress, progress_done, stats, Generator, Rates, RunInfo, Source},
     report::{print_report, print_test_run, Case, ProgramTime, Report, Settings, TestRunCost},
     Args,
 };
@@ -224,7 +224,7 @@ impl Receiver {
 fn run_once(
     topo: &Topology,
     rx: &Receiver,
-    source: &str,
+    source: Source,
     template: &FrameSpec,
     window: Duration,
     threads: usize,
@@ -262,7 +262,7 @@ fn run_once(
 fn program_times(
     topo: &Topology,
     mode: Mode,
-    source: &str,
+    source: Source,
     slots: &mut [Slot],
     args: &Args,
     baseline_mpps: Option<f64>,
@@ -271,7 +271,7 @@ fn program_times(
     let Some(bi) = slots.iter().position(|s| s.workload == Workload::Baseline) else {
         return Ok(Vec::new());
     };
-    if source != "xdp" || rounds == 0 {
+    if source != Source::Xdp || rounds == 0 {
         return Ok(Vec::new());
     }
     let slice = Duration::from_millis(if args.quick { 100 } else { 150 });
@@ -320,7 +320,7 @@ fn program_times(
         let (over_baseline_ns, min_over_ns, max_over_ns) = stats(&over_runs_ns);
         out.push(ProgramTime {
             mode: mode.to_string(),
-            source: source.to_string(),
+            source,
             program: slots[i].program.clone(),
             rounds,
             slice_s: slice.as_secs_f64(),
@@ -436,7 +436,7 @@ pub(super) fn run(args: Args) -> Result<()> {
                 judged: 0,
             });
         }
-        for source in &args.sources {
+        for &source in &args.sources {
             for r in 0..args.repeats {
                 for s in &mut slots {
                     progress(
@@ -481,7 +481,7 @@ pub(super) fn run(args: Args) -> Result<()> {
                 let lost = sent.saturating_sub(judged);
                 cases.push(Case {
                     mode: mode.to_string(),
-                    source: source.clone(),
+                    source,
                     program: s.program.clone(),
                     rules: s.ruleset.as_ref().map_or(0, |r| r.rules.len()),
                     set_entries: match s.workload {

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::{
     bench::{
-        measure::{progress, progress_done, Generator, Rates, RunInfo},
+        measure::{progress, progress_done, Generator, Rates, RunInfo, Source},
         Args,
     },
     peer::{xdp_tools_version, PeerSender},
@@ -32,8 +32,8 @@ use crate::{
 /// One measured generator.
 #[derive(Clone, Debug, Serialize)]
 pub struct GenCase {
-    /// `xdp` or `afpacket`: which pktgen engine this case is, or is compared with.
-    pub engine: String,
+    /// Which pktgen engine this case is, or is compared with.
+    pub engine: Source,
     /// `pktgen`, or the peer with its version (`xdp-trafficgen 1.6.3`, `trafgen 0.6.8`).
     pub tool: String,
     /// Sending threads (xdp-trafficgen `-t`, trafgen `--cpus`).
@@ -53,7 +53,7 @@ pub struct GenCase {
 #[derive(Clone, Debug, Serialize)]
 pub struct GenRatio {
     /// `xdp` or `afpacket`.
-    pub engine: String,
+    pub engine: Source,
     /// Threads on both sides.
     pub threads: usize,
     /// The peer.
@@ -95,8 +95,8 @@ const V6_SRC: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5857, 0, 0, 0, 0, 0, 1);
 const V6_DST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5857, 0, 0, 0, 0, 0, 2);
 
 /// The frame template of an engine's cases, `size` bytes, between the topology's MACs.
-fn template(topo: &Topology, engine: &str, size: usize) -> FrameSpec {
-    let (src, dst): (IpAddr, IpAddr) = if engine == "xdp" {
+fn template(topo: &Topology, engine: Source, size: usize) -> FrameSpec {
+    let (src, dst): (IpAddr, IpAddr) = if engine == Source::Xdp {
         (V6_SRC.into(), V6_DST.into())
     } else {
         ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
@@ -134,12 +134,12 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let max_threads = threads.iter().copied().max().unwrap_or(1).max(1);
     let mut skipped = Vec::new();
-    let mut peers: Vec<(&str, Option<String>)> = Vec::new();
+    let mut peers: Vec<(Source, Option<String>)> = Vec::new();
     for (engine, version) in [
-        ("xdp", xdp_tools_version("xdp-trafficgen", "udp")),
-        ("afpacket", trafgen_version()),
+        (Source::Xdp, xdp_tools_version("xdp-trafficgen", "udp")),
+        (Source::Afpacket, trafgen_version()),
     ] {
-        if !args.sources.iter().any(|s| s == engine) {
+        if !args.sources.contains(&engine) {
             continue;
         }
         match version {
@@ -174,7 +174,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut cases = Vec::new();
     for &t in &threads {
         for (engine, peer) in &peers {
-            let spec = template(&topo, engine, args.size);
+            let spec = template(&topo, *engine, args.size);
             let frame = spec.build();
             let mut tools = vec!["pktgen".to_string()];
             tools.extend(peer.clone());
@@ -199,13 +199,13 @@ pub fn run(args: &Args) -> Result<()> {
                     let mut sender = if tool == "pktgen" {
                         Sender::Ours(Generator::start(
                             &topo,
-                            engine,
+                            *engine,
                             spec.clone(),
                             Flows::default(),
                             t,
                             until,
                         ))
-                    } else if *engine == "xdp" {
+                    } else if *engine == Source::Xdp {
                         Sender::Peer(PeerSender::xdp_trafficgen(
                             &topo.gen, &spec, V6_SRC, V6_DST, args.size, t,
                         )?)
@@ -238,7 +238,7 @@ pub fn run(args: &Args) -> Result<()> {
                 }
                 let ours = tool == "pktgen";
                 cases.push(GenCase {
-                    engine: engine.to_string(),
+                    engine: *engine,
                     tool,
                     threads: t,
                     rate: Rates::of(runs),
@@ -260,7 +260,7 @@ pub fn run(args: &Args) -> Result<()> {
                 .iter()
                 .find(|p| p.tool != "pktgen" && p.engine == o.engine && p.threads == o.threads)?;
             Some(GenRatio {
-                engine: o.engine.clone(),
+                engine: o.engine,
                 threads: o.threads,
                 peer: p.tool.clone(),
                 ratio: o.rate.median_mpps / p.rate.median_mpps.max(1e-9),

@@ -78,6 +78,26 @@ pub(crate) fn stats(v: &[f64]) -> (f64, f64, f64) {
     (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
+/// Where benchmark traffic comes from: a pktgen engine (and the source of a case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Frames generated in the kernel (BPF_PROG_TEST_RUN live frames) and redirected into
+    /// the veth: the DUT receives XDP frames.
+    Xdp,
+    /// Frames sent through AF_PACKET sockets: the DUT receives skbs.
+    Afpacket,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Xdp => "xdp",
+            Source::Afpacket => "afpacket",
+        })
+    }
+}
+
 /// Generator threads running flat out until stopped; counts what they sent.
 pub(crate) struct Generator {
     stop: Arc<AtomicBool>,
@@ -90,7 +110,7 @@ impl Generator {
     /// `afpacket` engine; `xdp` ones size their calls to end near `until`.
     pub(crate) fn start(
         topo: &Topology,
-        source: &str,
+        source: Source,
         template: FrameSpec,
         flows: Flows,
         threads: usize,
@@ -101,16 +121,12 @@ impl Generator {
         let handles = (0..threads.max(1))
             .map(|cpu| {
                 let (s2, c2) = (stop.clone(), sent.clone());
-                let (ns, iface, source) = (
-                    topo.gen.netns.clone(),
-                    topo.gen.iface.clone(),
-                    source.to_string(),
-                );
+                let (ns, iface, source) = (topo.gen.netns.clone(), topo.gen.iface.clone(), source);
                 let template = template.clone();
                 std::thread::spawn(move || -> Result<()> {
                     netns::run_in(&ns, move || -> Result<()> {
                         pktgen::pin_to_cpu(cpu);
-                        if source == "xdp" {
+                        if source == Source::Xdp {
                             let e = XdpEngine::new(&template, &flows, &iface)?;
                             let mut slicer = Slicer::new(XdpEngine::CALL_SLICE, 1e6);
                             while !s2.load(Ordering::Relaxed) {

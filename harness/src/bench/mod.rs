@@ -28,12 +28,12 @@ pub use filter::{
     deny_list, deny_rules, frame_for_last, ordered_rules, set_probe_frames, set_rules,
     SET_TRAFFIC_PREFIX,
 };
-pub use measure::{Rates, RunInfo};
+pub use measure::{Rates, RunInfo, Source};
 pub use report::{Case, ProgramTime, Report, Settings, TestRunCost};
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use xdpwall::Mode;
 
 /// Which XDP modes to run.
@@ -82,8 +82,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1024)]
     pub deny_list: usize,
     /// Traffic sources: xdp (live frames), afpacket (stack packets).
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["xdp".to_string(), "afpacket".to_string()])]
-    pub sources: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Source::Xdp, Source::Afpacket])]
+    pub sources: Vec<Source>,
     /// Frame size in bytes (without FCS).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
@@ -120,8 +120,8 @@ pub struct Args {
 }
 
 impl Args {
-    /// The options as the benchmarks use them: `--quick` applied, sources checked.
-    fn checked(mut self) -> Result<Args> {
+    /// The options as the benchmarks use them: `--quick` applied.
+    fn resolved(mut self) -> Args {
         if self.quick {
             self.duration = 0.5;
             self.repeats = 2;
@@ -129,18 +129,13 @@ impl Args {
             self.sets = vec![10, 1_000_000];
             self.program_time_rounds = self.program_time_rounds.min(2);
         }
-        for s in &self.sources {
-            if s != "xdp" && s != "afpacket" {
-                bail!("unknown source '{s}' (xdp or afpacket)");
-            }
-        }
-        Ok(self)
+        self
     }
 }
 
 /// Runs the benchmark the options ask for and writes its report.
 pub fn run(args: Args) -> Result<()> {
-    let args = args.checked()?;
+    let args = args.resolved();
     if args.generators {
         return generators::run(&args);
     }

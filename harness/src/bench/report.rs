@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::measure::{Rates, RunInfo};
+use super::measure::{Rates, RunInfo, Source};
 
 /// One measured case.
 #[derive(Clone, Debug, Serialize)]
@@ -10,7 +10,7 @@ pub struct Case {
     /// `native` or `generic`.
     pub mode: String,
     /// `xdp` or `afpacket`.
-    pub source: String,
+    pub source: Source,
     /// `baseline`, `filter-N` (N ordered rules), `set-N` (one rule, an N-entry set),
     /// `denylist-N` (one rule, a set of N hosts) or `xdp-filter-N` (the peer with the same N
     /// hosts).
@@ -54,7 +54,7 @@ pub struct ProgramTime {
     /// `native` or `generic`.
     pub mode: String,
     /// Traffic source (`xdp`).
-    pub source: String,
+    pub source: Source,
     /// The case's program, as in [`Case::program`].
     pub program: String,
     /// Rounds measured (one slice of the baseline and one of the program each).
