@@ -43,13 +43,14 @@ pub enum Cause {
 /// `malformed`, `non-ip`.
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Cause::Rule(i) => write!(f, "rule {i}"),
-            Cause::RateLimited(i) => write!(f, "rule {i} rate-limited"),
-            Cause::Default => f.write_str("default"),
-            Cause::Malformed => f.write_str("malformed"),
-            Cause::NonIp => f.write_str("non-ip"),
-        }
+        // Through pad, so that a width given to a cause holds.
+        f.pad(&match self {
+            Cause::Rule(i) => format!("rule {i}"),
+            Cause::RateLimited(i) => format!("rule {i} rate-limited"),
+            Cause::Default => "default".into(),
+            Cause::Malformed => "malformed".into(),
+            Cause::NonIp => "non-ip".into(),
+        })
     }
 }
 

@@ -91,7 +91,8 @@ pub enum Source {
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        // pad: tables give the name a width.
+        f.pad(match self {
             Source::Xdp => "xdp",
             Source::Afpacket => "afpacket",
         })
