@@ -13,7 +13,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -217,7 +217,7 @@ pub fn run(a: Args) -> Result<()> {
         a.jobs.max(1)
     ));
     // The host goes first, alone: guests would slow it down, and it is the quickest to fail.
-    let results: Arc<Mutex<BTreeMap<usize, Value>>> = Default::default();
+    let results: Mutex<BTreeMap<usize, Value>> = Default::default();
     for (i, t) in targets.iter().enumerate() {
         if let Target::Host = t {
             let out = out_root.join("host");
@@ -239,7 +239,7 @@ pub fn run(a: Args) -> Result<()> {
             results.lock().unwrap().insert(i, v);
         }
     }
-    let queue: Arc<Mutex<Vec<(usize, &Kernel)>>> = Arc::new(Mutex::new(
+    let queue: Mutex<Vec<(usize, &Kernel)>> = Mutex::new(
         targets
             .iter()
             .enumerate()
@@ -249,14 +249,13 @@ pub fn run(a: Args) -> Result<()> {
             })
             .rev()
             .collect(),
-    ));
+    );
     std::thread::scope(|s| -> Result<()> {
         let mut handles = Vec::new();
         for _ in 0..a.jobs.max(1) {
-            let queue = queue.clone();
-            let results = results.clone();
-            let (parts, binaries, out_root, vng, a) = (&parts, &binaries, &out_root, &vng, &a);
-            let accel = accel.clone();
+            let (queue, results, parts, binaries, out_root, vng, a, accel) = (
+                &queue, &results, &parts, &binaries, &out_root, &vng, &a, &accel,
+            );
             handles.push(s.spawn(move || -> Result<()> {
                 loop {
                     let Some((i, k)) = queue.lock().unwrap().pop() else {
@@ -277,10 +276,10 @@ pub fn run(a: Args) -> Result<()> {
                         &out,
                         &script,
                         a,
-                        &accel,
+                        accel,
                         Duration::from_secs(limit as u64),
                     )?;
-                    let v = collect(&out, k.suite.name, Some(k), &accel, t.elapsed(), ok, parts);
+                    let v = collect(&out, k.suite.name, Some(k), accel, t.elapsed(), ok, parts);
                     report_line(&v);
                     results.lock().unwrap().insert(i, v);
                 }
