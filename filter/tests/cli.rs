@@ -318,6 +318,30 @@ fn trace_streams_sampled_verdicts_to_json_and_pcapng() {
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v[0]["status"]["sampling"]["drops"], 1000);
 
+    // Ctrl-C ends an open-ended trace cleanly, and puts the sampling back too.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xdpwall"))
+        .args(["trace", &name, "--every", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while !err_lines
+        .next()
+        .expect("trace ended early")
+        .unwrap()
+        .contains("tracing '")
+    {}
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert!(child.wait().unwrap().success(), "trace after Ctrl-C");
+    let status = xdpwall(&["status", &name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        v[0]["status"]["sampling"]["drops"], 1000,
+        "sampling restored"
+    );
+
     let tshark = Command::new("tshark")
         .args([
             "-r",
