@@ -29,6 +29,48 @@ use xdpwall_common::{action, cause, Event};
 
 use crate::rules::Action;
 
+/// Why a sampled frame got its action (the kernel's `cause` codes; the rule, when there is
+/// one, is the event's `rule`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventCause {
+    /// A rule matched first.
+    Rule,
+    /// A rate-limit rule matched first and the source had no token left.
+    RateLimited,
+    /// No rule matched.
+    Default,
+    /// The frame is malformed.
+    Malformed,
+    /// The frame is not IPv4/IPv6.
+    NonIp,
+}
+
+impl EventCause {
+    /// The cause of a kernel event's code.
+    pub fn of(code: u8) -> EventCause {
+        match code {
+            cause::RULE => EventCause::Rule,
+            cause::RATE_LIMITED => EventCause::RateLimited,
+            cause::DEFAULT => EventCause::Default,
+            cause::MALFORMED => EventCause::Malformed,
+            _ => EventCause::NonIp,
+        }
+    }
+}
+
+impl fmt::Display for EventCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            EventCause::Rule => "rule",
+            EventCause::RateLimited => "rate-limited",
+            EventCause::Default => "default",
+            EventCause::Malformed => "malformed",
+            EventCause::NonIp => "non-ip",
+        })
+    }
+}
+
 /// One sampled verdict.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct TraceEvent {
@@ -36,8 +78,8 @@ pub struct TraceEvent {
     pub time_ns: u64,
     /// What happened to the frame.
     pub action: Action,
-    /// Why: "rule", "rate-limited", "default", "malformed" or "non-ip".
-    pub cause: &'static str,
+    /// Why (written "rule", "rate-limited", "default", "malformed" or "non-ip").
+    pub cause: EventCause,
     /// The rule (0-based), for "rule" and "rate-limited".
     pub rule: Option<u32>,
     /// The rule's name, when it has one and the rule set is still the one it came from.
@@ -114,13 +156,7 @@ pub fn describe(
         } else {
             Action::Pass
         },
-        cause: match e.cause {
-            cause::RULE => "rule",
-            cause::RATE_LIMITED => "rate-limited",
-            cause::DEFAULT => "default",
-            cause::MALFORMED => "malformed",
-            _ => "non-ip",
-        },
+        cause: EventCause::of(e.cause),
         rule: by_rule.then_some(e.rule),
         rule_name: if by_rule {
             name_of(e.gen, e.rule)
@@ -147,8 +183,8 @@ impl TraceEvent {
             (None, _) => String::new(),
         };
         let why = match self.cause {
-            "rule" => rule,
-            "rate-limited" => format!("over the rate limit of {rule}"),
+            EventCause::Rule => rule,
+            EventCause::RateLimited => format!("over the rate limit of {rule}"),
             other => other.to_string(),
         };
         format!(
@@ -175,7 +211,7 @@ impl fmt::Display for TraceEvent {
                 (None, _) => self.cause.to_string(),
             }
         )?;
-        if self.cause == "rate-limited" {
+        if self.cause == EventCause::RateLimited {
             write!(f, " (over limit)")?;
         }
         match (self.src, self.dst) {
