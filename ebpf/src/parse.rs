@@ -316,8 +316,11 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, l3: usize, avail: usize) -> Op
                     return Some(true);
                 }
                 // Offset 0 with the M flag: a first fragment (without it: an atomic one,
-                // a whole packet).
-                first_fragment = offset_flags & 1 != 0;
+                // a whole packet). Any such header in the chain makes it one: a later
+                // header without the flag does not undo it.
+                if offset_flags & 1 != 0 {
+                    first_fragment = true;
+                }
                 ext::FRAG_LEN
             }
             _ => break,

@@ -197,6 +197,7 @@ fn read_ipv6(l3: &[u8]) -> Frame {
                     return transport(src, dst, next, Piece::Later, payload);
                 }
                 // M flag: more fragments follow; without it the fragment is the whole packet.
+                // Any fragment header with it makes the packet a first fragment.
                 if offset_flags & 1 != 0 {
                     piece = Piece::First;
                 }

@@ -154,6 +154,20 @@ pub fn structural_frames() -> Vec<FrameSpec> {
         }
         specs.push(s);
     }
+    // Two fragment headers, a first one and an atomic one: still a first fragment (the
+    // differential test found the kernel letting the second undo the first).
+    let mut s = FrameSpec::udp(a6, b6, 53, 5353).payload(0).udp_len(264);
+    if let IpSpec::V6 { ext, .. } = &mut s.ip {
+        ext.push(Ipv6Ext::Fragment {
+            offset: 0,
+            more: true,
+        });
+        ext.push(Ipv6Ext::Fragment {
+            offset: 0,
+            more: false,
+        });
+    }
+    specs.push(s);
     let chains: [&[Ipv6Ext]; 4] = [
         &[
             Ipv6Ext::HopByHop(0),
