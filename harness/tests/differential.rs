@@ -86,8 +86,10 @@ fn kernel_agrees_with_the_model_on_random_rule_sets_and_frames() {
     if let Err(e) = result {
         panic!("{e}");
     }
+    // A floor against a strategy that stopped generating: batches average a little under
+    // `frames` (about 92%), and a run of a hundred rule sets varies by several percent.
     assert!(
-        n as u64 >= cases as u64 * frames as u64 * 9 / 10,
+        n as u64 >= cases as u64 * frames as u64 * 3 / 4,
         "too few frames were checked: {n}"
     );
 }
