@@ -404,7 +404,7 @@ fn run(cli: Cli) -> Result<()> {
                 e => e,
             };
             match engine {
-                Engine::Afpacket | Engine::Auto => {
+                Engine::Afpacket => {
                     let sock = AfPacket::open(&out.iface)
                         .with_context(|| format!("interface {}", out.iface))?;
                     let frames: Vec<Vec<Vec<u8>>> = templates
@@ -432,6 +432,7 @@ fn run(cli: Cli) -> Result<()> {
                         })?;
                     report("xdp", sent, secs, avg, out.json)
                 }
+                Engine::Auto => unreachable!("auto is resolved to xdp or afpacket above"),
             }
         }
         Cmd::Replay {
