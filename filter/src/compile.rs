@@ -12,7 +12,7 @@ use xdpwall_common::{
     PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
 };
 
-use crate::rules::{PortRange, Rule, RuleSet};
+use crate::rules::{AddrMatch, PortRange, Rule, RuleAction, RuleSet};
 
 /// One LPM entry: a network and the slot of its bitmap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,10 +146,10 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 
     let mut dims = 0;
     let uses = |f: &dyn Fn(usize) -> bool| (0..n).any(f);
-    if uses(&|i| rules[i].src.is_some() || rules[i].src_set.is_some()) {
+    if uses(&|i| rules[i].src.is_some()) {
         dims |= dim::SRC;
     }
-    if uses(&|i| rules[i].dst.is_some() || rules[i].dst_set.is_some()) {
+    if uses(&|i| rules[i].dst.is_some()) {
         dims |= dim::DST;
     }
     if uses(&|i| rules[i].proto.is_some()) {
@@ -164,14 +164,15 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     // A dimension's short lists are usable when the program can check the rules' other
     // address matcher from the rule entry with one word: none, or an IPv4 network (not a set,
     // not IPv6).
-    let v4_or_none = |net: Option<IpNet>, set: &Option<String>| {
-        set.is_none() && net.is_none_or(|n| matches!(n, IpNet::V4(_)))
+    let v4_or_none = |m: &Option<AddrMatch>| match m {
+        None | Some(AddrMatch::Net(IpNet::V4(_))) => true,
+        Some(AddrMatch::Net(IpNet::V6(_)) | AddrMatch::Set(_)) => false,
     };
     let mut few_dims = 0;
-    if dims & dim::SRC != 0 && !uses(&|i| !v4_or_none(rules[i].dst, &rules[i].dst_set)) {
+    if dims & dim::SRC != 0 && !uses(&|i| !v4_or_none(&rules[i].dst)) {
         few_dims |= FEW_SRC;
     }
-    if dims & dim::DST != 0 && !uses(&|i| !v4_or_none(rules[i].src, &rules[i].src_set)) {
+    if dims & dim::DST != 0 && !uses(&|i| !v4_or_none(&rules[i].src)) {
         few_dims |= FEW_DST;
     }
 
@@ -186,17 +187,13 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         hashed: src_hashed,
         lens6: src_lens,
         blocks: src_blocks,
-    } = addr_entries(&mut slots, set, dims & dim::SRC != 0, |r| {
-        (r.src, r.src_set.as_deref())
-    })?;
+    } = addr_entries(&mut slots, set, dims & dim::SRC != 0, |r| r.src.as_ref())?;
     let AddrTables {
         lpm: dst,
         hashed: dst_hashed,
         lens6: dst_lens,
         blocks: dst_blocks,
-    } = addr_entries(&mut slots, set, dims & dim::DST != 0, |r| {
-        (r.dst, r.dst_set.as_deref())
-    })?;
+    } = addr_entries(&mut slots, set, dims & dim::DST != 0, |r| r.dst.as_ref())?;
     let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
     for (row, lens) in [&src_lens, &dst_lens].into_iter().enumerate() {
         hashed6[row][..lens.len()].copy_from_slice(lens);
@@ -314,7 +311,7 @@ fn addr_entries<'a>(
     slots: &mut Slots,
     set: &'a RuleSet,
     used: bool,
-    matcher_of: impl Fn(&'a Rule) -> (Option<IpNet>, Option<&'a str>),
+    matcher_of: impl Fn(&'a Rule) -> Option<&'a AddrMatch>,
 ) -> Result<AddrTables, CompileError> {
     let n = set.rules.len();
     // (network, rule) for every network a rule names; u32::MAX marks the /0 entries.
@@ -324,16 +321,16 @@ fn addr_entries<'a>(
     ];
     for (i, r) in set.rules.iter().enumerate() {
         match matcher_of(r) {
-            (Some(net), _) => named.push((net, i as u32)),
-            (None, Some(name)) => {
+            Some(&AddrMatch::Net(net)) => named.push((net, i as u32)),
+            Some(AddrMatch::Set(name)) => {
                 named.extend(set.sets[name].nets.iter().map(|&net| (net, i as u32)))
             }
-            (None, None) => {}
+            None => {}
         }
     }
     named.sort_unstable_by_key(|&(net, rule)| (net.addr().is_ipv6(), net.prefix_len(), net, rule));
     named.dedup();
-    let base = bitmap_of(n, |i| matcher_of(&set.rules[i]) == (None, None));
+    let base = bitmap_of(n, |i| matcher_of(&set.rules[i]).is_none());
 
     let mut lens: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut index: HashMap<IpNet, u32> = HashMap::with_capacity(named.len());
@@ -478,7 +475,11 @@ fn rule_entry(r: &Rule, set_index: &HashMap<&str, usize>) -> RuleEntry {
         limit_prefix4: 0,
         limit_prefix6: 0,
         _pad2: [0; 6],
-        action: r.action.code(),
+        action: match r.action {
+            RuleAction::Pass => xdpwall_common::action::PASS,
+            RuleAction::Drop => xdpwall_common::action::DROP,
+            RuleAction::RateLimit(_) => xdpwall_common::action::RATE_LIMIT,
+        },
         flags: 0,
         proto: r.proto.unwrap_or(0),
         src_family: 0,
@@ -492,24 +493,29 @@ fn rule_entry(r: &Rule, set_index: &HashMap<&str, usize>) -> RuleEntry {
         dst: [0; 16],
         name: [0; 32],
     };
-    if let Some(net) = r.src {
-        e.flags |= matcher::SRC;
-        (e.src_family, e.src_len, e.src) = net_fields(net);
+    match &r.src {
+        Some(AddrMatch::Net(net)) => {
+            e.flags |= matcher::SRC;
+            (e.src_family, e.src_len, e.src) = net_fields(*net);
+        }
+        Some(AddrMatch::Set(name)) => {
+            e.flags |= matcher::SRC_SET;
+            e.src_len = set_index[name.as_str()] as u8;
+        }
+        None => {}
     }
-    if let Some(net) = r.dst {
-        e.flags |= matcher::DST;
-        (e.dst_family, e.dst_len, e.dst) = net_fields(net);
+    match &r.dst {
+        Some(AddrMatch::Net(net)) => {
+            e.flags |= matcher::DST;
+            (e.dst_family, e.dst_len, e.dst) = net_fields(*net);
+        }
+        Some(AddrMatch::Set(name)) => {
+            e.flags |= matcher::DST_SET;
+            e.dst_len = set_index[name.as_str()] as u8;
+        }
+        None => {}
     }
-    if let Some(name) = &r.src_set {
-        e.flags |= matcher::SRC_SET;
-        e.src_len = set_index[name.as_str()] as u8;
-    }
-    if let Some(name) = &r.dst_set {
-        e.flags |= matcher::DST_SET;
-        e.dst_len = set_index[name.as_str()] as u8;
-    }
-    if let Some(l) = r.limit {
-        e.action = xdpwall_common::action::RATE_LIMIT;
+    if let RuleAction::RateLimit(l) = r.action {
         e.rate = l.rate;
         e.burst = l.burst;
         e.limit_prefix4 = l.prefix4;
@@ -572,37 +578,49 @@ pub fn decode_rule(e: &RuleEntry, set_names: &[String]) -> Rule {
     };
     let has = |bit| e.flags & bit != 0;
     let name = name_of(&e.name);
-    let set_name = |bit, index: u8| {
-        has(bit).then(|| {
+    let set_name = |index: u8| {
+        AddrMatch::Set(
             set_names
                 .get(index as usize)
                 .cloned()
-                .unwrap_or_else(|| format!("set{index}"))
-        })
+                .unwrap_or_else(|| format!("set{index}")),
+        )
+    };
+    let side = |net_bit, set_bit, family, len, a| {
+        if has(net_bit) {
+            net(family, len, a).map(AddrMatch::Net)
+        } else if has(set_bit) {
+            Some(set_name(len))
+        } else {
+            None
+        }
     };
     Rule {
         name: (!name.is_empty()).then_some(name),
-        action: crate::rules::Action::from_code(e.action),
-        src_set: set_name(matcher::SRC_SET, e.src_len),
-        dst_set: set_name(matcher::DST_SET, e.dst_len),
-        limit: (e.action == xdpwall_common::action::RATE_LIMIT).then_some(
-            crate::rules::RateLimit {
+        action: if e.action == xdpwall_common::action::RATE_LIMIT {
+            RuleAction::RateLimit(crate::rules::RateLimit {
                 rate: e.rate,
                 burst: e.burst,
                 prefix4: e.limit_prefix4,
                 prefix6: e.limit_prefix6,
-            },
+            })
+        } else {
+            crate::rules::Action::from_code(e.action).into()
+        },
+        src: side(
+            matcher::SRC,
+            matcher::SRC_SET,
+            e.src_family,
+            e.src_len,
+            e.src,
         ),
-        src: if has(matcher::SRC) {
-            net(e.src_family, e.src_len, e.src)
-        } else {
-            None
-        },
-        dst: if has(matcher::DST) {
-            net(e.dst_family, e.dst_len, e.dst)
-        } else {
-            None
-        },
+        dst: side(
+            matcher::DST,
+            matcher::DST_SET,
+            e.dst_family,
+            e.dst_len,
+            e.dst,
+        ),
         proto: has(matcher::PROTO).then_some(e.proto),
         sport: has(matcher::SPORT).then_some(PortRange {
             lo: e.sport[0],
@@ -696,7 +714,7 @@ mod tests {
             "s".into(),
             crate::AddrSet::new(vec!["192.0.2.0/24".parse().unwrap()]),
         );
-        with_set.rules[0].dst_set = Some("s".into());
+        with_set.rules[0].dst = Some(AddrMatch::Set("s".into()));
         let t = compile(&with_set).unwrap();
         assert_short_lists(&t);
         assert_eq!(t.info.few_dims, FEW_DST);
@@ -735,7 +753,7 @@ mod tests {
         set(nets
             .map(|n| {
                 let mut r = Rule::new(Action::Drop);
-                r.src = Some(n);
+                r.src = Some(n.into());
                 r
             })
             .collect())
@@ -803,7 +821,7 @@ mod tests {
             .chain((0..70u128).map(|i| net(top | i << 80 | 1 << 50, 126 - (i % 7) as u8)))
             .collect();
         let mut s = set(vec![Rule::new(Action::Drop)]);
-        s.rules[0].src_set = Some("s".into());
+        s.rules[0].src = Some(AddrMatch::Set("s".into()));
         s.sets
             .insert("s".into(), crate::rules::AddrSet::new(skewed));
         let t = compile(&s).unwrap();
@@ -831,11 +849,9 @@ mod tests {
         let rules = (0..MAX_RULES)
             .map(|i| {
                 let mut r = Rule::new(Action::Drop);
-                r.src =
-                    Some(IpNet::new(std::net::Ipv4Addr::from(i as u32 * 256).into(), 24).unwrap());
-                r.dst = Some(
-                    IpNet::new(std::net::Ipv4Addr::from(i as u32 * 65536).into(), 16).unwrap(),
-                );
+                let net = |a: u32, len| IpNet::new(std::net::Ipv4Addr::from(a).into(), len);
+                r.src = Some(net(i as u32 * 256, 24).unwrap().into());
+                r.dst = Some(net(i as u32 * 65536, 16).unwrap().into());
                 r.proto = Some(if i % 2 == 0 { 6 } else { 17 });
                 r.sport = Some(PortRange {
                     lo: i as u16 * 60,

@@ -16,4 +16,6 @@ pub mod trace;
 
 pub use loader::{Filter, LoadError, Maps, Mode};
 pub use model::{verdict, Cause, Model, Verdict};
-pub use rules::{Action, AddrSet, PortRange, RateLimit, Rule, RuleError, RuleSet};
+pub use rules::{
+    Action, AddrMatch, AddrSet, PortRange, RateLimit, Rule, RuleAction, RuleError, RuleSet,
+};

@@ -20,7 +20,7 @@ use pnet_packet::{
 use serde::Serialize;
 use xdpwall_common::{stat, TOKEN};
 
-use crate::rules::{proto, Action, AddrSet, Rule, RuleSet};
+use crate::rules::{proto, Action, AddrMatch, AddrSet, RateLimit, Rule, RuleAction, RuleSet};
 
 /// Why a packet got its action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -354,15 +354,18 @@ impl Model {
         &self.set
     }
 
-    fn addr_matches(&self, net: Option<ipnet::IpNet>, set: &Option<String>, a: IpAddr) -> bool {
-        net.is_none_or(|n| n.contains(&a))
-            && set.as_ref().is_none_or(|name| self.sets[name].contains(a))
+    fn addr_matches(&self, m: &Option<AddrMatch>, a: IpAddr) -> bool {
+        match m {
+            None => true,
+            Some(AddrMatch::Net(n)) => n.contains(&a),
+            Some(AddrMatch::Set(name)) => self.sets[name].contains(a),
+        }
     }
 
     /// Whether rule `r` accepts the headers.
     fn matches(&self, r: &Rule, h: &Headers) -> bool {
-        self.addr_matches(r.src, &r.src_set, h.src)
-            && self.addr_matches(r.dst, &r.dst_set, h.dst)
+        self.addr_matches(&r.src, h.src)
+            && self.addr_matches(&r.dst, h.dst)
             && r.proto.is_none_or(|p| p == h.proto)
             && r.sport
                 .is_none_or(|p| h.ports.is_some_and(|(s, _)| p.contains(s)))
@@ -372,8 +375,7 @@ impl Model {
 
     /// Token bucket of rule `i` for source `src` at time `now` (filter/README.md): true when
     /// the packet is over the limit.
-    fn over_limit(&mut self, i: usize, src: IpAddr, now: u64) -> bool {
-        let l = self.set.rules[i].limit.expect("rate-limit rule");
+    fn over_limit(&mut self, i: usize, l: RateLimit, src: IpAddr, now: u64) -> bool {
         let key = mask(src, if src.is_ipv4() { l.prefix4 } else { l.prefix6 });
         let cap = l.burst as u64 * TOKEN;
         let rate = l.rate as u64;
@@ -422,22 +424,28 @@ impl Model {
                 cause: Cause::Malformed,
             },
             Frame::Ip(h) => match self.set.rules.iter().position(|r| self.matches(r, &h)) {
-                Some(i) if self.set.rules[i].limit.is_some() => {
-                    if self.over_limit(i, h.src, now_ns) {
-                        Verdict {
-                            action: Action::Drop,
-                            cause: Cause::RateLimited(i),
-                        }
-                    } else {
-                        Verdict {
-                            action: Action::Pass,
-                            cause: Cause::Rule(i),
+                Some(i) => match self.set.rules[i].action {
+                    RuleAction::Pass => Verdict {
+                        action: Action::Pass,
+                        cause: Cause::Rule(i),
+                    },
+                    RuleAction::Drop => Verdict {
+                        action: Action::Drop,
+                        cause: Cause::Rule(i),
+                    },
+                    RuleAction::RateLimit(l) => {
+                        if self.over_limit(i, l, h.src, now_ns) {
+                            Verdict {
+                                action: Action::Drop,
+                                cause: Cause::RateLimited(i),
+                            }
+                        } else {
+                            Verdict {
+                                action: Action::Pass,
+                                cause: Cause::Rule(i),
+                            }
                         }
                     }
-                }
-                Some(i) => Verdict {
-                    action: self.set.rules[i].action,
-                    cause: Cause::Rule(i),
                 },
                 None => Verdict {
                     action: self.set.default,

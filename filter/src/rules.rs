@@ -121,6 +121,100 @@ impl fmt::Display for RateLimit {
     }
 }
 
+/// What a rule does with a packet it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleAction {
+    /// Let it through.
+    Pass,
+    /// Drop it.
+    Drop,
+    /// Pass it while its source's bucket has tokens, drop it otherwise.
+    RateLimit(RateLimit),
+}
+
+impl RuleAction {
+    /// The rate limit, for a rate-limit rule.
+    pub fn limit(&self) -> Option<RateLimit> {
+        match self {
+            RuleAction::RateLimit(l) => Some(*l),
+            RuleAction::Pass | RuleAction::Drop => None,
+        }
+    }
+}
+
+impl From<Action> for RuleAction {
+    fn from(a: Action) -> RuleAction {
+        match a {
+            Action::Pass => RuleAction::Pass,
+            Action::Drop => RuleAction::Drop,
+        }
+    }
+}
+
+impl fmt::Display for RuleAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleAction::Pass => f.write_str("pass"),
+            RuleAction::Drop => f.write_str("drop"),
+            RuleAction::RateLimit(l) => write!(f, "rate-limit {l}"),
+        }
+    }
+}
+
+/// Which addresses a rule's `src` or `dst` matches: one network, or a named set.
+///
+/// Written (and serialized) the way a rule file writes it: `10.0.0.0/8` or `@name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AddrMatch {
+    /// One network (a host is a /32 or /128).
+    Net(IpNet),
+    /// A key of [`RuleSet::sets`].
+    Set(String),
+}
+
+impl fmt::Display for AddrMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrMatch::Net(n) => write!(f, "{n}"),
+            AddrMatch::Set(name) => write!(f, "@{name}"),
+        }
+    }
+}
+
+impl Serialize for AddrMatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AddrMatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AddrMatch, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for AddrMatch {
+    type Err = String;
+
+    /// `@name` names a set (not checked here: [`RuleSet::parse`] does); anything else must be
+    /// an address or a network without host bits.
+    fn from_str(s: &str) -> Result<AddrMatch, String> {
+        match s.strip_prefix('@') {
+            Some(name) => Ok(AddrMatch::Set(name.to_string())),
+            None => parse_net(s).map(AddrMatch::Net),
+        }
+    }
+}
+
+impl From<IpNet> for AddrMatch {
+    fn from(n: IpNet) -> AddrMatch {
+        AddrMatch::Net(n)
+    }
+}
+
 /// A named set of networks that a rule's `src` or `dst` can name as `"@name"`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddrSet {
@@ -143,18 +237,11 @@ pub struct Rule {
     /// Optional name, shown in status output (at most 31 bytes are kept in the kernel).
     pub name: Option<String>,
     /// What to do with a matching packet.
-    pub action: Action,
-    /// Source network.
-    pub src: Option<IpNet>,
-    /// Destination network.
-    pub dst: Option<IpNet>,
-    /// Source set (a key of [`RuleSet::sets`]); never together with `src`.
-    pub src_set: Option<String>,
-    /// Destination set; never together with `dst`.
-    pub dst_set: Option<String>,
-    /// With a limit the rule passes packets while the source's bucket has tokens and drops
-    /// the rest (`action` is then [`Action::Pass`]).
-    pub limit: Option<RateLimit>,
+    pub action: RuleAction,
+    /// Source network or set.
+    pub src: Option<AddrMatch>,
+    /// Destination network or set.
+    pub dst: Option<AddrMatch>,
     /// IP protocol number (after IPv6 extension headers).
     pub proto: Option<u8>,
     /// Source port range (only TCP and UDP packets carrying ports can match).
@@ -165,44 +252,27 @@ pub struct Rule {
 
 impl Rule {
     /// A rule with no matchers (matches every IP packet).
-    pub fn new(action: Action) -> Rule {
+    pub fn new(action: impl Into<RuleAction>) -> Rule {
         Rule {
             name: None,
-            action,
+            action: action.into(),
             src: None,
             dst: None,
-            src_set: None,
-            dst_set: None,
-            limit: None,
             proto: None,
             sport: None,
             dport: None,
-        }
-    }
-
-    /// The rule-file word for what the rule does.
-    pub fn verb(&self) -> String {
-        match &self.limit {
-            Some(l) => format!("rate-limit {l}"),
-            None => self.action.to_string(),
         }
     }
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.verb())?;
+        write!(f, "{}", self.action)?;
         if let Some(s) = &self.src {
             write!(f, " src {s}")?;
         }
-        if let Some(s) = &self.src_set {
-            write!(f, " src @{s}")?;
-        }
         if let Some(d) = &self.dst {
             write!(f, " dst {d}")?;
-        }
-        if let Some(d) = &self.dst_set {
-            write!(f, " dst @{d}")?;
         }
         if let Some(p) = self.proto {
             write!(f, " proto {}", proto::name(p))?;
@@ -215,8 +285,6 @@ impl fmt::Display for Rule {
         }
         if self.src.is_none()
             && self.dst.is_none()
-            && self.src_set.is_none()
-            && self.dst_set.is_none()
             && self.proto.is_none()
             && self.sport.is_none()
             && self.dport.is_none()
@@ -495,24 +563,19 @@ impl RuleSet {
             if let Some(n) = &r.name {
                 s.push_str(&format!("name = {}\n", toml_string(n)));
             }
-            match &r.limit {
-                Some(l) => s.push_str(&format!(
+            match &r.action {
+                RuleAction::RateLimit(l) => s.push_str(&format!(
                     "action = \"rate-limit\"\nrate = {}\nburst = {}\nrate_prefix4 = {}\nrate_prefix6 = {}\n",
                     l.rate, l.burst, l.prefix4, l.prefix6
                 )),
-                None => s.push_str(&format!("action = \"{}\"\n", r.action)),
+                RuleAction::Pass => s.push_str("action = \"pass\"\n"),
+                RuleAction::Drop => s.push_str("action = \"drop\"\n"),
             }
             if let Some(n) = &r.src {
                 s.push_str(&format!("src = \"{n}\"\n"));
             }
-            if let Some(n) = &r.src_set {
-                s.push_str(&format!("src = \"@{n}\"\n"));
-            }
             if let Some(n) = &r.dst {
                 s.push_str(&format!("dst = \"{n}\"\n"));
-            }
-            if let Some(n) = &r.dst_set {
-                s.push_str(&format!("dst = \"@{n}\"\n"));
             }
             if let Some(p) = r.proto {
                 s.push_str(&format!("proto = \"{}\"\n", proto::name(p)));
@@ -660,9 +723,9 @@ fn bounded(f: &Spanned<i64>, what: &str, lo: i64, hi: i64) -> Result<i64, FieldE
 
 fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, FieldError> {
     let at = |s: std::ops::Range<usize>| move |m: String| (Some(s.clone()), m);
-    let (action, limited) = match &r.action {
-        Some(a) if a.get_ref() == "rate-limit" => (Action::Pass, true),
-        Some(a) => (parse_action(a).map_err(at(a.span()))?, false),
+    let plain = match &r.action {
+        Some(a) if a.get_ref() == "rate-limit" => None,
+        Some(a) => Some(parse_action(a).map_err(at(a.span()))?),
         None => {
             return Err((
                 None,
@@ -670,44 +733,47 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
             ))
         }
     };
-    let limit = if limited {
-        let Some(rate) = &r.rate else {
-            return Err((
-                r.action.as_ref().map(|a| a.span()),
-                "action \"rate-limit\" needs `rate` (packets per second)".into(),
-            ));
-        };
-        let rate = bounded(rate, "rate", 1, MAX_RATE as i64)? as u32;
-        let burst = match &r.burst {
-            Some(b) => bounded(b, "burst", 1, MAX_BURST as i64)? as u32,
-            None => rate.min(MAX_BURST),
-        };
-        let prefix4 = match &r.rate_prefix4 {
-            Some(p) => bounded(p, "rate_prefix4", 0, 32)? as u8,
-            None => 32,
-        };
-        let prefix6 = match &r.rate_prefix6 {
-            Some(p) => bounded(p, "rate_prefix6", 0, 128)? as u8,
-            None => 128,
-        };
-        Some(RateLimit {
-            rate,
-            burst,
-            prefix4,
-            prefix6,
-        })
-    } else {
-        if let Some(f) = [&r.rate, &r.burst, &r.rate_prefix4, &r.rate_prefix6]
-            .into_iter()
-            .flatten()
-            .next()
-        {
-            return Err((
-                Some(f.span()),
-                "`rate`, `burst` and `rate_prefix4/6` belong to action \"rate-limit\"".into(),
-            ));
+    let action = match plain {
+        None => {
+            let Some(rate) = &r.rate else {
+                return Err((
+                    r.action.as_ref().map(|a| a.span()),
+                    "action \"rate-limit\" needs `rate` (packets per second)".into(),
+                ));
+            };
+            let rate = bounded(rate, "rate", 1, MAX_RATE as i64)? as u32;
+            let burst = match &r.burst {
+                Some(b) => bounded(b, "burst", 1, MAX_BURST as i64)? as u32,
+                None => rate.min(MAX_BURST),
+            };
+            let prefix4 = match &r.rate_prefix4 {
+                Some(p) => bounded(p, "rate_prefix4", 0, 32)? as u8,
+                None => 32,
+            };
+            let prefix6 = match &r.rate_prefix6 {
+                Some(p) => bounded(p, "rate_prefix6", 0, 128)? as u8,
+                None => 128,
+            };
+            RuleAction::RateLimit(RateLimit {
+                rate,
+                burst,
+                prefix4,
+                prefix6,
+            })
         }
-        None
+        Some(plain) => {
+            if let Some(f) = [&r.rate, &r.burst, &r.rate_prefix4, &r.rate_prefix6]
+                .into_iter()
+                .flatten()
+                .next()
+            {
+                return Err((
+                    Some(f.span()),
+                    "`rate`, `burst` and `rate_prefix4/6` belong to action \"rate-limit\"".into(),
+                ));
+            }
+            plain.into()
+        }
     };
     let name = match &r.name {
         Some(n) if n.get_ref().len() > 31 => {
@@ -733,11 +799,10 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
         Some(n) => Some(n.get_ref().clone()),
         None => None,
     };
-    type AddrMatcher = (Option<IpNet>, Option<String>);
-    let net = |f: &Option<Spanned<String>>, what: &str| -> Result<AddrMatcher, FieldError> {
+    let net = |f: &Option<Spanned<String>>, what: &str| -> Result<Option<AddrMatch>, FieldError> {
         match f {
             Some(s) => match s.get_ref().strip_prefix('@') {
-                Some(name) if sets.contains_key(name) => Ok((None, Some(name.to_string()))),
+                Some(name) if sets.contains_key(name) => Ok(Some(AddrMatch::Set(name.to_string()))),
                 Some(name) => Err((
                     Some(s.span()),
                     format!(
@@ -746,49 +811,49 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
                     ),
                 )),
                 None => parse_net(s.get_ref())
-                    .map(|n| (Some(n), None))
+                    .map(|n| Some(AddrMatch::Net(n)))
                     .map_err(|m| (Some(s.span()), format!("{what}: {m}"))),
             },
-            None => Ok((None, None)),
+            None => Ok(None),
         }
     };
-    let (src, src_set) = net(&r.src, "src")?;
-    let (dst, dst_set) = net(&r.dst, "dst")?;
+    let src = net(&r.src, "src")?;
+    let dst = net(&r.dst, "dst")?;
     // The families each side can match: a network's own, a set's entries', or both.
-    let families = |net: &Option<IpNet>, set: &Option<String>| -> [bool; 2] {
-        match (net, set) {
-            (Some(n), _) => [n.addr().is_ipv4(), n.addr().is_ipv6()],
-            (None, Some(name)) => {
+    let families = |m: &Option<AddrMatch>| -> [bool; 2] {
+        match m {
+            Some(AddrMatch::Net(n)) => [n.addr().is_ipv4(), n.addr().is_ipv6()],
+            Some(AddrMatch::Set(name)) => {
                 let nets = &sets[name].nets;
                 [
                     nets.iter().any(|n| n.addr().is_ipv4()),
                     nets.iter().any(|n| n.addr().is_ipv6()),
                 ]
             }
-            (None, None) => [true, true],
+            None => [true, true],
         }
     };
-    let (fs, fd) = (families(&src, &src_set), families(&dst, &dst_set));
+    let (fs, fd) = (families(&src), families(&dst));
     if !(fs[0] && fd[0] || fs[1] && fd[1]) {
         let span = r.dst.as_ref().map(|d| d.span());
-        let side = |net: &Option<IpNet>, set: &Option<String>, f: [bool; 2]| match net {
-            Some(n) => n.to_string(),
-            None => format!(
-                "@{} (holding {})",
-                set.as_deref().unwrap_or(""),
+        let side = |m: &Option<AddrMatch>, f: [bool; 2]| match m {
+            Some(AddrMatch::Set(name)) => format!(
+                "@{name} (holding {})",
                 match f {
                     [true, false] => "only IPv4 networks",
                     [false, true] => "only IPv6 networks",
                     _ => "no networks",
                 }
             ),
+            Some(net) => net.to_string(),
+            None => "any".into(),
         };
         return Err((
             span,
             format!(
                 "src {} and dst {} are of different address families: the rule could never match",
-                side(&src, &src_set, fs),
-                side(&dst, &dst_set, fd)
+                side(&src, fs),
+                side(&dst, fd)
             ),
         ));
     }
@@ -825,9 +890,6 @@ fn parse_rule(r: &RawRule, sets: &BTreeMap<String, AddrSet>) -> Result<Rule, Fie
         action,
         src,
         dst,
-        src_set,
-        dst_set,
-        limit,
         proto,
         sport,
         dport,
@@ -1102,17 +1164,16 @@ mod tests {
                     [[rule]]\naction = \"rate-limit\"\nrate = 100\nburst = 5\nrate_prefix4 = 24\ndst = \"@bl\"\nproto = \"udp\"\n";
         let set = RuleSet::parse_in(text, "t.toml", &dir).unwrap();
         assert_eq!(set.sets["bl"].nets.len(), 4);
-        assert_eq!(set.rules[0].src_set.as_deref(), Some("bl"));
+        assert_eq!(set.rules[0].src, Some(AddrMatch::Set("bl".into())));
         assert_eq!(
-            set.rules[1].limit,
-            Some(RateLimit {
+            set.rules[1].action,
+            RuleAction::RateLimit(RateLimit {
                 rate: 100,
                 burst: 5,
                 prefix4: 24,
                 prefix6: 128
             })
         );
-        assert_eq!(set.rules[1].action, Action::Pass);
         assert_eq!(parse(&set.to_toml()).unwrap(), set);
 
         std::fs::write(dir.join("bad.txt"), "10.0.0.0/8\n10.0.0.1/8\n").unwrap();

@@ -13,7 +13,7 @@ use harness::{
 };
 use ipnet::IpNet;
 use pktgen::{FrameSpec, L4Spec};
-use xdpwall::{Action, AddrSet, Cause, Filter, Maps, Rule, RuleSet};
+use xdpwall::{Action, AddrMatch, AddrSet, Cause, Filter, Maps, Rule, RuleSet};
 
 fn udp(src: IpAddr, dst: IpAddr, dport: u16) -> Vec<u8> {
     FrameSpec::new(src, dst, L4Spec::Udp { sport: 4000, dport }).build()
@@ -127,10 +127,10 @@ fn large_sets_agree_with_the_model() {
     let mut set = RuleSet::default();
     set.sets.insert("big".into(), big);
     let mut narrow = Rule::new(Action::Pass);
-    narrow.src = Some(sample[3]);
+    narrow.src = Some(sample[3].into());
     set.rules.push(narrow);
     let mut block = Rule::new(Action::Drop);
-    block.src_set = Some("big".into());
+    block.src = Some(AddrMatch::Set("big".into()));
     set.rules.push(block);
     let frames: Vec<Vec<u8>> = boundary_addrs(&sample)
         .into_iter()
@@ -156,7 +156,7 @@ fn blocking(set: AddrSet) -> RuleSet {
     rs.sets.insert("blocklist".into(), set);
     let mut r = Rule::new(Action::Drop);
     r.name = Some("blocklist".into());
-    r.src_set = Some("blocklist".into());
+    r.src = Some(AddrMatch::Set("blocklist".into()));
     rs.rules.push(r);
     rs
 }

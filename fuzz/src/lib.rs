@@ -9,7 +9,7 @@ use std::{
 use arbitrary::{Result, Unstructured};
 use ipnet::IpNet;
 use pktgen::{frame::Fragment, FrameSpec, IpSpec, Ipv6Ext, L4Spec};
-use xdpwall::{Action, PortRange, Rule, RuleSet};
+use xdpwall::{Action, AddrMatch, PortRange, Rule, RuleSet};
 
 const V4: [u32; 3] = [0x0a00_0000, 0xc0a8_0100, 0xc612_0000];
 const V6: [u128; 2] = [0x2001_0db8 << 96, 0xfe80 << 112];
@@ -54,10 +54,10 @@ fn rule(u: &mut Unstructured) -> Result<Rule> {
     if family > 0 {
         let v6 = family == 2;
         if u.arbitrary::<bool>()? {
-            r.src = Some(net(u, v6)?);
+            r.src = Some(AddrMatch::Net(net(u, v6)?));
         }
         if u.arbitrary::<bool>()? {
-            r.dst = Some(net(u, v6)?);
+            r.dst = Some(AddrMatch::Net(net(u, v6)?));
         }
     }
     r.proto = match u.int_in_range(0..=6u8)? {
@@ -106,12 +106,18 @@ fn frame(u: &mut Unstructured, rules: &[Rule]) -> Result<Vec<u8>> {
     } else {
         rules[u.choose_index(rules.len())?].clone()
     };
-    let v6 = match r.src.or(r.dst) {
+    // The fuzzed rules name networks, never sets.
+    let net_of = |m: &Option<AddrMatch>| match m {
+        Some(AddrMatch::Net(n)) => Some(*n),
+        Some(AddrMatch::Set(_)) | None => None,
+    };
+    let (src_net, dst_net) = (net_of(&r.src), net_of(&r.dst));
+    let v6 = match src_net.or(dst_net) {
         Some(n) => matches!(n, IpNet::V6(_)),
         None => u.arbitrary()?,
     };
-    let src = addr_near(u, r.src, v6)?;
-    let dst = addr_near(u, r.dst, v6)?;
+    let src = addr_near(u, src_net, v6)?;
+    let dst = addr_near(u, dst_net, v6)?;
     let proto = match r.proto {
         Some(p) if u.arbitrary::<bool>()? => p,
         _ => PROTOS[u.choose_index(PROTOS.len())?],

@@ -570,7 +570,7 @@ fn print_status(name: &str, s: &Snapshot) {
             r.hits.bytes
         );
     }
-    for r in s.rules.iter().filter(|r| r.rule.limit.is_some()) {
+    for r in s.rules.iter().filter(|r| r.rule.action.limit().is_some()) {
         println!(
             "  rule {} over its rate limit: {} packets dropped",
             r.index, r.limited.packets

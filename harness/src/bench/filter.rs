@@ -9,7 +9,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use aya::programs::xdp::XdpLinkId;
 use pktgen::{xdp::CountDrop, Flows, FrameSpec, Vary};
-use xdpwall::{Filter, Mode, RuleSet};
+use xdpwall::{AddrMatch, Filter, Mode, RuleSet};
 use xdpwall_common::stat;
 
 use crate::{verdict::Checker, Options, Topology};
@@ -89,7 +89,7 @@ pub fn set_rules(n: usize) -> RuleSet {
         .insert("blocklist".into(), xdpwall::AddrSet::new(nets));
     let mut r = xdpwall::Rule::new(xdpwall::Action::Drop);
     r.name = Some("blocklist".into());
-    r.src_set = Some("blocklist".into());
+    r.src = Some(AddrMatch::Set("blocklist".into()));
     set.rules.push(r);
     set
 }
@@ -115,7 +115,7 @@ pub fn deny_rules(n: usize) -> RuleSet {
         .insert("denylist".into(), xdpwall::AddrSet::new(nets));
     let mut r = xdpwall::Rule::new(xdpwall::Action::Drop);
     r.name = Some("denylist".into());
-    r.src_set = Some("denylist".into());
+    r.src = Some(AddrMatch::Set("denylist".into()));
     set.rules.push(r);
     set
 }

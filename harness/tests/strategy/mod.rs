@@ -12,7 +12,7 @@ use pktgen::{
     FrameSpec, IpSpec, Ipv6Ext, L4Spec,
 };
 use proptest::{collection::vec, prelude::*, sample::select};
-use xdpwall::{Action, AddrSet, PortRange, Rule, RuleSet};
+use xdpwall::{Action, AddrMatch, AddrSet, PortRange, Rule, RuleSet};
 
 /// IPv4 anchors: networks cluster around these so rules overlap and nest.
 const V4_ANCHORS: [u32; 4] = [0x0a00_0000, 0x0a01_0200, 0xc0a8_0100, 0xc612_0000];
@@ -93,8 +93,8 @@ pub fn rule() -> impl Strategy<Value = Rule> {
     )
         .prop_map(|(action, (src, dst), proto, sport, dport)| {
             let mut r = Rule::new(action);
-            r.src = src;
-            r.dst = dst;
+            r.src = src.map(AddrMatch::Net);
+            r.dst = dst.map(AddrMatch::Net);
             r.proto = proto;
             if proto.is_none_or(|p| p == ipproto::TCP || p == ipproto::UDP) {
                 r.sport = sport;
@@ -129,19 +129,19 @@ pub fn rule_set(max_rules: usize) -> impl Strategy<Value = RuleSet> {
                 ..RuleSet::default()
             };
             for (i, (mut r, (which, extra4, extra6))) in planned.into_iter().enumerate() {
-                let slot = match which {
-                    0 => Some((&mut r.src, &mut r.src_set)),
-                    1 => Some((&mut r.dst, &mut r.dst_set)),
+                let side = match which {
+                    0 => Some(&mut r.src),
+                    1 => Some(&mut r.dst),
                     _ => None,
                 };
-                if let Some((net, set_name)) = slot {
-                    if let Some(n) = net.take() {
+                if let Some(side) = side {
+                    if let Some(AddrMatch::Net(n)) = *side {
                         let name = format!("s{i}");
                         let mut nets = vec![n];
                         nets.extend(extra4);
                         nets.extend(extra6);
                         set.sets.insert(name.clone(), AddrSet::new(nets));
-                        *set_name = Some(name);
+                        *side = Some(AddrMatch::Set(name));
                     }
                 }
                 set.rules.push(r);
@@ -386,14 +386,16 @@ pub fn frame_near(set: &RuleSet) -> impl Strategy<Value = FrameCase> {
                     .cloned()
                     .unwrap_or_else(|| Rule::new(Action::Pass));
                 // A set matcher: aim at one of its entries.
-                let from_set = |name: &Option<String>, noise: u128| {
-                    name.as_ref().map(|n| {
-                        let nets = &sets[n].nets;
-                        nets[(noise >> 64) as usize % nets.len()]
-                    })
+                let aim = |m: &Option<AddrMatch>, noise: u128| match m {
+                    Some(AddrMatch::Net(n)) => Some(*n),
+                    Some(AddrMatch::Set(name)) => {
+                        let nets = &sets[name].nets;
+                        Some(nets[(noise >> 64) as usize % nets.len()])
+                    }
+                    None => None,
                 };
-                let src_net = r.src.or_else(|| from_set(&r.src_set, noise.0));
-                let dst_net = r.dst.or_else(|| from_set(&r.dst_set, noise.1));
+                let src_net = aim(&r.src, noise.0);
+                let dst_net = aim(&r.dst, noise.1);
                 let v6 = match (src_net, dst_net) {
                     (Some(n), _) | (None, Some(n)) => matches!(n, IpNet::V6(_)),
                     (None, None) => v6_pick,
