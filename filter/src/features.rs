@@ -135,7 +135,7 @@ pub fn probe() -> Features {
         })
     }) {
         Ok(p) => (Some(p), None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(format!("{:#}", anyhow::Error::new(e)))),
     };
     let kernel = kernel_release();
     Features {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use harness::{netns, Options, Topology};
-use xdpwall::{Filter, Mode, RuleSet};
+use xdpwall::{Filter, LoadError, Mode, RuleSet};
 
 const N: u64 = 200;
 
@@ -34,6 +34,16 @@ fn run(mode: Mode, name: &str) {
         let _ns = topo.dut.enter().unwrap();
         let mut f = Filter::with_rules(&set).unwrap();
         assert_eq!(f.attach(&topo.dut.iface, mode).unwrap(), mode);
+        // A second filter finds the interface taken: the error keeps its errno and says
+        // what to do.
+        let mut second = Filter::with_rules(&set).unwrap();
+        let e = second.attach(&topo.dut.iface, mode).unwrap_err();
+        assert!(matches!(e, LoadError::Attach { .. }), "{e:?}");
+        assert_eq!(e.errno(), Some(libc::EBUSY), "{e:?}");
+        assert!(
+            e.to_string().contains("another XDP program is attached"),
+            "{e}"
+        );
         f
     };
     filter.maps.reset_stats().unwrap();

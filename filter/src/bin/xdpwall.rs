@@ -422,7 +422,7 @@ fn attach(
             last = Instant::now();
             match filter.maps.snapshot() {
                 Ok(s) => print_status(name, &s),
-                Err(e) => eprintln!("xdpwall: reading counters: {e}"),
+                Err(e) => eprintln!("xdpwall: reading counters: {:#}", anyhow::Error::new(e)),
             }
         }
     }

@@ -160,10 +160,7 @@ impl Maps {
 
     /// The verdict-event ring buffer; it can be taken once per [`Maps`].
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self
-            .events
-            .take()
-            .ok_or_else(|| LoadError::Load("the event ring buffer is already taken".into()))?;
+        let map = self.events.take().ok_or(LoadError::EventsTaken)?;
         RingBuf::try_from(map).map_err(map_err(map_names::EVENTS))
     }
 
@@ -407,13 +404,15 @@ struct ZeroPerCpu(usize);
 
 impl ZeroPerCpu {
     fn clone_values(&self) -> Result<PerCpuValues<Counter>, LoadError> {
-        PerCpuValues::try_from(vec![Counter::default(); self.0])
-            .map_err(|e| LoadError::Load(format!("per-CPU values: {e}")))
+        PerCpuValues::try_from(vec![Counter::default(); self.0]).map_err(|source| LoadError::Cpus {
+            what: "per-CPU values",
+            source,
+        })
     }
 }
 
 fn zero_per_cpu() -> Result<ZeroPerCpu, LoadError> {
-    let n = aya::util::nr_cpus().map_err(|(what, e)| LoadError::Load(format!("{what}: {e}")))?;
+    let n = aya::util::nr_cpus().map_err(|(what, source)| LoadError::Cpus { what, source })?;
     Ok(ZeroPerCpu(n))
 }
 

@@ -24,7 +24,7 @@ mod pin;
 mod program;
 mod status;
 
-use error::{full_chain, is_eperm, map_err};
+use error::{errno_of, full_chain, is_eperm, map_err, pin_err};
 use mmap::MmapArray;
 use pin::{ensure_bpffs, remove_pins_locked, BpffsLock, LINK_PIN};
 

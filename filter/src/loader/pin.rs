@@ -37,10 +37,9 @@ pub(super) struct BpffsLock {
 
 impl BpffsLock {
     pub(super) fn take() -> Result<BpffsLock, LoadError> {
-        let err = |e: std::io::Error| LoadError::Pin(format!("locking {BPFFS_LOCK}: {e}"));
-        fs::create_dir_all("/run/xdpwall").map_err(err)?;
-        let f = fs::File::create(BPFFS_LOCK).map_err(err)?;
-        f.lock().map_err(err)?;
+        fs::create_dir_all("/run/xdpwall").map_err(pin_err("creating", "/run/xdpwall"))?;
+        let f = fs::File::create(BPFFS_LOCK).map_err(pin_err("creating", BPFFS_LOCK))?;
+        f.lock().map_err(pin_err("locking", BPFFS_LOCK))?;
         Ok(BpffsLock { _file: f })
     }
 }
@@ -67,13 +66,9 @@ pub(super) fn ensure_bpffs() -> Result<(), LoadError> {
         )
     };
     if r != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(LoadError::Pin(format!(
-            "no BPF filesystem at /sys/fs/bpf and mounting one failed ({e}): run as root, or `mount -t bpf bpf /sys/fs/bpf`"
-        )));
+        return Err(LoadError::NoBpffs(std::io::Error::last_os_error()));
     }
-    fs::write(MOUNT_MARK, b"mounted by xdpwall\n")
-        .map_err(|e| LoadError::Pin(format!("writing {MOUNT_MARK}: {e}")))
+    fs::write(MOUNT_MARK, b"mounted by xdpwall\n").map_err(pin_err("writing", MOUNT_MARK))
 }
 
 /// Unmounts the bpffs at /sys/fs/bpf if xdpwall mounted it and nothing but the kernel's own
@@ -83,7 +78,7 @@ fn release_bpffs_locked() -> Result<(), LoadError> {
         return Ok(());
     }
     let in_use = fs::read_dir(BPFFS)
-        .map_err(|e| LoadError::Pin(format!("reading {BPFFS}: {e}")))?
+        .map_err(pin_err("reading", BPFFS))?
         .flatten()
         .any(|e| !KERNEL_ENTRIES.iter().any(|k| e.file_name() == *k));
     if in_use {
@@ -91,10 +86,9 @@ fn release_bpffs_locked() -> Result<(), LoadError> {
     }
     // SAFETY: constant C string.
     if unsafe { libc::umount(c"/sys/fs/bpf".as_ptr()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(LoadError::Pin(format!("unmounting {BPFFS}: {e}")));
+        return Err(pin_err("unmounting", BPFFS)(std::io::Error::last_os_error()));
     }
-    fs::remove_file(MOUNT_MARK).map_err(|e| LoadError::Pin(format!("removing {MOUNT_MARK}: {e}")))
+    fs::remove_file(MOUNT_MARK).map_err(pin_err("removing", MOUNT_MARK))
 }
 
 /// Unmounts the bpffs xdpwall mounted, once no pin of anyone is left in it (`xdpwall detach
@@ -148,19 +142,15 @@ pub(super) fn remove_pins_locked(name: &str) -> Result<bool, LoadError> {
             }
         }
     }
-    let entries = fs::read_dir(&dir)
-        .map_err(|e| LoadError::Pin(format!("reading {}: {e}", dir.display())))?;
+    let entries = fs::read_dir(&dir).map_err(pin_err("reading", &dir))?;
     for entry in entries.flatten() {
         if let Err(e) = fs::remove_file(entry.path()) {
             if e.kind() != ErrorKind::NotFound {
-                return Err(LoadError::Pin(format!(
-                    "removing {}: {e}",
-                    entry.path().display()
-                )));
+                return Err(pin_err("removing", entry.path())(e));
             }
         }
     }
-    fs::remove_dir(&dir).map_err(|e| LoadError::Pin(format!("removing {}: {e}", dir.display())))?;
+    fs::remove_dir(&dir).map_err(pin_err("removing", &dir))?;
     // The root folder goes too once no filter is left (another one may race us: ignore), and
     // the bpffs when xdpwall mounted it and nothing else is pinned there.
     let _ = fs::remove_dir(PIN_ROOT);

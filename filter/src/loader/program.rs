@@ -100,13 +100,12 @@ impl Filter {
         ensure_bpffs()?;
         let dir = pin_dir(name);
         if dir.exists() {
-            return Err(LoadError::Pin(format!(
-                "{} already exists: a filter named '{name}' is running (`xdpwall detach {name}` removes it)",
-                dir.display()
-            )));
+            return Err(LoadError::AlreadyRunning {
+                name: name.to_string(),
+                dir,
+            });
         }
-        fs::create_dir_all(&dir)
-            .map_err(|e| LoadError::Pin(format!("creating {}: {e}", dir.display())))?;
+        fs::create_dir_all(&dir).map_err(pin_err("creating", &dir))?;
         let r = Filter::load_inner(Some(&dir));
         if r.is_err() {
             let _ = remove_pins_locked(name);
@@ -121,35 +120,37 @@ impl Filter {
                     what: "creating BPF maps".into(),
                 }
             } else {
-                LoadError::Load(full_chain(&e))
+                LoadError::Object(Box::new(e))
             }
         })?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| LoadError::Load(format!("no program {PROGRAM_NAME} in the object")))?
+            .ok_or_else(|| LoadError::Missing(format!("program {PROGRAM_NAME}")))?
             .try_into()
-            .map_err(|e: ProgramError| LoadError::Load(e.to_string()))?;
+            .map_err(|e| LoadError::Program {
+                what: "reading the program's type",
+                source: Box::new(e),
+            })?;
         prog.load().map_err(|e| match &e {
-            ProgramError::LoadError { verifier_log, .. } => {
-                LoadError::Verifier(verifier_log.to_string())
-            }
+            ProgramError::LoadError { verifier_log, .. } => LoadError::Verifier {
+                log: verifier_log.to_string(),
+            },
             _ if is_eperm(&e) => LoadError::Permission {
                 what: "loading the XDP program".into(),
             },
-            _ => LoadError::Load(full_chain(&e)),
+            _ => LoadError::Program {
+                what: "loading the XDP program",
+                source: Box::new(e),
+            },
         })?;
         let mut maps = Maps::from_source(|name| {
             let map = ebpf
                 .take_map(name)
-                .ok_or_else(|| LoadError::Load(format!("map {name} missing from the object")))?;
+                .ok_or_else(|| LoadError::Missing(format!("map {name}")))?;
             if let Some(dir) = pin {
-                map.pin(dir.join(name)).map_err(|e| {
-                    LoadError::Pin(format!(
-                        "pinning {name} under {}: {}",
-                        dir.display(),
-                        full_chain(&e)
-                    ))
-                })?;
+                let path = dir.join(name);
+                map.pin(&path)
+                    .map_err(|source| LoadError::PinObject { path, source })?;
             }
             Ok(map)
         })?;
@@ -197,10 +198,10 @@ impl Filter {
 
     /// Size figures the kernel reports for the loaded program.
     pub fn program_stats(&self) -> Result<ProgramStats, LoadError> {
-        let info = self
-            .program()
-            .info()
-            .map_err(|e| LoadError::Load(full_chain(&e)))?;
+        let info = self.program().info().map_err(|source| LoadError::Program {
+            what: "reading the program's info",
+            source: Box::new(source),
+        })?;
         Ok(ProgramStats {
             xlated_instructions: info.size_translated().unwrap_or(0) / 8,
             verified_instructions: info.verified_instruction_count(),
@@ -221,7 +222,7 @@ impl Filter {
         let r = self
             .program()
             .test_run(opts)
-            .map_err(|e| LoadError::TestRun(full_chain(&e)))?;
+            .map_err(|e| LoadError::TestRun(Box::new(e)))?;
         Ok(RunResult {
             xdp_action: r.return_value,
             duration: r.duration,
@@ -238,22 +239,20 @@ impl Filter {
         self.maps.live = true;
         let try_mode = |f: &mut Filter, m: Mode| {
             f.program_mut().attach(iface, m.xdp_mode()).map(|id| f.link = Some(id)).map_err(|e| {
-                let chain = full_chain(&e);
-                let hint = if chain.contains("busy") || chain.contains("EBUSY") {
-                    format!(
-                        "another XDP program is attached (`xdpwall detach {iface}` or `ip link set dev {iface} xdp off`)"
-                    )
+                let hint = if errno_of(&e) == Some(libc::EBUSY) {
+                    Some("another XDP program is attached: `xdpwall status` names xdpwall's filters, `xdpwall detach NAME` removes one")
                 } else if is_eperm(&e) {
-                    "permission denied: run as root (needs CAP_NET_ADMIN)".to_string()
+                    Some("permission denied: run as root (needs CAP_NET_ADMIN)")
                 } else if m == Mode::Native {
-                    format!("{chain} (the driver may lack native XDP: try --mode generic or auto)")
+                    Some("the driver may lack native XDP: try --mode generic or auto")
                 } else {
-                    chain
+                    None
                 };
                 LoadError::Attach {
                     iface: iface.to_string(),
                     mode: m,
-                    reason: hint,
+                    hint,
+                    source: Box::new(e),
                 }
             })
         };
@@ -262,7 +261,8 @@ impl Filter {
                 Ok(()) => Mode::Native,
                 Err(e) => {
                     eprintln!(
-                        "xdpwall: native XDP unavailable on {iface} ({e}); using generic mode"
+                        "xdpwall: native XDP unavailable on {iface} ({}); using generic mode",
+                        full_chain(&e)
                     );
                     try_mode(self, Mode::Generic)?;
                     Mode::Generic
@@ -283,7 +283,10 @@ impl Filter {
         if let Some(id) = self.link.take() {
             self.program_mut()
                 .detach(id)
-                .map_err(|e| LoadError::Detach(full_chain(&e)))?;
+                .map_err(|e| LoadError::Program {
+                    what: "detaching the filter",
+                    source: Box::new(e),
+                })?;
         }
         Ok(())
     }
@@ -292,27 +295,19 @@ impl Filter {
     /// (`xdpwall detach` or [`remove_pins`] ends it). Call after [`Filter::attach`].
     pub fn pin_link(&mut self, name: &str) -> Result<(), LoadError> {
         let dir = pin_dir(name);
-        let id = self
-            .link
-            .take()
-            .ok_or_else(|| LoadError::Pin("not attached: nothing to pin".into()))?;
+        let id = self.link.take().ok_or(LoadError::NotAttached)?;
         let link = self
             .program_mut()
             .take_link(id)
-            .map_err(|e| LoadError::Pin(full_chain(&e)))?;
-        let fd_link = FdLink::try_from(link).map_err(|e| {
-            LoadError::Pin(format!(
-                "the kernel attached without a BPF link, which cannot be pinned: {}",
-                full_chain(&e)
-            ))
-        })?;
-        fd_link.pin(dir.join(LINK_PIN)).map_err(|e| {
-            LoadError::Pin(format!(
-                "pinning the link under {}: {}",
-                dir.display(),
-                full_chain(&e)
-            ))
-        })?;
+            .map_err(|e| LoadError::Program {
+                what: "taking the link",
+                source: Box::new(e),
+            })?;
+        let fd_link = FdLink::try_from(link).map_err(LoadError::NoLink)?;
+        let path = dir.join(LINK_PIN);
+        fd_link
+            .pin(&path)
+            .map_err(|source| LoadError::PinObject { path, source })?;
         Ok(())
     }
 }
