@@ -15,7 +15,7 @@ use xdpwall_common::stat;
 use crate::{verdict::Checker, Options, Topology};
 
 use super::{
-    measure::{progress, progress_done, stats, Generator, Rates, RunInfo, Source},
+    measure::{self, progress, progress_done, stats, Generator, Rates, RunInfo, Source},
     report::{print_report, print_test_run, Case, ProgramTime, Report, Settings, TestRunCost},
     Args,
 };
@@ -240,12 +240,7 @@ fn run_once(
         threads,
         until,
     );
-    std::thread::sleep(SETTLE);
-    let a = rx.judged()?;
-    let t = Instant::now();
-    std::thread::sleep(window);
-    let b = rx.judged()?;
-    let elapsed = t.elapsed().as_secs_f64();
+    let (a, b, elapsed) = measure::window(SETTLE, window, || rx.judged())?;
     let sent = g.finish()?;
     std::thread::sleep(Duration::from_millis(50));
     let judged = rx.judged()? - start_judged;
@@ -301,10 +296,7 @@ fn program_times(
             for k in order {
                 let rx = &mut slots[k].rx;
                 rx.attach(topo, mode)?;
-                std::thread::sleep(SETTLE);
-                let (t0, n0) = rx.run_stats()?;
-                std::thread::sleep(slice);
-                let (t1, n1) = rx.run_stats()?;
+                let ((t0, n0), (t1, n1), _) = measure::window(SETTLE, slice, || rx.run_stats())?;
                 rx.detach(topo)?;
                 if n1 <= n0 {
                     bail!(

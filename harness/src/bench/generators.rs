@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::{
     bench::{
-        measure::{progress, progress_done, Generator, Rates, RunInfo, Source},
+        measure::{self, progress, progress_done, Generator, Rates, RunInfo, Source},
         Args,
     },
     peer::{xdp_tools_version, PeerSender},
@@ -219,11 +219,8 @@ pub fn run(args: &Args) -> Result<()> {
                             break;
                         }
                     }
-                    let a = rx.count()?.packets;
-                    let at = Instant::now();
-                    std::thread::sleep(window);
-                    let b = rx.count()?.packets;
-                    let secs = at.elapsed().as_secs_f64();
+                    let (a, b, secs) =
+                        measure::window(Duration::ZERO, window, || Ok(rx.count()?.packets))?;
                     match sender {
                         Sender::Ours(g) => sent += g.finish()?,
                         Sender::Peer(p) => p.stop()?,

@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Result;
@@ -69,6 +69,22 @@ impl Rates {
             max_mpps,
         }
     }
+}
+
+/// One measurement window, the same for every benchmark: waits `settle` for the traffic to
+/// reach its steady state, reads, waits `len`, reads again. Returns both readings and the
+/// seconds that really passed between them (a sleep may oversleep).
+pub(crate) fn window<C>(
+    settle: Duration,
+    len: Duration,
+    mut read: impl FnMut() -> Result<C>,
+) -> Result<(C, C, f64)> {
+    std::thread::sleep(settle);
+    let a = read()?;
+    let t = Instant::now();
+    std::thread::sleep(len);
+    let b = read()?;
+    Ok((a, b, t.elapsed().as_secs_f64()))
 }
 
 /// Median, min and max.

@@ -70,7 +70,7 @@ const PARTS: &[Part] = &[
     // rules, live swaps under load, the verifier budget.
     Part {
         name: "test_run",
-        test: Some(("xdpwall", "test_run")),
+        test: Some(("harness", "test_run")),
         filters: &[],
         limit: 1200,
     },
@@ -95,7 +95,7 @@ const PARTS: &[Part] = &[
     // software emulation and check user-space logic, not the kernel.)
     Part {
         name: "sets",
-        test: Some(("xdpwall", "sets")),
+        test: Some(("harness", "sets")),
         filters: &[
             "set_membership_at_prefix_boundaries",
             "million_entry_sets_load_and_swap_live",
@@ -105,13 +105,13 @@ const PARTS: &[Part] = &[
     },
     Part {
         name: "rate_limit",
-        test: Some(("xdpwall", "rate_limit")),
+        test: Some(("harness", "rate_limit")),
         filters: &[],
         limit: 600,
     },
     Part {
         name: "events",
-        test: Some(("xdpwall", "events")),
+        test: Some(("harness", "events")),
         filters: &[],
         limit: 600,
     },
