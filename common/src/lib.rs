@@ -700,8 +700,56 @@ pub struct GenConfig {
     pub base: [u32; 4],
     /// Span per field.
     pub span: [u32; 4],
+    /// Padding (zero).
+    pub _pad: u32,
+    /// Paced sending: the nanoseconds between two frames of this CPU (0: as fast as the CPU
+    /// goes). A run that comes before its time is dropped unsent, so frames leave evenly
+    /// spaced; see [`GenPace`].
+    pub gap_ns: u64,
+    /// Width of one bucket of [`GenPace::gaps`], in nanoseconds.
+    pub bucket_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<GenConfig>() == 44);
+const _: () = assert!(core::mem::size_of::<GenConfig>() == 64);
+
+/// Paced sending: frames that fell behind their times by up to this many gaps catch up back
+/// to back (a burst of at most this many); further behind, the schedule restarts.
+pub const PACE_CATCH_UP: u64 = 8;
+
+/// Buckets of the gap histogram of paced sending.
+pub const PACE_BUCKETS: usize = 32;
+
+/// Per-CPU state and accounting of paced sending (`GenConfig::gap_ns` > 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenPace {
+    /// When the next frame is due (monotonic ns; 0: the next run sends and starts the clock).
+    pub next_ns: u64,
+    /// When the last frame was sent.
+    pub last_ns: u64,
+    /// Frames sent (redirected).
+    pub sent: u64,
+    /// Runs dropped unsent because they came before the next frame's time.
+    pub held: u64,
+    /// Frames sent more than [`PACE_CATCH_UP`] gaps after their time: the schedule
+    /// restarted from then (the slots in between were given up, not caught up in a burst).
+    pub late: u64,
+    /// Gaps between consecutive frames: bucket `i` counts gaps in
+    /// `[i, i + 1) * GenConfig::bucket_ns`; the last bucket holds every longer one.
+    pub gaps: [u64; PACE_BUCKETS],
+}
+
+impl Default for GenPace {
+    fn default() -> Self {
+        GenPace {
+            next_ns: 0,
+            last_ns: 0,
+            sent: 0,
+            held: 0,
+            late: 0,
+            gaps: [0; PACE_BUCKETS],
+        }
+    }
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -714,6 +762,7 @@ mod pod {
     unsafe impl aya::Pod for super::Block4 {}
     unsafe impl aya::Pod for super::Lpm6Key {}
     unsafe impl aya::Pod for super::GenConfig {}
+    unsafe impl aya::Pod for super::GenPace {}
     unsafe impl aya::Pod for super::SetInfo {}
     unsafe impl aya::Pod for super::Addr4Bucket {}
     unsafe impl aya::Pod for super::Addr6Bucket {}

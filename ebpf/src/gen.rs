@@ -3,7 +3,9 @@
 //! - `xdpwall_gen` runs under BPF_PROG_TEST_RUN with live frames: each run takes the template
 //!   frame, rewrites the flow fields that vary (IPv4 address or the low 32 bits of an IPv6 one,
 //!   ports) from a per-CPU sequence number or a random number, fixes the checksums
-//!   incrementally, and redirects the frame out of the configured interface.
+//!   incrementally, and redirects the frame out of the configured interface. Paced (a gap
+//!   set in its configuration), it sends a frame only when the gap since the last one has
+//!   passed and drops the runs in between unsent, counting sent frames and their gaps.
 //! - `xdpwall_count_drop` counts frames per CPU and drops them: the cheapest possible XDP
 //!   program, the ceiling the filter is compared with.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -13,17 +15,19 @@
 mod programs {
     use aya_ebpf::{
         bindings::xdp_action,
-        helpers::{bpf_get_prandom_u32, bpf_redirect},
+        helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect},
         macros::{map, xdp},
         maps::{Array, PerCpuArray},
         programs::XdpContext,
     };
-    use xdpwall_common::{gen_field, Counter, GenConfig};
+    use xdpwall_common::{gen_field, Counter, GenConfig, GenPace, PACE_BUCKETS, PACE_CATCH_UP};
 
     #[map]
     static XW_GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
     #[map]
     static XW_GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+    #[map]
+    static XW_GEN_PACE: PerCpuArray<GenPace> = PerCpuArray::with_max_entries(1, 0);
     #[map]
     static XW_COUNT: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1, 0);
 
@@ -88,9 +92,52 @@ mod programs {
         }
     }
 
+    /// Paced sending: whether this run's frame is due. Frames that fell behind their times
+    /// catch up back to back, up to [`PACE_CATCH_UP`] of them; further behind, the schedule
+    /// restarts from now and the rate falls short (the sent count shows it) rather than
+    /// leaving in a longer burst.
+    #[inline(always)]
+    fn due(cfg: &GenConfig) -> bool {
+        let Some(p) = XW_GEN_PACE.get_ptr_mut(0) else {
+            return true;
+        };
+        // SAFETY: helper without arguments; per-CPU slot, only this CPU uses it.
+        unsafe {
+            let now = bpf_ktime_get_ns();
+            let p = &mut *p;
+            if p.next_ns == 0 {
+                p.next_ns = now;
+            } else if now < p.next_ns {
+                p.held += 1;
+                return false;
+            } else {
+                let gap = now - p.last_ns;
+                let b = if cfg.bucket_ns == 0 {
+                    0
+                } else {
+                    (gap / cfg.bucket_ns).min(PACE_BUCKETS as u64 - 1) as usize
+                };
+                if let Some(g) = p.gaps.get_mut(b) {
+                    *g += 1;
+                }
+            }
+            if now - p.next_ns > cfg.gap_ns * PACE_CATCH_UP {
+                p.late += 1;
+                p.next_ns = now;
+            }
+            p.next_ns += cfg.gap_ns;
+            p.last_ns = now;
+            p.sent += 1;
+        }
+        true
+    }
+
     #[inline(always)]
     fn generate(ctx: &XdpContext) -> Option<u32> {
         let cfg = XW_GEN_CONFIG.get(0)?;
+        if cfg.gap_ns != 0 && !due(cfg) {
+            return None;
+        }
         // Fixed flows: the template already is every frame; nothing to count or rewrite.
         if cfg.span.iter().all(|&s| s <= 1) {
             return Some(cfg.ifindex);

@@ -5,7 +5,12 @@
 //! machine whatever its repeat count (4,096 frames per call gave 0.17 Mpps, 1,048,576 gave
 //! 3.7 Mpps on the same veth). A [`Slicer`] learns the rate of the calls made so far and sizes
 //! the next one to last about one `slice`, never past the time left, so long runs amortise
-//! the fixed cost and stop on time.
+//! the fixed cost and stop on time. (Measured again on an AMD EPYC host, 6.18, paced to 20,000
+//! frames per second: a call of 1 run took 0.12 ms, 1,000 runs 24 ms, 100,000 runs 66 ms and
+//! 1,000,000 runs 228 ms: the cost comes with the second batch, not per run.)
+//!
+//! Rate control is not done here for the `xdp` engine: it paces in the kernel
+//! ([`crate::xdp::XdpEngine::set_rate`]), frame by frame.
 
 use std::time::Duration;
 

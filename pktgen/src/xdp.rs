@@ -13,7 +13,7 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf,
 };
-use xdpwall_common::{gen_field, Counter, GenConfig};
+use xdpwall_common::{gen_field, Counter, GenConfig, GenPace, PACE_BUCKETS};
 
 use crate::{flow::low32, Flows, FrameSpec, IpSpec, L4Spec};
 
@@ -52,6 +52,64 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub struct XdpEngine {
     ebpf: Ebpf,
     template: Vec<u8>,
+    cfg: GenConfig,
+    config: Array<MapData, GenConfig>,
+}
+
+/// What paced sending did on one CPU since the last [`XdpEngine::reset_pace`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PaceStats {
+    /// Frames sent.
+    pub sent: u64,
+    /// Runs dropped unsent because they came early (the engine's idle spinning).
+    pub held: u64,
+    /// Frames sent more than [`xdpwall_common::PACE_CATCH_UP`] gaps late (the schedule
+    /// restarted; the slots in between were given up).
+    pub late: u64,
+    /// The gap asked for, in ns.
+    pub gap_ns: u64,
+    /// Histogram of the gaps between frames: bucket `i` holds gaps in `[i, i + 1) *
+    /// bucket_ns`, the last one every longer gap.
+    pub gaps: Vec<u64>,
+    /// Width of a bucket, in ns.
+    pub bucket_ns: u64,
+}
+
+impl PaceStats {
+    /// The gap at quantile `q` (0..=1), as the upper edge of its bucket, in ns (None without
+    /// gaps, or when it lies in the open last bucket).
+    pub fn gap_quantile_ns(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.gaps.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.gaps.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return (i + 1 < self.gaps.len()).then(|| ((i + 1) as u64 * self.bucket_ns) as f64);
+            }
+        }
+        None
+    }
+
+    /// Share of gaps within one bucket width of the gap asked for.
+    pub fn on_time(&self) -> f64 {
+        let total: u64 = self.gaps.iter().sum();
+        if total == 0 || self.bucket_ns == 0 {
+            return 0.0;
+        }
+        let at = (self.gap_ns / self.bucket_ns) as usize;
+        let near: u64 = self
+            .gaps
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i.abs_diff(at) <= 1)
+            .map(|(_, n)| n)
+            .sum();
+        near as f64 / total as f64
+    }
 }
 
 /// Counting drop program: the baseline receiver.
@@ -137,6 +195,7 @@ impl XdpEngine {
                 flows.sport.span(),
                 flows.dport.span(),
             ],
+            ..GenConfig::default()
         };
         let mut map: Array<MapData, GenConfig> = Array::try_from(
             ebpf.take_map("XW_GEN_CONFIG")
@@ -148,7 +207,66 @@ impl XdpEngine {
         Ok(XdpEngine {
             ebpf,
             template: template.build(),
+            cfg,
+            config: map,
         })
+    }
+
+    /// Paces the frames of each sending CPU to `pps` per second (None: as fast as it goes).
+    /// Frames then leave evenly spaced; a run that comes early is dropped unsent, so a paced
+    /// engine keeps its CPU busy whatever the rate. Resets the pacing state.
+    pub fn set_rate(&mut self, pps: Option<f64>) -> Result<(), XdpEngineError> {
+        let gap_ns = pps.map_or(0, |r| (1e9 / r.max(1e-3)).round().max(1.0) as u64);
+        self.cfg.gap_ns = gap_ns;
+        // 32 buckets of an eighth of the gap: gaps up to 4x the one asked for are resolved.
+        self.cfg.bucket_ns = (gap_ns / 8).max(1);
+        self.config
+            .set(0, self.cfg, 0)
+            .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+        self.reset_pace()
+    }
+
+    fn pace_map(&mut self) -> Result<PerCpuArray<&mut MapData, GenPace>, XdpEngineError> {
+        PerCpuArray::try_from(
+            self.ebpf
+                .map_mut("XW_GEN_PACE")
+                .ok_or_else(|| XdpEngineError::Load("map XW_GEN_PACE missing".into()))?,
+        )
+        .map_err(|e| XdpEngineError::Load(chain(&e)))
+    }
+
+    /// Zeroes the pacing state and counts of every CPU (the next frame starts the clock).
+    pub fn reset_pace(&mut self) -> Result<(), XdpEngineError> {
+        let n = aya::util::nr_cpus().map_err(|(_, e)| XdpEngineError::Load(e.to_string()))?;
+        let zero = aya::maps::PerCpuValues::try_from(vec![GenPace::default(); n])
+            .map_err(|e| XdpEngineError::Load(e.to_string()))?;
+        self.pace_map()?
+            .set(0, zero, 0)
+            .map_err(|e| XdpEngineError::Load(chain(&e)))
+    }
+
+    /// What paced sending did since the last reset, summed over CPUs.
+    pub fn pace_stats(&mut self) -> Result<PaceStats, XdpEngineError> {
+        let (gap_ns, bucket_ns) = (self.cfg.gap_ns, self.cfg.bucket_ns);
+        let v = self
+            .pace_map()?
+            .get(&0, 0)
+            .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+        let mut s = PaceStats {
+            gap_ns,
+            bucket_ns,
+            gaps: vec![0; PACE_BUCKETS],
+            ..PaceStats::default()
+        };
+        for p in v.iter() {
+            s.sent += p.sent;
+            s.held += p.held;
+            s.late += p.late;
+            for (a, b) in s.gaps.iter_mut().zip(p.gaps) {
+                *a += b;
+            }
+        }
+        Ok(s)
     }
 
     /// Generates `count` frames (in live-frame batches of `batch`) and returns how long the

@@ -193,6 +193,32 @@ struct Stats {
     seconds: f64,
     pps: f64,
     mbps: f64,
+    /// The rate asked for (`--rate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_pps: Option<u64>,
+    /// Paced in the kernel (xdp engine with `--rate`): how evenly the frames left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pacing: Option<Pacing>,
+}
+
+/// Precision of in-kernel pacing: the gaps between consecutive frames of a sending CPU.
+#[derive(serde::Serialize)]
+struct Pacing {
+    /// The gap asked for on each sending CPU, ns.
+    gap_ns: u64,
+    /// Median gap (upper edge of its histogram bucket, an eighth of the gap wide), ns.
+    gap_p50_ns: Option<f64>,
+    /// 1st and 99th percentile gaps, ns.
+    gap_p1_ns: Option<f64>,
+    /// 99th percentile gap.
+    gap_p99_ns: Option<f64>,
+    /// Share of gaps within an eighth of the gap asked for.
+    on_time: f64,
+    /// Frames more than 8 gaps late (the schedule restarted: the slots in between were given
+    /// up rather than caught up in a longer burst).
+    late: u64,
+    /// Runs dropped unsent while waiting for the next frame's time.
+    held: u64,
 }
 
 /// Splits a budget of frames between weighted templates, in rounds of `chunk` frames.
@@ -214,6 +240,18 @@ fn drive(
     slice: Duration,
     send: impl Fn(usize, u64) -> Result<()> + Sync,
 ) -> Result<(u64, f64)> {
+    drive_runs(out, threads, weights, slice, out.rate, send)
+}
+
+/// [`drive`], pacing in user space to `rate` (None when the engine paces itself).
+fn drive_runs(
+    out: &Output,
+    threads: usize,
+    weights: &[u32],
+    slice: Duration,
+    rate: Option<u64>,
+    send: impl Fn(usize, u64) -> Result<()> + Sync,
+) -> Result<(u64, f64)> {
     let count = match (out.count, out.duration) {
         (Some(c), _) => c,
         (None, Some(_)) => u64::MAX,
@@ -223,7 +261,7 @@ fn drive(
     let sent = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
-    let per_thread_rate = out.rate.map(|r| (r as f64 / threads as f64).max(1.0));
+    let per_thread_rate = rate.map(|r| (r as f64 / threads as f64).max(1.0));
     std::thread::scope(|s| -> Result<()> {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|t| {
@@ -297,16 +335,26 @@ fn drive(
     Ok((sent.load(Ordering::Relaxed), start.elapsed().as_secs_f64()))
 }
 
-fn report(engine: &str, sent: u64, secs: f64, avg_len: f64, json: bool) -> Result<()> {
+fn report(
+    engine: &str,
+    sent: u64,
+    secs: f64,
+    avg_len: f64,
+    out: &Output,
+    pacing: Option<Pacing>,
+) -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!("pktgen: interrupted; {sent} frames were sent");
     }
+    let json = out.json;
     let s = Stats {
         engine: engine.into(),
         sent,
         seconds: secs,
         pps: sent as f64 / secs.max(1e-9),
         mbps: sent as f64 * avg_len * 8.0 / secs.max(1e-9) / 1e6,
+        requested_pps: out.rate,
+        pacing,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -320,6 +368,25 @@ fn report(engine: &str, sent: u64, secs: f64, avg_len: f64, json: bool) -> Resul
             format!("{:.3} Mpps", s.pps / 1e6),
             s.mbps
         );
+        if let Some(r) = s.requested_pps {
+            println!(
+                "asked    {r} pps: achieved {:.2}% of it",
+                s.pps / r as f64 * 100.0
+            );
+        }
+        if let Some(p) = &s.pacing {
+            let ns = |v: Option<f64>| v.map_or("> 4 gaps".into(), |v| format!("{v:.0} ns"));
+            println!(
+                "gaps     asked {} ns per CPU: p1 {}, p50 {}, p99 {}; {:.1}% within 1/8 of it; {} late, {} runs held",
+                p.gap_ns,
+                ns(p.gap_p1_ns),
+                ns(p.gap_p50_ns),
+                ns(p.gap_p99_ns),
+                p.on_time * 100.0,
+                p.late,
+                p.held
+            );
+        }
     }
     Ok(())
 }
@@ -418,19 +485,65 @@ fn run(cli: Cli) -> Result<()> {
                             let at = cursor[k].fetch_add(n, Ordering::Relaxed) as usize;
                             Ok(sock.send_batch(&frames[k], at, n as usize)?)
                         })?;
-                    report("afpacket", sent, secs, avg, out.json)
+                    report("afpacket", sent, secs, avg, &out, None)
                 }
                 Engine::Xdp => {
-                    let engines = templates
+                    let mut engines = templates
                         .iter()
                         .map(|(t, _)| XdpEngine::new(t, &flows, &out.iface))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let (sent, secs) =
-                        drive(&out, threads, &weights, XdpEngine::CALL_SLICE, |k, n| {
+                    let Some(rate) = out.rate else {
+                        let (sent, secs) =
+                            drive(&out, threads, &weights, XdpEngine::CALL_SLICE, |k, n| {
+                                engines[k].send(n.min(u32::MAX as u64) as u32, 64)?;
+                                Ok(())
+                            })?;
+                        return report("xdp", sent, secs, avg, &out, None);
+                    };
+                    // Paced in the kernel: each sending CPU runs at rate / threads frames per
+                    // second; the runs in between are dropped unsent, so the run count says
+                    // nothing about frames and a frame count cannot end the run.
+                    if out.count.is_some() || out.duration.is_none() {
+                        bail!("--rate with the xdp engine needs --duration (and no --count)");
+                    }
+                    let per_cpu = rate as f64 / threads.max(1) as f64;
+                    for e in &mut engines {
+                        e.set_rate(Some(per_cpu))?;
+                    }
+                    let (_, secs) = drive_runs(
+                        &out,
+                        threads,
+                        &weights,
+                        XdpEngine::CALL_SLICE,
+                        None,
+                        |k, n| {
                             engines[k].send(n.min(u32::MAX as u64) as u32, 64)?;
                             Ok(())
-                        })?;
-                    report("xdp", sent, secs, avg, out.json)
+                        },
+                    )?;
+                    let mut all = pktgen::xdp::PaceStats::default();
+                    for e in &mut engines {
+                        let s = e.pace_stats()?;
+                        all.sent += s.sent;
+                        all.late += s.late;
+                        all.held += s.held;
+                        all.gap_ns = s.gap_ns;
+                        all.bucket_ns = s.bucket_ns;
+                        all.gaps.resize(s.gaps.len(), 0);
+                        for (a, b) in all.gaps.iter_mut().zip(&s.gaps) {
+                            *a += b;
+                        }
+                    }
+                    let pacing = Pacing {
+                        gap_ns: all.gap_ns,
+                        gap_p1_ns: all.gap_quantile_ns(0.01),
+                        gap_p50_ns: all.gap_quantile_ns(0.5),
+                        gap_p99_ns: all.gap_quantile_ns(0.99),
+                        on_time: all.on_time(),
+                        late: all.late,
+                        held: all.held,
+                    };
+                    report("xdp", all.sent, secs, avg, &out, Some(pacing))
                 }
                 Engine::Auto => unreachable!("auto is resolved to xdp or afpacket above"),
             }
@@ -471,7 +584,7 @@ fn run(cli: Cli) -> Result<()> {
                         sent += 1;
                     }
                 }
-                return report("replay", sent, t0.elapsed().as_secs_f64(), avg, out.json);
+                return report("replay", sent, t0.elapsed().as_secs_f64(), avg, &out, None);
             }
             let data: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
             let total = data.len() as u64 * loops;
@@ -484,7 +597,7 @@ fn run(cli: Cli) -> Result<()> {
                 let at = cursor.fetch_add(n, Ordering::Relaxed) as usize;
                 Ok(sock.send_batch(&data, at, n as usize)?)
             })?;
-            report("replay", sent, secs, avg, out.json)
+            report("replay", sent, secs, avg, &out, None)
         }
     }
 }
