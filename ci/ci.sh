@@ -12,6 +12,8 @@ cargo xtask fuzz --time "${XDPWALL_FUZZ_SECS:-60}"
 
 stage "benchmark smoke run"
 cargo xtask bench --mode both --quick
+stage "NDR/PDR search smoke run"
+cargo xtask bench --search --quick
 stage "generator benchmark smoke run"
 cargo xtask bench --generators --quick
 

@@ -17,6 +17,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressFlags},
+        link::LinkAttribute,
         neighbour::NeighbourState,
     },
     Handle, LinkUnspec, LinkVeth,
@@ -81,6 +82,65 @@ impl Endpoint {
             IpAddr::V6(self.ip6)
         } else {
             IpAddr::V4(self.ip4)
+        }
+    }
+
+    /// The interface's counters (the kernel's 64-bit link statistics, over netlink).
+    pub fn link_stats(&self) -> Result<LinkStats, TopoError> {
+        let iface = self.iface.clone();
+        in_ns(&self.netns, move |h| {
+            Box::pin(async move {
+                let step = format!("reading the statistics of {iface}");
+                let mut links = h.link().get().match_name(iface.clone()).execute();
+                let msg = links
+                    .try_next()
+                    .await
+                    .map_err(nl(step.clone()))?
+                    .ok_or_else(|| TopoError::Io {
+                        step: step.clone(),
+                        source: io::Error::from(io::ErrorKind::NotFound),
+                    })?;
+                let s = msg
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        LinkAttribute::Stats64(s) => Some(*s),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                Ok(LinkStats {
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                    rx_dropped: s.rx_dropped,
+                    tx_dropped: s.tx_dropped,
+                })
+            })
+        })
+    }
+}
+
+/// Packet counters of an interface. On a veth pair a frame the peer's ring had no room for
+/// counts as the sender's `tx_dropped` and the receiver's `rx_dropped`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinkStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Frames dropped on receipt.
+    pub rx_dropped: u64,
+    /// Frames dropped on sending.
+    pub tx_dropped: u64,
+}
+
+impl std::ops::Sub for LinkStats {
+    type Output = LinkStats;
+    fn sub(self, o: LinkStats) -> LinkStats {
+        LinkStats {
+            rx_packets: self.rx_packets.wrapping_sub(o.rx_packets),
+            tx_packets: self.tx_packets.wrapping_sub(o.tx_packets),
+            rx_dropped: self.rx_dropped.wrapping_sub(o.rx_dropped),
+            tx_dropped: self.tx_dropped.wrapping_sub(o.tx_dropped),
         }
     }
 }
@@ -339,7 +399,70 @@ fn threaded_napi(end: &Endpoint, cpu: usize) -> Result<(), TopoError> {
     Ok(())
 }
 
+/// Keeps the DUT's CPU to itself while it lives (see [`Topology::dedicate_dut_cpu`]).
+pub struct DedicatedCpu {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    spinner: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for DedicatedCpu {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.spinner.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 impl Topology {
+    /// Gives the DUT's threaded NAPI ([`Options::dut_cpu`]) its CPU the way a benchmark
+    /// gives a data plane an isolated core: its NAPI threads run SCHED_FIFO (nothing else on
+    /// the CPU delays them), and a SCHED_IDLE thread spins on the CPU whenever they sleep, so
+    /// the CPU never idles. On a virtual machine an idle vCPU halts and the hypervisor may run
+    /// something else; waking it again took milliseconds here, in which the veth ring (256
+    /// frames) overflowed even at 200,000 frames per second (benches/README.md).
+    pub fn dedicate_dut_cpu(&self, cpu: usize) -> Result<DedicatedCpu, TopoError> {
+        let err = |source| TopoError::Io {
+            step: format!(
+                "dedicating CPU {cpu} to the NAPI threads of {}",
+                self.dut.iface
+            ),
+            source,
+        };
+        let threads = napi_threads(&self.dut.iface);
+        if threads.is_empty() {
+            return Err(err(io::Error::other(
+                "no NAPI thread: build the topology with a DUT CPU",
+            )));
+        }
+        for pid in threads {
+            let p = libc::sched_param { sched_priority: 50 };
+            // SAFETY: a valid sched_param for an existing thread id.
+            if unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &p) } != 0 {
+                return Err(err(io::Error::last_os_error()));
+            }
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let spinner = std::thread::spawn(move || {
+            let p = libc::sched_param { sched_priority: 0 };
+            // SAFETY: the calling thread, a zeroed cpu_set_t with one bit set.
+            unsafe {
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        Ok(DedicatedCpu {
+            stop,
+            spinner: Some(spinner),
+        })
+    }
+
     /// Builds the standard generator/DUT topology called `name`.
     pub fn standard(name: &str, opts: &Options) -> Result<Topology, TopoError> {
         if name.is_empty()

@@ -1,7 +1,7 @@
 //! The benchmark chart: one horizontal bar per case (median Mpps) with a min-max whisker,
-//! grouped by mode and traffic source, as a standalone SVG.
+//! grouped by mode and traffic source, as a standalone SVG; and the NDR/PDR bars of a search.
 
-use super::report::Report;
+use super::report::{Report, SearchReport};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -28,21 +28,16 @@ pub fn svg(r: &Report) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"10\" y=\"22\" font-size=\"15\">xdpwall: Mpps judged by the DUT (bars: median; whiskers: min to max)</text>\n\
-         <text x=\"10\" y=\"42\">{} runs of {:.1} s, {}-byte frames, {} generator thread(s), kernel {}, {} CPUs</text>\n",
+         <text x=\"10\" y=\"42\">{} runs of {} s, {}-byte frames, {} generator thread(s); {}</text>\n",
         r.settings.repeats,
         r.settings.duration_s,
         r.settings.frame_size,
         r.settings.threads,
-        esc(&r.run.kernel),
-        r.run.cpus
+        esc(&r.run.machine())
     );
     for (i, c) in r.cases.iter().enumerate() {
         let y = top + row * i as f64;
-        let colour = match (c.mode.as_str(), c.program.as_str()) {
-            (_, "baseline") => "#9e9e9e",
-            ("native", _) => "#1f77b4",
-            _ => "#ff7f0e",
-        };
+        let colour = colour(&c.mode, &c.program);
         s.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} {} {}</text>\n",
             left - 8.0,
@@ -82,5 +77,92 @@ pub fn svg(r: &Report) -> String {
         max
     ));
     s.push_str("</svg>\n");
+    s
+}
+
+/// A case's colour: the baseline grey, peers purple (lighter in generic mode), xdpwall blue
+/// in native mode and orange in generic mode.
+fn colour(mode: &str, program: &str) -> &'static str {
+    match (mode, program) {
+        (_, "baseline") => "#9e9e9e",
+        ("native", p) if is_peer(p) => "#6a3d9a",
+        (_, p) if is_peer(p) => "#cab2d6",
+        ("native", _) => "#1f77b4",
+        _ => "#ff7f0e",
+    }
+}
+
+/// Whether a case's program is a peer's (not xdpwall's).
+fn is_peer(program: &str) -> bool {
+    program.starts_with("xdp-filter")
+}
+
+/// The SVG of a search report: per mode and program, NDR (solid) and PDR (pale) bars, with the
+/// flat-out rate as a tick.
+pub fn search_svg(r: &SearchReport) -> String {
+    let row = 24.0;
+    let left = 200.0;
+    let width = 900.0;
+    let plot = width - left - 110.0;
+    let top = 66.0;
+    let max = r
+        .cases
+        .iter()
+        .map(|c| (c.max.offered_pps / 1e6).max(c.pdr.mpps))
+        .fold(0.0f64, f64::max)
+        .max(0.001);
+    let height = top + row * r.cases.len() as f64 + 44.0;
+    let x = |v: f64| left + plot * v / max;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\">xdpwall: NDR (solid) and PDR at {}% loss (pale); tick: flat out</text>\n\
+         <text x=\"10\" y=\"42\">{}-byte frames, trials of {} s, confirmed for {} s; DUT on CPU {}; {}</text>\n",
+        r.cases.first().map_or(0.0, |c| c.pdr.loss_ratio_allowed * 100.0),
+        r.frame_size,
+        r.trial_s,
+        r.final_trial_s,
+        r.dut_cpu.map_or("-".into(), |c| c.to_string()),
+        esc(&r.run.machine())
+    );
+    for (i, c) in r.cases.iter().enumerate() {
+        let y = top + row * i as f64;
+        let colour = colour(&c.mode, &c.program);
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} {}</text>\n\
+             <rect x=\"{left}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\"0.35\"/>\n\
+             <rect x=\"{left}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>\n\
+             <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\">{:.3} / {:.3}</text>\n",
+            left - 8.0,
+            y + 15.0,
+            esc(&c.mode),
+            esc(&c.program),
+            y + 3.0,
+            x(c.pdr.mpps) - left,
+            row - 6.0,
+            y + 3.0,
+            x(c.ndr.mpps) - left,
+            row - 6.0,
+            x(c.max.offered_pps / 1e6),
+            x(c.max.offered_pps / 1e6),
+            y + 1.0,
+            y + row - 1.0,
+            x(max) + 6.0,
+            y + 15.0,
+            c.ndr.mpps,
+            c.pdr.mpps
+        ));
+    }
+    let axis_y = top + row * r.cases.len() as f64 + 4.0;
+    s.push_str(&format!(
+        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"black\"/>\n\
+         <text x=\"{left}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.2} Mpps</text>\n</svg>\n",
+        left + plot,
+        axis_y + 16.0,
+        left + plot,
+        axis_y + 16.0,
+        max
+    ));
     s
 }

@@ -49,7 +49,7 @@ pub fn frame_for_last(n: usize, size: usize) -> FrameSpec {
 
 /// What the DUT runs in one case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Workload {
+pub(super) enum Workload {
     Baseline,
     Rules(usize),
     Set(usize),
@@ -58,7 +58,7 @@ enum Workload {
 }
 
 impl Workload {
-    fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         match self {
             Workload::Baseline => "baseline".into(),
             Workload::Rules(n) => format!("filter-{n}"),
@@ -68,7 +68,7 @@ impl Workload {
         }
     }
 
-    fn template(&self, size: usize) -> FrameSpec {
+    pub(super) fn template(&self, size: usize) -> FrameSpec {
         match self {
             Workload::Rules(n) => frame_for_last((*n).max(1), size),
             _ => frame_for_last(1, size),
@@ -121,7 +121,7 @@ pub fn deny_rules(n: usize) -> RuleSet {
 }
 
 /// Flows of the benchmark traffic: 200 sources inside the matching /24, 1000 source ports.
-fn bench_flows() -> Flows {
+pub(super) fn bench_flows() -> Flows {
     Flows {
         src: Vary::Range {
             count: TRAFFIC_SOURCES as u32,
@@ -145,7 +145,7 @@ struct Slot {
 
 /// What the DUT runs for a case, and how to read how many frames it judged. Loaded once per
 /// mode, attached only for its own runs.
-enum Receiver {
+pub(super) enum Receiver {
     Baseline(CountDrop, Option<XdpLinkId>),
     Filter(Box<Filter>),
     Peer(Box<crate::peer::XdpFilter>),
@@ -153,7 +153,7 @@ enum Receiver {
 
 impl Receiver {
     /// Loads the baseline (no rules) or the filter with `rules`, not attached.
-    fn load(rules: Option<&RuleSet>) -> Result<Receiver> {
+    pub(super) fn load(rules: Option<&RuleSet>) -> Result<Receiver> {
         Ok(match rules {
             None => Receiver::Baseline(CountDrop::load()?, None),
             Some(r) => Receiver::Filter(Box::new(Filter::with_rules(r)?)),
@@ -161,7 +161,7 @@ impl Receiver {
     }
 
     /// Attaches to the DUT's interface in `mode`.
-    fn attach(&mut self, topo: &Topology, mode: Mode) -> Result<()> {
+    pub(super) fn attach(&mut self, topo: &Topology, mode: Mode) -> Result<()> {
         let _ns = topo.dut.enter()?;
         match self {
             Receiver::Baseline(c, link) => {
@@ -180,7 +180,7 @@ impl Receiver {
     }
 
     /// Detaches from the DUT's interface; stays loaded.
-    fn detach(&mut self, topo: &Topology) -> Result<()> {
+    pub(super) fn detach(&mut self, topo: &Topology) -> Result<()> {
         let _ns = topo.dut.enter()?;
         match self {
             Receiver::Baseline(c, link) => {
@@ -207,7 +207,7 @@ impl Receiver {
         Ok((info.run_time().as_nanos() as u64, info.run_count()))
     }
 
-    fn judged(&self) -> Result<u64> {
+    pub(super) fn judged(&self) -> Result<u64> {
         Ok(match self {
             Receiver::Baseline(c, _) => c.count()?.packets,
             // The two global counters only: a whole snapshot reads every rule too, inside the

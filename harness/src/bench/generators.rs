@@ -285,8 +285,8 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn print(r: &GenReport) {
     println!(
-        "\nGenerators: Mpps counted by the DUT (counting drop program, native XDP), {} runs of {:.1} s, {}-byte frames (median [min - max]):",
-        r.repeats, r.duration_s, r.frame_size
+        "\n{}\nGenerators: Mpps counted by the DUT (counting drop program, native XDP), {} runs of {} s, {}-byte frames (median [min - max]):",
+        r.run.machine(), r.repeats, r.duration_s, r.frame_size
     );
     println!(
         "  {:<9} {:<22} {:>7} {:>8} {:>19} {:>8}",

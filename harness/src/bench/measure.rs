@@ -11,7 +11,12 @@ use std::{
 };
 
 use anyhow::Result;
-use pktgen::{afpacket::AfPacket, pace::Slicer, xdp::XdpEngine, Flows, FrameSpec};
+use pktgen::{
+    afpacket::AfPacket,
+    pace::Slicer,
+    xdp::{PaceStats, XdpEngine},
+    Flows, FrameSpec,
+};
 use serde::Serialize;
 
 use crate::{netns, Topology};
@@ -25,6 +30,9 @@ pub struct RunInfo {
     pub kernel: String,
     /// CPUs online.
     pub cpus: usize,
+    /// The CPU model (`model name` in /proc/cpuinfo): absolute rates differ 3x between the
+    /// machines this runs on.
+    pub cpu: String,
 }
 
 impl RunInfo {
@@ -41,8 +49,28 @@ impl RunInfo {
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            cpu: cpu_model(),
         })
     }
+
+    /// `CPU, kernel K, N CPUs`: the line every report starts with.
+    pub fn machine(&self) -> String {
+        format!("{}, kernel {}, {} CPUs", self.cpu, self.kernel, self.cpus)
+    }
+}
+
+/// The CPU's model name, or `unknown CPU`.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// Mpps of the runs of one case: each run, median, min and max.
@@ -210,4 +238,123 @@ pub(crate) fn progress_done(total: usize) {
         eprint!("\r\x1b[2K");
     }
     eprintln!("[{total}/{total}] done");
+}
+
+/// What one trial of a [`TrialGenerator`] sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Sent {
+    /// Frames sent (redirected into the veth).
+    pub(crate) frames: u64,
+    /// Seconds from the first call to the end of the last.
+    pub(crate) secs: f64,
+    /// Paced trials: how evenly the frames left.
+    pub(crate) pacing: Option<PaceStats>,
+}
+
+enum TrialCmd {
+    Run(Option<f64>, Duration),
+}
+
+/// A live-frames generator on its own thread in the generator's namespace, pinned to one CPU,
+/// that runs trials on request: a rate (paced in the kernel) or flat out, for a duration.
+/// Loaded once for all the trials of a case.
+pub(crate) struct TrialGenerator {
+    cmd: Option<std::sync::mpsc::Sender<TrialCmd>>,
+    done: std::sync::mpsc::Receiver<Result<Sent>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TrialGenerator {
+    /// Loads the generator of `template` varied by `flows` on `cpu`; fails as loading does.
+    pub(crate) fn start(
+        topo: &Topology,
+        template: FrameSpec,
+        flows: Flows,
+        cpu: usize,
+    ) -> Result<TrialGenerator> {
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<TrialCmd>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<Sent>>();
+        let (ns, iface) = (topo.gen.netns.clone(), topo.gen.iface.clone());
+        let handle = std::thread::spawn(move || {
+            let done = done_tx.clone();
+            let r = netns::run_in(&ns, move || {
+                pktgen::pin_to_cpu(cpu);
+                let mut e = match XdpEngine::new(&template, &flows, &iface) {
+                    Ok(e) => {
+                        let _ = done.send(Ok(Sent {
+                            frames: 0,
+                            secs: 0.0,
+                            pacing: None,
+                        }));
+                        e
+                    }
+                    Err(err) => {
+                        let _ = done.send(Err(err.into()));
+                        return;
+                    }
+                };
+                let mut slicer = Slicer::new(Duration::from_millis(250), 1e6);
+                while let Ok(TrialCmd::Run(rate, len)) = cmd_rx.recv() {
+                    let _ = done.send(trial(&mut e, &mut slicer, rate, len));
+                }
+            });
+            if let Err(e) = r {
+                let _ = done_tx.send(Err(e.into()));
+            }
+        });
+        let g = TrialGenerator {
+            cmd: Some(cmd_tx),
+            done: done_rx,
+            handle: Some(handle),
+        };
+        g.done
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the generator thread ended"))??;
+        Ok(g)
+    }
+
+    /// Sends at `rate` frames per second (None: flat out) for `len`.
+    pub(crate) fn run(&self, rate: Option<f64>, len: Duration) -> Result<Sent> {
+        self.cmd
+            .as_ref()
+            .expect("present until drop")
+            .send(TrialCmd::Run(rate, len))
+            .map_err(|_| anyhow::anyhow!("the generator thread ended"))?;
+        self.done
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the generator thread ended"))?
+    }
+}
+
+impl Drop for TrialGenerator {
+    fn drop(&mut self) {
+        self.cmd.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One trial on the generator's thread: calls sized by time until `len` has passed.
+fn trial(e: &mut XdpEngine, slicer: &mut Slicer, rate: Option<f64>, len: Duration) -> Result<Sent> {
+    e.set_rate(rate)?;
+    let t = Instant::now();
+    let mut runs = 0u64;
+    while t.elapsed() < len {
+        let left = len.saturating_sub(t.elapsed());
+        let n = slicer.next(Some(left)).min(u32::MAX as u64);
+        let took = e.send(n as u32, 64)?;
+        slicer.record(n, took);
+        runs += n;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let pacing = match rate {
+        Some(_) => Some(e.pace_stats()?),
+        None => None,
+    };
+    Ok(Sent {
+        frames: pacing.as_ref().map_or(runs, |p| p.sent),
+        secs,
+        pacing,
+    })
 }

@@ -23,13 +23,16 @@ mod filter;
 mod generators;
 mod measure;
 mod report;
+mod search;
 
 pub use filter::{
     deny_list, deny_rules, frame_for_last, ordered_rules, set_probe_frames, set_rules,
     SET_TRAFFIC_PREFIX,
 };
 pub use measure::{Rates, RunInfo, Source};
-pub use report::{Case, ProgramTime, Report, Settings, TestRunCost};
+pub use report::{
+    Bound, Case, ProgramTime, Report, SearchCase, SearchReport, Settings, TestRunCost, Trial,
+};
 
 use std::path::PathBuf;
 
@@ -117,6 +120,24 @@ pub struct Args {
     /// Sending threads per generator case (`--generators`; `--quick` uses 1).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 2])]
     pub gen_threads: Vec<usize>,
+    /// Instead of Mpps flat out: search each case's NDR (highest rate without loss) and PDR
+    /// (highest rate within `--pdr-loss`), the DUT on its own CPU (`--dut-cpu`, default 1),
+    /// the xdp engine paced in the kernel (see `search`).
+    #[arg(long, conflicts_with_all = ["test_run_only", "generators"])]
+    pub search: bool,
+    /// Loss ratio the PDR allows.
+    #[arg(long, default_value_t = 0.005)]
+    pub pdr_loss: f64,
+    /// Seconds per search trial (`--quick`: 0.5).
+    #[arg(long, default_value_t = 1.0)]
+    pub trial: f64,
+    /// Seconds of the trial that confirms each bound (`--quick`: 1).
+    #[arg(long, default_value_t = 2.0)]
+    pub final_trial: f64,
+    /// The search stops when the interval between the highest passing and the lowest failing
+    /// rate is narrower than this fraction of the latter (`--quick`: 0.1).
+    #[arg(long, default_value_t = 0.05)]
+    pub precision: f64,
 }
 
 impl Args {
@@ -128,6 +149,9 @@ impl Args {
             self.rules = vec![1, 1024];
             self.sets = vec![10, 1_000_000];
             self.program_time_rounds = self.program_time_rounds.min(2);
+            self.trial = self.trial.min(0.5);
+            self.final_trial = self.final_trial.min(1.0);
+            self.precision = self.precision.max(0.1);
         }
         self
     }
@@ -138,6 +162,9 @@ pub fn run(args: Args) -> Result<()> {
     let args = args.resolved();
     if args.generators {
         return generators::run(&args);
+    }
+    if args.search {
+        return search::run(&args);
     }
     filter::run(args)
 }

@@ -128,6 +128,7 @@ pub(super) fn print_test_run(costs: &[TestRunCost]) {
 }
 
 pub(super) fn print_report(r: &Report) {
+    println!("\n{}", r.run.machine());
     print_test_run(&r.test_run);
     println!(
         "\nOn the wire: Mpps judged by the DUT, {} runs of {} s, {}-byte frames, {} generator thread(s) (median [min - max]):",
@@ -221,6 +222,163 @@ pub(super) fn print_report(r: &Report) {
     }
     for p in &r.peers {
         println!("peer: {p}");
+    }
+    for s in &r.skipped {
+        println!("skipped: {s}");
+    }
+}
+
+/// One trial of the NDR/PDR search: a rate offered for a while, and where every frame went.
+#[derive(Clone, Debug, Serialize)]
+pub struct Trial {
+    /// The rate asked of the generator (frames per second; null: flat out).
+    pub requested_pps: Option<f64>,
+    /// Frames sent / seconds of sending: the rate the DUT was offered.
+    pub offered_pps: f64,
+    /// Seconds of sending.
+    pub secs: f64,
+    /// Frames sent (the generator's own count).
+    pub sent: u64,
+    /// Frames the DUT's program judged (passed + dropped by its verdict).
+    pub judged: u64,
+    /// sent - judged.
+    pub lost: u64,
+    /// lost / sent.
+    pub loss_ratio: f64,
+    /// Of the lost frames, those the veth had no room for (the generator side's
+    /// `tx_dropped`: the DUT did not keep up).
+    pub lost_in_veth_ring: u64,
+    /// Lost frames no counter accounts for (should be 0).
+    pub lost_unaccounted: i64,
+    /// Paced trials: median gap between frames, ns (upper edge of its histogram bucket).
+    pub gap_p50_ns: Option<f64>,
+    /// Paced trials: 99th percentile gap, ns (null: beyond 4 gaps).
+    pub gap_p99_ns: Option<f64>,
+    /// Paced trials: frames more than 8 gaps late (the schedule restarted).
+    pub late: Option<u64>,
+    /// A confirming trial (longer than the search's).
+    pub final_trial: bool,
+}
+
+/// The outcome of one search: the highest offered rate whose loss ratio stayed within the
+/// target, confirmed by a longer trial.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bound {
+    /// The loss ratio allowed (0 for NDR).
+    pub loss_ratio_allowed: f64,
+    /// Mpps offered in the confirming trial.
+    pub mpps: f64,
+    /// Gbit/s of frames (without preamble and FCS) at that rate.
+    pub gbps: f64,
+    /// The lowest rate asked for that failed (Mpps; null when none did): the true bound lies
+    /// between `mpps` and this.
+    pub failed_at_mpps: Option<f64>,
+    /// The confirming trial (of two or three at the load: the one with the median rate).
+    pub confirm: Trial,
+    /// Whether the load was confirmed (two confirming trials within the ratio); a load
+    /// that failed, lowered by `precision`, failed again is reported marked false.
+    pub confirmed: bool,
+}
+
+/// NDR and PDR of one program in one mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchCase {
+    /// `native` or `generic`.
+    pub mode: String,
+    /// As in [`Case::program`].
+    pub program: String,
+    /// The flat-out trial the search started from.
+    pub max: Trial,
+    /// Highest rate without loss.
+    pub ndr: Bound,
+    /// Highest rate with at most the PDR loss ratio.
+    pub pdr: Bound,
+    /// NDR as a fraction of the baseline's NDR in the same mode.
+    pub ndr_of_baseline: Option<f64>,
+    /// `receiver` when flat out lost frames (the DUT was the limit), else `generator` (the
+    /// search then only confirms the generator's rate).
+    pub bound: String,
+    /// Every trial, in order.
+    pub trials: Vec<Trial>,
+}
+
+/// The report of `--search` (`results/search-<unix time>.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchReport {
+    /// Schema version.
+    pub version: u32,
+    /// When and where it ran.
+    #[serde(flatten)]
+    pub run: RunInfo,
+    /// Seconds per search trial.
+    pub trial_s: f64,
+    /// Seconds of each confirming trial.
+    pub final_trial_s: f64,
+    /// Relative width the search narrows each bound to.
+    pub precision: f64,
+    /// Frame size (bytes, without FCS).
+    pub frame_size: usize,
+    /// The CPU of the generator thread.
+    pub generator_cpu: usize,
+    /// The CPU the DUT's receive path (threaded NAPI) is pinned to.
+    pub dut_cpu: Option<usize>,
+    /// Per mode and program.
+    pub cases: Vec<SearchCase>,
+    /// NDR(filter-N) / NDR(baseline) per mode, for the largest rule count.
+    pub ratios: Vec<String>,
+    /// Cases not run, with the reason.
+    pub skipped: Vec<String>,
+}
+
+pub(super) fn print_search(r: &SearchReport) {
+    println!("\n{}", r.run.machine());
+    println!(
+        "NDR/PDR search (xdp engine, paced in the kernel; generator on CPU {}, DUT on {}; {}-byte \
+         frames; trials of {} s, confirmed for {} s; PDR allows {}% loss):",
+        r.generator_cpu,
+        r.dut_cpu
+            .map_or("the generator's CPU".into(), |c| format!("CPU {c}")),
+        r.frame_size,
+        r.trial_s,
+        r.final_trial_s,
+        r.cases
+            .first()
+            .map_or(0.0, |c| c.pdr.loss_ratio_allowed * 100.0)
+    );
+    println!(
+        "  {:<8} {:<16} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}  {:<9} trials",
+        "mode",
+        "program",
+        "max Mpps",
+        "NDR Mpps",
+        "NDR Gb/s",
+        "of base",
+        "PDR Mpps",
+        "PDR loss",
+        "bound"
+    );
+    for c in &r.cases {
+        let mark = |b: &Bound| if b.confirmed { "" } else { "!" };
+        println!(
+            "  {:<8} {:<16} {:>9.3} {:>8.3}{:1} {:>8.3} {:>9} {:>8.3}{:1} {:>8.3}%  {:<9} {}",
+            c.mode,
+            c.program,
+            c.max.offered_pps / 1e6,
+            c.ndr.mpps,
+            mark(&c.ndr),
+            c.ndr.gbps,
+            c.ndr_of_baseline
+                .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+            c.pdr.mpps,
+            mark(&c.pdr),
+            c.pdr.confirm.loss_ratio * 100.0,
+            c.bound,
+            c.trials.len()
+        );
+    }
+    println!("  (! not confirmed: the longer trials at that load, and at one step lower, lost more than allowed)");
+    for x in &r.ratios {
+        println!("{x}");
     }
     for s in &r.skipped {
         println!("skipped: {s}");

@@ -1,0 +1,387 @@
+//! `--search`: the highest rate the DUT carries without loss (NDR) and with at most a small
+//! loss ratio (PDR), the throughput of RFC 2544 and the two targets of RFC 9971 (MLRsearch)
+//! and FD.io CSIT.
+//!
+//! The DUT receives in threaded NAPI pinned to its own CPU, the generator sends from another
+//! (the xdp engine, paced in the kernel frame by frame), so the DUT saturates before the
+//! generator. Per mode and program:
+//!
+//! 1. one flat-out trial: the generator's ceiling, and whether the DUT kept up with it (then
+//!    the case is bound by the generator and the searches only confirm that rate);
+//! 2. the PDR search, then the NDR search: bisection between the highest load (rate asked
+//!    for) that passed and the lowest that failed, starting from the rate the DUT judged flat
+//!    out; it stops once the interval is narrower than `precision` of its top, or after 8
+//!    loads. A load passes when two of its trials keep within the loss ratio (a third runs
+//!    when the first two disagree): a goal exceed ratio of one half, after RFC 9971, because
+//!    on a virtual machine a vCPU preempted for a millisecond loses frames at any rate;
+//! 3. confirmation at the load found, with trials longer than the search's (two of three
+//!    again); if it fails, the load is lowered by `precision` and confirmed once more.
+//!
+//! Loss is exact accounting per trial: frames sent (the generator's own count in the kernel)
+//! = judged by the DUT's program (its pass + drop counters) + lost, and the lost frames are
+//! placed: the veth ring between the namespaces (the generator side's `tx_dropped`, which
+//! grows when the DUT's NAPI does not drain the ring in time) or unaccounted.
+//! Rates are reported as offered (frames sent / seconds of sending), which falls short of the
+//! rate asked for by the generator's per-call set-up (see `pktgen::pace`).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use xdpwall::Mode;
+
+use super::{
+    filter::{bench_flows, deny_list, deny_rules, ordered_rules, set_rules, Receiver, Workload},
+    measure::{progress, progress_done, RunInfo, TrialGenerator},
+    report::{print_search, Bound, SearchCase, SearchReport, Trial},
+    Args,
+};
+use crate::{Options, Topology};
+
+/// The CPU the generator sends from.
+const GENERATOR_CPU: usize = 0;
+/// At most this many loads per bound (each two or three trials).
+const MAX_LOADS: usize = 8;
+
+/// Runs the search for every mode and program and writes its report.
+pub(super) fn run(args: &Args) -> Result<()> {
+    let run = RunInfo::now()?;
+    let started = run.started;
+    let trial = Duration::from_secs_f64(args.trial);
+    let final_trial = Duration::from_secs_f64(args.final_trial);
+    let dut_cpu = args.dut_cpu.or((run.cpus > 1).then_some(GENERATOR_CPU + 1));
+    let mut skipped = Vec::new();
+    let mut programs = vec![Workload::Baseline];
+    programs.extend(args.rules.iter().map(|&n| Workload::Rules(n)));
+    if let Some(&n) = args.sets.iter().max() {
+        programs.push(Workload::Set(n));
+    }
+    if args.deny_list > 0 {
+        programs.push(Workload::DenyList(args.deny_list));
+        match crate::peer::xdp_tools_version("xdp-filter", "load") {
+            Ok(_) => programs.push(Workload::XdpFilter(args.deny_list)),
+            Err(why) => skipped.push(format!("peer xdp-filter-{}: {why}", args.deny_list)),
+        }
+    }
+    let modes = args.mode.modes();
+    let total = modes.len() * programs.len();
+    let mut done = 0;
+    let mut cases: Vec<SearchCase> = Vec::new();
+    for mode in modes {
+        let opts = Options {
+            gro: mode == Mode::Generic,
+            ipv6: false,
+            dut_cpu,
+            ..Options::default()
+        };
+        let topo = Topology::standard(&format!("ndr-{mode}"), &opts)?;
+        let _cpu = match dut_cpu {
+            Some(c) => Some(topo.dedicate_dut_cpu(c)?),
+            None => None,
+        };
+        for w in &programs {
+            let program = w.name();
+            progress(done, total, &format!("{mode} {program}: loading"));
+            done += 1;
+            let mut rx = match w {
+                Workload::Baseline => Receiver::load(None)?,
+                Workload::Rules(n) => Receiver::load(Some(&ordered_rules(*n)))?,
+                Workload::Set(n) => Receiver::load(Some(&set_rules(*n)))?,
+                Workload::DenyList(n) => Receiver::load(Some(&deny_rules(*n)))?,
+                Workload::XdpFilter(n) => {
+                    match crate::peer::XdpFilter::load(&topo.dut, mode, &deny_list(*n)) {
+                        Ok(p) => Receiver::Peer(Box::new(p)),
+                        Err(e) => {
+                            skipped.push(format!("peer {program} in {mode} mode: {e:#}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            rx.attach(&topo, mode)?;
+            let gen =
+                TrialGenerator::start(&topo, w.template(args.size), bench_flows(), GENERATOR_CPU)
+                    .context("starting the generator (the search needs live frames, Linux 5.18+)")?;
+            let mut case = Searcher {
+                topo: &topo,
+                rx: &rx,
+                gen: &gen,
+                trials: Vec::new(),
+                size: args.size,
+                len: trial,
+            };
+            let what = format!("{mode} {program}");
+            let r = case.search(&what, args.pdr_loss, args.precision, trial, final_trial);
+            let trials = std::mem::take(&mut case.trials);
+            drop(gen);
+            rx.detach(&topo)?;
+            let (max, ndr, pdr) = r?;
+            let baseline = cases
+                .iter()
+                .find(|c| c.mode == mode.to_string() && c.program == "baseline")
+                .map(|c| c.ndr.mpps);
+            cases.push(SearchCase {
+                mode: mode.to_string(),
+                program,
+                bound: if max.loss_ratio > 0.0 {
+                    "receiver".into()
+                } else {
+                    "generator".into()
+                },
+                ndr_of_baseline: baseline.filter(|b| *b > 0.0).map(|b| ndr.mpps / b),
+                max,
+                ndr,
+                pdr,
+                trials,
+            });
+        }
+        drop(_cpu);
+        drop(topo);
+    }
+    progress_done(total);
+    let ratios = cases
+        .iter()
+        .filter(|c| {
+            args.rules
+                .iter()
+                .max()
+                .is_some_and(|n| c.program == format!("filter-{n}"))
+        })
+        .filter_map(|c| {
+            c.ndr_of_baseline
+                .map(|f| format!("NDR({}) / NDR(baseline), {}: {:.2}", c.program, c.mode, f))
+        })
+        .collect();
+    let report = SearchReport {
+        version: 1,
+        run,
+        trial_s: args.trial,
+        final_trial_s: args.final_trial,
+        precision: args.precision,
+        frame_size: args.size,
+        generator_cpu: GENERATOR_CPU,
+        dut_cpu,
+        cases,
+        ratios,
+        skipped,
+    };
+    print_search(&report);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let json = args.out.join(format!("search-{started}.json"));
+    let svg = args.out.join(format!("search-{started}.svg"));
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(&svg, super::chart::search_svg(&report))?;
+    println!("\nresults: {} and {}", json.display(), svg.display());
+    Ok(())
+}
+
+/// The trials of one case.
+struct Searcher<'a> {
+    topo: &'a Topology,
+    rx: &'a Receiver,
+    gen: &'a TrialGenerator,
+    trials: Vec<Trial>,
+    size: usize,
+    /// Length of a search trial (confirming trials are longer).
+    len: Duration,
+}
+
+impl Searcher<'_> {
+    /// One trial at `rate` (None: flat out) for `len`, accounted for.
+    fn trial(&mut self, rate: Option<f64>, len: Duration) -> Result<Trial> {
+        let final_trial = len != self.len;
+        let judged0 = self.rx.judged()?;
+        let link0 = self.topo.gen.link_stats()?;
+        let sent = self.gen.run(rate, len)?;
+        // Frames still in the ring reach the program within milliseconds.
+        std::thread::sleep(Duration::from_millis(50));
+        let judged = self.rx.judged()? - judged0;
+        let ring = (self.topo.gen.link_stats()? - link0).tx_dropped;
+        let lost = sent.frames.saturating_sub(judged);
+        let pacing = sent.pacing.as_ref();
+        let t = Trial {
+            requested_pps: rate,
+            offered_pps: sent.frames as f64 / sent.secs.max(1e-9),
+            secs: sent.secs,
+            sent: sent.frames,
+            judged,
+            lost,
+            loss_ratio: if sent.frames > 0 {
+                lost as f64 / sent.frames as f64
+            } else {
+                0.0
+            },
+            lost_in_veth_ring: ring,
+            lost_unaccounted: lost as i64 - ring as i64,
+            gap_p50_ns: pacing.and_then(|p| p.gap_quantile_ns(0.5)),
+            gap_p99_ns: pacing.and_then(|p| p.gap_quantile_ns(0.99)),
+            late: pacing.map(|p| p.late),
+            final_trial,
+        };
+        self.trials.push(t.clone());
+        Ok(t)
+    }
+
+    /// The flat-out trial, then PDR and NDR.
+    fn search(
+        &mut self,
+        what: &str,
+        pdr_loss: f64,
+        precision: f64,
+        len: Duration,
+        final_len: Duration,
+    ) -> Result<(Trial, Bound, Bound)> {
+        progress(0, 1, &format!("{what}: flat out"));
+        let max = self.trial(None, len)?;
+        let pdr = self.bound(what, "PDR", &max, pdr_loss, precision, final_len)?;
+        let ndr = self.bound(what, "NDR", &max, 0.0, precision, final_len)?;
+        Ok((max, ndr, pdr))
+    }
+
+    /// Whether the load `rate` (asked for, trials of `len`) keeps within `ratio`: two of its
+    /// trials decide, a third one only when the first two disagree (a goal exceed ratio of
+    /// one half, after RFC 9971: on a host whose vCPUs are preempted now and then, one
+    /// unlucky trial does not decide a load). Trials of the case at that load and length are
+    /// reused, whatever ratio they were run for.
+    fn load(&mut self, rate: f64, len: Duration, ratio: f64, what: &str) -> Result<bool> {
+        loop {
+            let (pass, fail) = self
+                .trials
+                .iter()
+                .filter(|t| t.requested_pps == Some(rate) && t.final_trial == (len != self.len))
+                .fold((0, 0), |(p, f), t| {
+                    if t.loss_ratio <= ratio {
+                        (p + 1, f)
+                    } else {
+                        (p, f + 1)
+                    }
+                });
+            if pass >= 2 {
+                return Ok(true);
+            }
+            if fail >= 2 {
+                return Ok(false);
+            }
+            progress(
+                pass + fail,
+                3,
+                &format!("{what} at {:.3} Mpps asked", rate / 1e6),
+            );
+            self.trial(Some(rate), len)?;
+        }
+    }
+
+    /// The highest load whose loss ratio stays within `ratio`, confirmed by longer trials.
+    fn bound(
+        &mut self,
+        what: &str,
+        name: &str,
+        max: &Trial,
+        ratio: f64,
+        precision: f64,
+        final_len: Duration,
+    ) -> Result<Bound> {
+        let what = format!("{what}: {name}");
+        let len = self.len;
+        let mut passed: Vec<f64> = Vec::new();
+        let mut failed: Vec<f64> = Vec::new();
+        let generator_bound = max.loss_ratio <= ratio;
+        if !generator_bound {
+            // Loads already decided for this ratio (by the other bound's trials) count.
+            let rates: Vec<f64> = {
+                let mut r: Vec<f64> = self.trials.iter().filter_map(|t| t.requested_pps).collect();
+                r.sort_by(|a, b| a.total_cmp(b));
+                r.dedup();
+                r
+            };
+            for r in rates {
+                let n = self
+                    .trials
+                    .iter()
+                    .filter(|t| t.requested_pps == Some(r) && !t.final_trial)
+                    .count();
+                if n >= 2 {
+                    if self.load(r, len, ratio, &what)? {
+                        passed.push(r);
+                    } else {
+                        failed.push(r);
+                    }
+                }
+            }
+            // Loss-guided start: the rate the DUT judged flat out.
+            let mut next = max.judged as f64 / max.secs.max(1e-9);
+            for _ in 0..MAX_LOADS {
+                let lo = passed.iter().copied().fold(0.0, f64::max);
+                let hi = failed.iter().copied().fold(f64::INFINITY, f64::min);
+                if hi.is_finite() && hi - lo <= precision * hi {
+                    break;
+                }
+                if !(lo..hi).contains(&next) {
+                    next = if hi.is_finite() {
+                        (lo + hi) / 2.0
+                    } else {
+                        next
+                    };
+                }
+                if self.load(next, len, ratio, &what)? {
+                    passed.push(next);
+                } else {
+                    failed.push(next);
+                }
+                let lo = passed.iter().copied().fold(0.0, f64::max);
+                let hi = failed.iter().copied().fold(f64::INFINITY, f64::min);
+                next = if hi.is_finite() {
+                    (lo + hi) / 2.0
+                } else {
+                    lo * 2.0
+                };
+            }
+        }
+        let failed_at = failed.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut rate = if generator_bound {
+            None
+        } else {
+            match passed.iter().copied().fold(0.0, f64::max) {
+                // Nothing passed: confirm at half the lowest failing load.
+                r if r <= 0.0 => Some(failed_at.min(max.offered_pps) / 2.0),
+                r => Some(r),
+            }
+        };
+        let mut confirmed = false;
+        for _ in 0..2 {
+            confirmed = match rate {
+                Some(r) => self.load(r, final_len, ratio, &format!("{what} confirming"))?,
+                None => {
+                    let t = self.trial(None, final_len)?;
+                    t.loss_ratio <= ratio
+                }
+            };
+            if confirmed {
+                break;
+            }
+            rate = Some(rate.unwrap_or(max.offered_pps) * (1.0 - precision));
+        }
+        // The confirming trials at that load: the one with the median offered rate speaks
+        // for them.
+        let mut finals: Vec<Trial> = self
+            .trials
+            .iter()
+            .filter(|t| t.final_trial && t.requested_pps == rate)
+            .cloned()
+            .collect();
+        finals.sort_by(|a, b| a.offered_pps.total_cmp(&b.offered_pps));
+        let confirm = finals
+            .get(finals.len() / 2)
+            .cloned()
+            .unwrap_or_else(|| self.trials.last().cloned().expect("a trial ran"));
+        let bytes = self.size as f64 * 8.0;
+        Ok(Bound {
+            loss_ratio_allowed: ratio,
+            mpps: confirm.offered_pps / 1e6,
+            gbps: confirm.offered_pps * bytes / 1e9,
+            failed_at_mpps: failed_at.is_finite().then_some(failed_at / 1e6),
+            confirm,
+            confirmed,
+        })
+    }
+}
