@@ -265,10 +265,12 @@ pub(crate) struct TrialGenerator {
 }
 
 impl TrialGenerator {
-    /// Loads the generator of `template` varied by `flows` on `cpu`; fails as loading does.
+    /// Loads the generator of `templates` (each with its weight: calls take turns, each
+    /// template's share of a round of calls by weight) varied by `flows` on `cpu`; fails as
+    /// loading does.
     pub(crate) fn start(
         topo: &Topology,
-        template: FrameSpec,
+        templates: Vec<(FrameSpec, u32)>,
         flows: Flows,
         cpu: usize,
     ) -> Result<TrialGenerator> {
@@ -279,7 +281,11 @@ impl TrialGenerator {
             let done = done_tx.clone();
             let r = netns::run_in(&ns, move || {
                 pktgen::pin_to_cpu(cpu);
-                let mut e = match XdpEngine::new(&template, &flows, &iface) {
+                let engines: Result<Vec<(XdpEngine, u32)>, _> = templates
+                    .iter()
+                    .map(|(t, w)| XdpEngine::new(t, &flows, &iface).map(|e| (e, *w)))
+                    .collect();
+                let mut e = match engines {
                     Ok(e) => {
                         let _ = done.send(Ok(Sent {
                             frames: 0,
@@ -335,21 +341,54 @@ impl Drop for TrialGenerator {
     }
 }
 
-/// One trial on the generator's thread: calls sized by time until `len` has passed.
-fn trial(e: &mut XdpEngine, slicer: &mut Slicer, rate: Option<f64>, len: Duration) -> Result<Sent> {
-    e.set_rate(rate)?;
+/// One trial on the generator's thread: rounds of calls sized by time until `len` has
+/// passed, each template's call its weight's share of the round.
+fn trial(
+    engines: &mut [(XdpEngine, u32)],
+    slicer: &mut Slicer,
+    rate: Option<f64>,
+    len: Duration,
+) -> Result<Sent> {
+    for (e, _) in engines.iter_mut() {
+        e.set_rate(rate)?;
+    }
+    let total: u64 = engines.iter().map(|(_, w)| *w as u64).sum::<u64>().max(1);
     let t = Instant::now();
     let mut runs = 0u64;
     while t.elapsed() < len {
         let left = len.saturating_sub(t.elapsed());
         let n = slicer.next(Some(left)).min(u32::MAX as u64);
-        let took = e.send(n as u32, 64)?;
-        slicer.record(n, took);
-        runs += n;
+        let began = Instant::now();
+        let mut round = 0;
+        for (e, w) in engines.iter() {
+            let k = (n * *w as u64 / total).max(1);
+            e.send(k as u32, 64)?;
+            round += k;
+        }
+        slicer.record(round, began.elapsed());
+        runs += round;
     }
     let secs = t.elapsed().as_secs_f64();
     let pacing = match rate {
-        Some(_) => Some(e.pace_stats()?),
+        Some(_) => {
+            let mut all: Option<PaceStats> = None;
+            for (e, _) in engines.iter_mut() {
+                let s = e.pace_stats()?;
+                all = Some(match all {
+                    None => s,
+                    Some(mut a) => {
+                        a.sent += s.sent;
+                        a.held += s.held;
+                        a.late += s.late;
+                        for (x, y) in a.gaps.iter_mut().zip(&s.gaps) {
+                            *x += y;
+                        }
+                        a
+                    }
+                });
+            }
+            all
+        }
         None => None,
     };
     Ok(Sent {

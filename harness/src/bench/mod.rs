@@ -138,6 +138,10 @@ pub struct Args {
     /// rate is narrower than this fraction of the latter (`--quick`: 0.1).
     #[arg(long, default_value_t = 0.05)]
     pub precision: f64,
+    /// Frame sizes of the search's flat-out sweep (bytes with FCS, 64 to 1518, or `imix`;
+    /// `--quick`: 64,1518,imix).
+    #[arg(long, value_delimiter = ',', default_values_t = ["64", "128", "256", "512", "1024", "1280", "1518", "imix"].map(String::from))]
+    pub sizes: Vec<String>,
 }
 
 impl Args {
@@ -152,6 +156,7 @@ impl Args {
             self.trial = self.trial.min(0.5);
             self.final_trial = self.final_trial.min(1.0);
             self.precision = self.precision.max(0.1);
+            self.sizes = ["64", "1518", "imix"].map(String::from).to_vec();
         }
         self
     }

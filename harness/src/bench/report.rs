@@ -302,6 +302,29 @@ pub struct SearchCase {
     pub trials: Vec<Trial>,
 }
 
+/// One frame size, flat out (one trial): what the DUT judged.
+#[derive(Clone, Debug, Serialize)]
+pub struct SizeCase {
+    /// `native` or `generic`.
+    pub mode: String,
+    /// As in [`Case::program`].
+    pub program: String,
+    /// Bytes with FCS (RFC 2544: 64 ... 1518), or `imix` (64, 594, 1518 bytes as 7:4:1).
+    pub size: String,
+    /// Average bytes per frame, FCS included.
+    pub frame_bytes: f64,
+    /// Mpps the generator offered.
+    pub offered_mpps: f64,
+    /// Mpps the DUT judged.
+    pub judged_mpps: f64,
+    /// Gbit/s the DUT judged (frames with FCS; a veth has no preamble or gap).
+    pub judged_gbps: f64,
+    /// Loss ratio of the trial.
+    pub loss_ratio: f64,
+    /// Frames the veth ring had no room for.
+    pub lost_in_veth_ring: u64,
+}
+
 /// The report of `--search` (`results/search-<unix time>.json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct SearchReport {
@@ -326,6 +349,8 @@ pub struct SearchReport {
     pub cases: Vec<SearchCase>,
     /// NDR(filter-N) / NDR(baseline) per mode, for the largest rule count.
     pub ratios: Vec<String>,
+    /// Frame sizes, flat out: the baseline and the longest rule list.
+    pub sizes: Vec<SizeCase>,
     /// Cases not run, with the reason.
     pub skipped: Vec<String>,
 }
@@ -379,6 +404,25 @@ pub(super) fn print_search(r: &SearchReport) {
     println!("  (! not confirmed: the longer trials at that load, and at one step lower, lost more than allowed)");
     for x in &r.ratios {
         println!("{x}");
+    }
+    if !r.sizes.is_empty() {
+        println!("\nFrame sizes, flat out (one trial each; bytes with FCS):");
+        println!(
+            "  {:<8} {:<16} {:>6} {:>12} {:>11} {:>11} {:>7}",
+            "mode", "program", "size", "offered Mpps", "judged Mpps", "judged Gb/s", "loss"
+        );
+        for c in &r.sizes {
+            println!(
+                "  {:<8} {:<16} {:>6} {:>12.3} {:>11.3} {:>11.2} {:>6.2}%",
+                c.mode,
+                c.program,
+                c.size,
+                c.offered_mpps,
+                c.judged_mpps,
+                c.judged_gbps,
+                c.loss_ratio * 100.0
+            );
+        }
     }
     for s in &r.skipped {
         println!("skipped: {s}");

@@ -32,10 +32,53 @@ use xdpwall::Mode;
 use super::{
     filter::{bench_flows, deny_list, deny_rules, ordered_rules, set_rules, Receiver, Workload},
     measure::{progress, progress_done, RunInfo, TrialGenerator},
-    report::{print_search, Bound, SearchCase, SearchReport, Trial},
+    report::{print_search, Bound, SearchCase, SearchReport, SizeCase, Trial},
     Args,
 };
 use crate::{Options, Topology};
+
+/// The frame check sequence: RFC 2544's frame sizes count it, the frames built here do not.
+const FCS: usize = 4;
+
+/// A frame size of the sweep: one size, or a mix of sizes by weight (IMIX).
+struct FrameSize {
+    label: String,
+    /// (bytes with FCS, weight).
+    mix: Vec<(usize, u32)>,
+}
+
+impl FrameSize {
+    /// `64` ... `1518` (bytes with FCS, as RFC 2544 counts them) or `imix` (the simple IMIX:
+    /// 64, 594 and 1518 bytes as 7:4:1).
+    fn parse(s: &str) -> Result<FrameSize> {
+        let mix = if s.eq_ignore_ascii_case("imix") {
+            vec![(64, 7), (594, 4), (1518, 1)]
+        } else {
+            let n: usize = s
+                .parse()
+                .with_context(|| format!("frame size {s:?}: a number of bytes or `imix`"))?;
+            anyhow::ensure!(
+                (64..=1518).contains(&n),
+                "frame size {n}: between 64 and 1518 bytes (with FCS; the veth's MTU is 1500)"
+            );
+            vec![(n, 1)]
+        };
+        Ok(FrameSize {
+            label: s.to_lowercase(),
+            mix,
+        })
+    }
+
+    /// Average bytes per frame, FCS included.
+    fn average(&self) -> f64 {
+        let w: u32 = self.mix.iter().map(|m| m.1).sum();
+        self.mix
+            .iter()
+            .map(|&(b, k)| (b * k as usize) as f64)
+            .sum::<f64>()
+            / w as f64
+    }
+}
 
 /// The CPU the generator sends from.
 const GENERATOR_CPU: usize = 0;
@@ -66,6 +109,12 @@ pub(super) fn run(args: &Args) -> Result<()> {
     let total = modes.len() * programs.len();
     let mut done = 0;
     let mut cases: Vec<SearchCase> = Vec::new();
+    let mut size_cases: Vec<SizeCase> = Vec::new();
+    let sizes = args
+        .sizes
+        .iter()
+        .map(|s| FrameSize::parse(s))
+        .collect::<Result<Vec<_>>>()?;
     for mode in modes {
         let opts = Options {
             gro: mode == Mode::Generic,
@@ -98,9 +147,13 @@ pub(super) fn run(args: &Args) -> Result<()> {
                 }
             };
             rx.attach(&topo, mode)?;
-            let gen =
-                TrialGenerator::start(&topo, w.template(args.size), bench_flows(), GENERATOR_CPU)
-                    .context("starting the generator (the search needs live frames, Linux 5.18+)")?;
+            let gen = TrialGenerator::start(
+                &topo,
+                vec![(w.template(args.size), 1)],
+                bench_flows(),
+                GENERATOR_CPU,
+            )
+            .context("starting the generator (the search needs live frames, Linux 5.18+)")?;
             let mut case = Searcher {
                 topo: &topo,
                 rx: &rx,
@@ -134,6 +187,52 @@ pub(super) fn run(args: &Args) -> Result<()> {
                 trials,
             });
         }
+        // Frame sizes: the baseline and the longest rule list, flat out, one trial each.
+        let mut sized = vec![Workload::Baseline];
+        sized.extend(args.rules.iter().max().map(|&n| Workload::Rules(n)));
+        for w in sized {
+            let mut rx = match w {
+                Workload::Rules(n) => Receiver::load(Some(&ordered_rules(n)))?,
+                _ => Receiver::load(None)?,
+            };
+            rx.attach(&topo, mode)?;
+            for size in &sizes {
+                progress(
+                    0,
+                    1,
+                    &format!("{mode} {}: {} bytes flat out", w.name(), size.label),
+                );
+                let templates = size
+                    .mix
+                    .iter()
+                    .map(|&(bytes, weight)| (w.template(bytes - FCS), weight))
+                    .collect();
+                let gen = TrialGenerator::start(&topo, templates, bench_flows(), GENERATOR_CPU)?;
+                let mut s = Searcher {
+                    topo: &topo,
+                    rx: &rx,
+                    gen: &gen,
+                    trials: Vec::new(),
+                    size: 0,
+                    len: trial,
+                };
+                let t = s.trial(None, trial)?;
+                drop(gen);
+                let judged_pps = t.judged as f64 / t.secs.max(1e-9);
+                size_cases.push(SizeCase {
+                    mode: mode.to_string(),
+                    program: w.name(),
+                    size: size.label.clone(),
+                    frame_bytes: size.average(),
+                    offered_mpps: t.offered_pps / 1e6,
+                    judged_mpps: judged_pps / 1e6,
+                    judged_gbps: judged_pps * size.average() * 8.0 / 1e9,
+                    loss_ratio: t.loss_ratio,
+                    lost_in_veth_ring: t.lost_in_veth_ring,
+                });
+            }
+            rx.detach(&topo)?;
+        }
         drop(_cpu);
         drop(topo);
     }
@@ -162,6 +261,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
         dut_cpu,
         cases,
         ratios,
+        sizes: size_cases,
         skipped,
     };
     print_search(&report);
