@@ -18,6 +18,9 @@ pub struct Args {
     /// Benchmark pktgen's engines against xdp-trafficgen and trafgen instead of the filter.
     #[arg(long)]
     generators: bool,
+    /// Search each case's NDR and PDR (and sweep frame sizes) instead of Mpps flat out.
+    #[arg(long, conflicts_with = "generators")]
+    search: bool,
     /// Further options for `harness bench` (see `harness bench --help`), after `--`.
     #[arg(last = true)]
     rest: Vec<String>,
@@ -52,6 +55,9 @@ pub fn run(a: Args) -> Result<()> {
     if a.generators {
         step(&format!("benchmarking the traffic generators{quick}"));
         cmd.args(["bench", "--generators"]);
+    } else if a.search {
+        step(&format!("searching NDR and PDR ({} mode{quick})", a.mode));
+        cmd.args(["bench", "--search", "--mode", &a.mode]);
     } else {
         step(&format!("benchmarking ({} mode{quick})", a.mode));
         cmd.args(["bench", "--mode", &a.mode]);
