@@ -31,9 +31,10 @@ fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-/// Starts `harness ARGS`, waits until namespaces named with `prefix` exist, interrupts it and
+/// Starts `harness ARGS`, waits until namespaces named with `prefix` exist and then `settle`,
+/// interrupts it and
 /// checks that none is left.
-fn interrupted_harness_leaves_nothing(args: &[&str], prefix: &str) {
+fn interrupted_harness_leaves_nothing(args: &[&str], prefix: &str, settle: Duration) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(args)
         .stdout(Stdio::null())
@@ -50,7 +51,7 @@ fn interrupted_harness_leaves_nothing(args: &[&str], prefix: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Let it get into its work (loading, attaching, sending).
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(settle);
     interrupt(&child);
     let st = wait(&mut child, Duration::from_secs(30));
     let mut err = String::new();
@@ -75,10 +76,18 @@ fn ctrl_c_in_the_benchmark_removes_its_namespaces() {
     interrupted_harness_leaves_nothing(
         &["bench", "--mode", "generic", "--quick"],
         "xw-bench-generic",
+        Duration::from_millis(700),
     );
 }
 
 #[test]
 fn ctrl_c_in_the_demo_removes_its_namespaces() {
-    interrupted_harness_leaves_nothing(&["demo", "--mode", "native"], "xw-demo-native");
+    // The demo is short: its filter loads in about half a second after the namespaces
+    // appear, and the whole native run can end within 0.7 s of them; the signal must come
+    // while it still works.
+    interrupted_harness_leaves_nothing(
+        &["demo", "--mode", "both"],
+        "xw-demo-native",
+        Duration::from_millis(100),
+    );
 }
