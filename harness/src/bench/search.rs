@@ -157,10 +157,9 @@ pub(super) fn run(args: &Args) -> Result<()> {
                 GENERATOR_CPU,
             )
             .context("starting the generator (the search needs live frames, Linux 5.18+)")?;
+            let mut run = |rate, len| wire_trial(&topo, &rx, &gen, rate, len);
             let mut case = Searcher {
-                topo: &topo,
-                rx: &rx,
-                gen: &gen,
+                run: &mut run,
                 trials: Vec::new(),
                 size: args.size,
                 len: trial,
@@ -212,15 +211,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
                     .map(|&(bytes, weight)| (w.template(bytes - FCS), weight))
                     .collect();
                 let gen = TrialGenerator::start(&topo, templates, bench_flows(), GENERATOR_CPU)?;
-                let mut s = Searcher {
-                    topo: &topo,
-                    rx: &rx,
-                    gen: &gen,
-                    trials: Vec::new(),
-                    size: 0,
-                    len: trial,
-                };
-                let t = s.trial(None, trial)?;
+                let t = wire_trial(&topo, &rx, &gen, None, trial)?;
                 drop(gen);
                 let judged_pps = t.judged as f64 / t.secs.max(1e-9);
                 size_cases.push(SizeCase {
@@ -280,10 +271,50 @@ pub(super) fn run(args: &Args) -> Result<()> {
 }
 
 /// The trials of one case.
+/// Runs one trial: a rate (None: flat out) for a duration.
+type RunTrial<'a> = dyn FnMut(Option<f64>, Duration) -> Result<Trial> + 'a;
+
+/// One trial on the wire: the generator's frames into the DUT, every frame accounted for.
+fn wire_trial(
+    topo: &Topology,
+    rx: &Receiver,
+    gen: &TrialGenerator,
+    rate: Option<f64>,
+    len: Duration,
+) -> Result<Trial> {
+    let judged0 = rx.judged()?;
+    let link0 = topo.gen.link_stats()?;
+    let sent = gen.run(rate, len)?;
+    // Frames still in the ring reach the program within milliseconds.
+    std::thread::sleep(Duration::from_millis(50));
+    let judged = rx.judged()? - judged0;
+    let ring = (topo.gen.link_stats()? - link0).tx_dropped;
+    let lost = sent.frames.saturating_sub(judged);
+    let pacing = sent.pacing.as_ref();
+    Ok(Trial {
+        requested_pps: rate,
+        offered_pps: sent.frames as f64 / sent.secs.max(1e-9),
+        secs: sent.secs,
+        sent: sent.frames,
+        judged,
+        lost,
+        loss_ratio: if sent.frames > 0 {
+            lost as f64 / sent.frames as f64
+        } else {
+            0.0
+        },
+        lost_in_veth_ring: ring,
+        lost_unaccounted: lost as i64 - ring as i64,
+        gap_p50_ns: pacing.and_then(|p| p.gap_quantile_ns(0.5)),
+        gap_p99_ns: pacing.and_then(|p| p.gap_quantile_ns(0.99)),
+        late: pacing.map(|p| p.late),
+        final_trial: false,
+    })
+}
+
+/// The trials of one case and the search over them.
 struct Searcher<'a> {
-    topo: &'a Topology,
-    rx: &'a Receiver,
-    gen: &'a TrialGenerator,
+    run: &'a mut RunTrial<'a>,
     trials: Vec<Trial>,
     size: usize,
     /// Length of a search trial (confirming trials are longer).
@@ -293,35 +324,8 @@ struct Searcher<'a> {
 impl Searcher<'_> {
     /// One trial at `rate` (None: flat out) for `len`, accounted for.
     fn trial(&mut self, rate: Option<f64>, len: Duration) -> Result<Trial> {
-        let final_trial = len != self.len;
-        let judged0 = self.rx.judged()?;
-        let link0 = self.topo.gen.link_stats()?;
-        let sent = self.gen.run(rate, len)?;
-        // Frames still in the ring reach the program within milliseconds.
-        std::thread::sleep(Duration::from_millis(50));
-        let judged = self.rx.judged()? - judged0;
-        let ring = (self.topo.gen.link_stats()? - link0).tx_dropped;
-        let lost = sent.frames.saturating_sub(judged);
-        let pacing = sent.pacing.as_ref();
-        let t = Trial {
-            requested_pps: rate,
-            offered_pps: sent.frames as f64 / sent.secs.max(1e-9),
-            secs: sent.secs,
-            sent: sent.frames,
-            judged,
-            lost,
-            loss_ratio: if sent.frames > 0 {
-                lost as f64 / sent.frames as f64
-            } else {
-                0.0
-            },
-            lost_in_veth_ring: ring,
-            lost_unaccounted: lost as i64 - ring as i64,
-            gap_p50_ns: pacing.and_then(|p| p.gap_quantile_ns(0.5)),
-            gap_p99_ns: pacing.and_then(|p| p.gap_quantile_ns(0.99)),
-            late: pacing.map(|p| p.late),
-            final_trial,
-        };
+        let mut t = (self.run)(rate, len)?;
+        t.final_trial = len != self.len;
         self.trials.push(t.clone());
         Ok(t)
     }
@@ -495,5 +499,123 @@ impl Searcher<'_> {
             confirm,
             confirmed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model DUT that carries `capacity` frames per second and loses the rest; every
+    /// `unlucky`-th trial also loses 300 frames at any rate (a preempted vCPU). The generator
+    /// offers what it is asked, or `ceiling` flat out.
+    fn model(
+        capacity: f64,
+        ceiling: f64,
+        unlucky: Option<usize>,
+    ) -> impl FnMut(Option<f64>, Duration) -> Result<Trial> {
+        let mut n = 0;
+        move |rate, len| {
+            n += 1;
+            let secs = len.as_secs_f64();
+            let offered = rate.unwrap_or(ceiling);
+            let sent = (offered * secs) as u64;
+            let mut judged = (offered.min(capacity) * secs) as u64;
+            if unlucky.is_some_and(|k| n % k == 0) {
+                judged = judged.saturating_sub(300);
+            }
+            let lost = sent - judged;
+            Ok(Trial {
+                requested_pps: rate,
+                offered_pps: offered,
+                secs,
+                sent,
+                judged,
+                lost,
+                loss_ratio: lost as f64 / sent.max(1) as f64,
+                lost_in_veth_ring: lost,
+                lost_unaccounted: 0,
+                gap_p50_ns: None,
+                gap_p99_ns: None,
+                late: None,
+                final_trial: false,
+            })
+        }
+    }
+
+    fn search(run: &mut RunTrial<'_>, precision: f64) -> (Trial, Bound, Bound, Vec<Trial>) {
+        let len = Duration::from_millis(100);
+        let mut s = Searcher {
+            run,
+            trials: Vec::new(),
+            size: 64,
+            len,
+        };
+        let (max, _floor, ndr, pdr) = s
+            .search("model", 0.005, precision, len, Duration::from_millis(200))
+            .unwrap();
+        (max, ndr, pdr, s.trials)
+    }
+
+    #[test]
+    fn finds_the_ndr_and_pdr_of_a_model_dut() {
+        let mut m = model(1e6, 3e6, None);
+        let (max, ndr, pdr, trials) = search(&mut m, 0.05);
+        assert!(max.loss_ratio > 0.5, "{max:?}");
+        assert!(ndr.confirmed && pdr.confirmed);
+        // Within the precision below the capacity, never above it.
+        assert!((0.95..=1.0).contains(&ndr.mpps), "NDR {}", ndr.mpps);
+        // 0.5% loss allows offering 1 / (1 - 0.005) of the capacity.
+        assert!((0.95..=1.0 / 0.995).contains(&pdr.mpps), "PDR {}", pdr.mpps);
+        assert!(pdr.mpps >= ndr.mpps);
+        assert!(ndr.failed_at_mpps.is_some_and(|f| f > ndr.mpps));
+        assert!(trials.len() < 40, "{} trials", trials.len());
+    }
+
+    #[test]
+    fn one_unlucky_trial_does_not_decide_a_load() {
+        // Every third trial loses frames whatever the rate: two of a load's trials decide
+        // (a third when they disagree), so the bounds still land near the capacity.
+        let mut m = model(1e6, 3e6, Some(3));
+        let (_, ndr, pdr, trials) = search(&mut m, 0.05);
+        assert!((0.95..=1.0).contains(&ndr.mpps), "NDR {}", ndr.mpps);
+        assert!((0.95..=1.0 / 0.995).contains(&pdr.mpps), "PDR {}", pdr.mpps);
+        // Some passing load was decided by a third trial after an unlucky one.
+        let third = trials.iter().any(|t| {
+            let same: Vec<&Trial> = trials
+                .iter()
+                .filter(|u| u.requested_pps == t.requested_pps && u.final_trial == t.final_trial)
+                .collect();
+            same.len() == 3 && same.iter().filter(|u| u.lost == 0).count() == 2
+        });
+        assert!(third, "no load needed a third trial: {trials:?}");
+    }
+
+    #[test]
+    fn a_dut_faster_than_the_generator_is_bound_by_the_generator() {
+        let mut m = model(5e6, 2e6, None);
+        let (max, ndr, pdr, trials) = search(&mut m, 0.05);
+        assert_eq!(max.lost, 0);
+        // Nothing to search: the generator's flat-out rate is confirmed for both bounds.
+        assert_eq!(ndr.mpps, 2.0);
+        assert_eq!(pdr.mpps, 2.0);
+        assert!(ndr.confirmed && pdr.confirmed);
+        assert_eq!(ndr.failed_at_mpps, None);
+        assert_eq!(
+            trials.len(),
+            4,
+            "flat out, the floor, one confirmation per bound"
+        );
+    }
+
+    #[test]
+    fn frame_sizes_parse_as_rfc_2544_counts_them() {
+        assert_eq!(FrameSize::parse("64").unwrap().average(), 64.0);
+        let imix = FrameSize::parse("IMIX").unwrap();
+        assert_eq!(imix.label, "imix");
+        assert!((imix.average() - (7.0 * 64.0 + 4.0 * 594.0 + 1518.0) / 12.0).abs() < 1e-9);
+        for bad in ["63", "1519", "jumbo"] {
+            assert!(FrameSize::parse(bad).is_err(), "{bad}");
+        }
     }
 }
