@@ -32,8 +32,7 @@ fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 /// Starts `harness ARGS`, waits until namespaces named with `prefix` exist and then `settle`,
-/// interrupts it and
-/// checks that none is left.
+/// interrupts it and checks that none is left.
 fn interrupted_harness_leaves_nothing(args: &[&str], prefix: &str, settle: Duration) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(args)
