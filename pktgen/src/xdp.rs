@@ -76,6 +76,19 @@ pub struct PaceStats {
 }
 
 impl PaceStats {
+    /// Adds the counts and gaps of `o` (another engine, or another CPU) to these.
+    pub fn add(&mut self, o: &PaceStats) {
+        self.sent += o.sent;
+        self.held += o.held;
+        self.late += o.late;
+        self.gap_ns = o.gap_ns;
+        self.bucket_ns = o.bucket_ns;
+        self.gaps.resize(self.gaps.len().max(o.gaps.len()), 0);
+        for (a, b) in self.gaps.iter_mut().zip(&o.gaps) {
+            *a += b;
+        }
+    }
+
     /// The gap at quantile `q` (0..=1), as the upper edge of its bucket, in ns (None without
     /// gaps, or when it lies in the open last bucket).
     pub fn gap_quantile_ns(&self, q: f64) -> Option<f64> {
@@ -356,5 +369,51 @@ impl CountDrop {
             packets: a.packets + c.packets,
             bytes: a.bytes + c.bytes,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PaceStats;
+
+    fn stats(gaps: &[(usize, u64)]) -> PaceStats {
+        let mut g = vec![0; 32];
+        for &(i, n) in gaps {
+            g[i] = n;
+        }
+        PaceStats {
+            gap_ns: 8_000,
+            bucket_ns: 1_000,
+            gaps: g,
+            ..PaceStats::default()
+        }
+    }
+
+    #[test]
+    fn gap_quantiles_and_the_share_on_time_come_from_the_histogram() {
+        // 90 gaps in [8, 9) us, 9 in [3, 4) us, one beyond the histogram.
+        let s = stats(&[(8, 90), (3, 9), (31, 1)]);
+        assert_eq!(s.gap_quantile_ns(0.05), Some(4_000.0));
+        assert_eq!(s.gap_quantile_ns(0.5), Some(9_000.0));
+        assert_eq!(s.gap_quantile_ns(0.99), Some(9_000.0));
+        assert_eq!(s.gap_quantile_ns(1.0), None, "the open last bucket");
+        assert!((s.on_time() - 0.9).abs() < 1e-12);
+        assert_eq!(PaceStats::default().gap_quantile_ns(0.5), None);
+    }
+
+    #[test]
+    fn stats_of_two_engines_add_up() {
+        let mut a = stats(&[(8, 10)]);
+        a.sent = 10;
+        let mut b = stats(&[(8, 5), (9, 5)]);
+        b.sent = 10;
+        b.late = 2;
+        let mut all = PaceStats::default();
+        all.add(&a);
+        all.add(&b);
+        assert_eq!((all.sent, all.late, all.gap_ns), (20, 2, 8_000));
+        assert_eq!(all.gaps[8], 15);
+        assert_eq!(all.gaps[9], 5);
+        assert_eq!(all.gaps.len(), 32);
     }
 }

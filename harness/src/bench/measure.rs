@@ -371,23 +371,11 @@ fn trial(
     let secs = t.elapsed().as_secs_f64();
     let pacing = match rate {
         Some(_) => {
-            let mut all: Option<PaceStats> = None;
+            let mut all = PaceStats::default();
             for (e, _) in engines.iter_mut() {
-                let s = e.pace_stats()?;
-                all = Some(match all {
-                    None => s,
-                    Some(mut a) => {
-                        a.sent += s.sent;
-                        a.held += s.held;
-                        a.late += s.late;
-                        for (x, y) in a.gaps.iter_mut().zip(&s.gaps) {
-                            *x += y;
-                        }
-                        a
-                    }
-                });
+                all.add(&e.pace_stats()?);
             }
-            all
+            Some(all)
         }
         None => None,
     };

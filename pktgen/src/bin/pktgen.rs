@@ -523,16 +523,7 @@ fn run(cli: Cli) -> Result<()> {
                     )?;
                     let mut all = pktgen::xdp::PaceStats::default();
                     for e in &mut engines {
-                        let s = e.pace_stats()?;
-                        all.sent += s.sent;
-                        all.late += s.late;
-                        all.held += s.held;
-                        all.gap_ns = s.gap_ns;
-                        all.bucket_ns = s.bucket_ns;
-                        all.gaps.resize(s.gaps.len(), 0);
-                        for (a, b) in all.gaps.iter_mut().zip(&s.gaps) {
-                            *a += b;
-                        }
+                        all.add(&e.pace_stats()?);
                     }
                     let pacing = Pacing {
                         gap_ns: all.gap_ns,
