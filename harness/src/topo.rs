@@ -445,14 +445,10 @@ impl Topology {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stop.clone();
         let spinner = std::thread::spawn(move || {
+            pktgen::pin_to_cpu(cpu);
             let p = libc::sched_param { sched_priority: 0 };
-            // SAFETY: the calling thread, a zeroed cpu_set_t with one bit set.
-            unsafe {
-                libc::sched_setscheduler(0, libc::SCHED_IDLE, &p);
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            }
+            // SAFETY: the calling thread, a valid sched_param.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &p) };
             while !s2.load(std::sync::atomic::Ordering::Relaxed) {
                 std::hint::spin_loop();
             }

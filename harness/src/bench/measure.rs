@@ -42,14 +42,11 @@ impl RunInfo {
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+            kernel: xdpwall::features::kernel_release(),
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            cpu: cpu_model(),
+            cpu: xdpwall::features::cpu_model(),
         })
     }
 
@@ -57,20 +54,6 @@ impl RunInfo {
     pub fn machine(&self) -> String {
         format!("{}, kernel {}, {} CPUs", self.cpu, self.kernel, self.cpus)
     }
-}
-
-/// The CPU's model name, or `unknown CPU`.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")?
-                    .split_once(':')
-                    .map(|(_, v)| v.trim().to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// Mpps of the runs of one case: each run, median, min and max.

@@ -787,7 +787,9 @@ fn print_table(rows: &[Value], parts: &[&Part]) {
     );
 }
 
-/// The CPU's model name, for the record (rates and times differ 3x between machines).
+/// The CPU's model name, for the record (rates and times differ 3x between machines). The
+/// same as `xdpwall::features::cpu_model`, which xtask cannot call: it runs before the BPF
+/// toolchain that building the filter crate needs is installed.
 fn cpu_model() -> String {
     fs::read_to_string("/proc/cpuinfo")
         .ok()
