@@ -24,16 +24,18 @@ pub fn svg(r: &Report) -> String {
         .max(0.001);
     let height = top + row * r.cases.len() as f64 + 40.0;
     let x = |v: f64| left + plot * v / max;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\">xdpwall: Mpps judged by the DUT (bars: median; whiskers: min to max)</text>\n\
-         <text x=\"10\" y=\"42\">{} runs of {} s, {}-byte frames, {} generator thread(s); {}</text>\n",
-        r.settings.repeats,
-        r.settings.duration_s,
-        r.settings.frame_size,
-        r.settings.threads,
-        esc(&r.run.machine())
+    let mut s = open(
+        width,
+        height,
+        "xdpwall: Mpps judged by the DUT (bars: median; whiskers: min to max)",
+        &format!(
+            "{} runs of {} s, {}-byte frames, {} generator thread(s); {}",
+            r.settings.repeats,
+            r.settings.duration_s,
+            r.settings.frame_size,
+            r.settings.threads,
+            r.run.machine()
+        ),
     );
     for (i, c) in r.cases.iter().enumerate() {
         let y = top + row * i as f64;
@@ -66,18 +68,39 @@ pub fn svg(r: &Report) -> String {
             c.rate.median_mpps
         ));
     }
-    let axis_y = top + row * r.cases.len() as f64 + 4.0;
-    s.push_str(&format!(
-        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"black\"/>\n\
-         <text x=\"{left}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.2} Mpps</text>\n",
-        left + plot,
-        axis_y + 16.0,
-        left + plot,
-        axis_y + 16.0,
-        max
+    s.push_str(&close(
+        left,
+        plot,
+        top + row * r.cases.len() as f64 + 4.0,
+        max,
     ));
-    s.push_str("</svg>\n");
     s
+}
+
+/// The start of a chart: the SVG element, a white ground, a title and a line under it.
+fn open(width: f64, height: f64, title: &str, subtitle: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\">{}</text>\n\
+         <text x=\"10\" y=\"42\">{}</text>\n",
+        esc(title),
+        esc(subtitle)
+    )
+}
+
+/// The end of a chart: the Mpps axis from 0 at `left` to `max` at `left + plot`, at height
+/// `y`, and the closing tag.
+fn close(left: f64, plot: f64, y: f64, max: f64) -> String {
+    format!(
+        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"black\"/>\n\
+         <text x=\"{left}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.2} Mpps</text>\n</svg>\n",
+        left + plot,
+        y + 16.0,
+        left + plot,
+        y + 16.0,
+        max
+    )
 }
 
 /// A case's colour: the baseline grey, peers purple (lighter in generic mode), xdpwall blue
@@ -113,17 +136,23 @@ pub fn search_svg(r: &SearchReport) -> String {
         .max(0.001);
     let height = top + row * r.cases.len() as f64 + 44.0;
     let x = |v: f64| left + plot * v / max;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\">xdpwall: NDR (solid) and PDR at {}% loss (pale); tick: flat out</text>\n\
-         <text x=\"10\" y=\"42\">{}-byte frames, trials of {} s, confirmed for {} s; DUT on CPU {}; {}</text>\n",
-        r.cases.first().map_or(0.0, |c| c.pdr.loss_ratio_allowed * 100.0),
-        r.frame_size,
-        r.trial_s,
-        r.final_trial_s,
-        r.dut_cpu.map_or("-".into(), |c| c.to_string()),
-        esc(&r.run.machine())
+    let mut s = open(
+        width,
+        height,
+        &format!(
+            "xdpwall: NDR (solid) and PDR at {}% loss (pale); tick: flat out",
+            r.cases
+                .first()
+                .map_or(0.0, |c| c.pdr.loss_ratio_allowed * 100.0)
+        ),
+        &format!(
+            "{}-byte frames, trials of {} s, confirmed for {} s; DUT on CPU {}; {}",
+            r.frame_size,
+            r.trial_s,
+            r.final_trial_s,
+            r.dut_cpu.map_or("-".into(), |c| c.to_string()),
+            r.run.machine()
+        ),
     );
     for (i, c) in r.cases.iter().enumerate() {
         let y = top + row * i as f64;
@@ -154,15 +183,11 @@ pub fn search_svg(r: &SearchReport) -> String {
             c.pdr.mpps
         ));
     }
-    let axis_y = top + row * r.cases.len() as f64 + 4.0;
-    s.push_str(&format!(
-        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"black\"/>\n\
-         <text x=\"{left}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.2} Mpps</text>\n</svg>\n",
-        left + plot,
-        axis_y + 16.0,
-        left + plot,
-        axis_y + 16.0,
-        max
+    s.push_str(&close(
+        left,
+        plot,
+        top + row * r.cases.len() as f64 + 4.0,
+        max,
     ));
     s
 }

@@ -16,7 +16,10 @@ use crate::{verdict::Checker, Options, Topology};
 
 use super::{
     measure::{self, progress, progress_done, stats, Generator, Rates, RunInfo, Source},
-    report::{print_report, print_test_run, Case, ProgramTime, Report, Settings, TestRunCost},
+    report::{
+        print_report, print_test_run, write_results, Case, ProgramTime, Report, Settings,
+        TestRunCost,
+    },
     Args,
 };
 
@@ -65,6 +68,16 @@ impl Workload {
             Workload::Set(n) => format!("set-{n}"),
             Workload::DenyList(n) => format!("denylist-{n}"),
             Workload::XdpFilter(n) => format!("xdp-filter-{n}"),
+        }
+    }
+
+    /// The rules xdpwall runs for this case (None: not xdpwall, the baseline or the peer).
+    pub(super) fn ruleset(&self) -> Option<RuleSet> {
+        match self {
+            Workload::Baseline | Workload::XdpFilter(_) => None,
+            Workload::Rules(n) => Some(ordered_rules(*n)),
+            Workload::Set(n) => Some(set_rules(*n)),
+            Workload::DenyList(n) => Some(deny_rules(*n)),
         }
     }
 
@@ -389,10 +402,9 @@ pub(super) fn run(args: Args) -> Result<()> {
             progress(done, total, &format!("{mode} {program}: loading"));
             let template = w.template(args.size);
             let ruleset = match w {
-                Workload::Baseline | Workload::XdpFilter(_) => None,
-                Workload::Rules(n) => Some(ordered_rules(*n)),
+                // Built once for both modes (a million entries take seconds).
                 Workload::Set(n) => Some(set_cache[n].clone()),
-                Workload::DenyList(n) => Some(deny_rules(*n)),
+                w => w.ruleset(),
             };
             let rx = match w {
                 Workload::XdpFilter(n) => {
@@ -518,14 +530,8 @@ pub(super) fn run(args: Args) -> Result<()> {
         peers: peer.into_iter().collect(),
     };
     print_report(&report);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let json = args.out.join(format!("bench-{started}.json"));
-    let svg = args.out.join(format!("bench-{started}.svg"));
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
-    std::fs::write(&svg, super::chart::svg(&report))?;
-    println!("\nresults: {} and {}", json.display(), svg.display());
-    Ok(())
+    let svg = super::chart::svg(&report);
+    write_results(&args.out, "bench", started, &report, Some(svg))
 }
 
 /// BPF_PROG_TEST_RUN repeat count and rounds per program.

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::{
     bench::{
         measure::{self, progress, progress_done, Generator, Rates, RunInfo, Source},
+        report::write_results,
         Args,
     },
     peer::{xdp_tools_version, PeerSender},
@@ -275,12 +276,7 @@ pub fn run(args: &Args) -> Result<()> {
         skipped,
     };
     print(&report);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let json = args.out.join(format!("generators-{started}.json"));
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
-    println!("\nresults: {}", json.display());
-    Ok(())
+    write_results(&args.out, "generators", started, &report, None)
 }
 
 fn print(r: &GenReport) {

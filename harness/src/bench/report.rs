@@ -1,5 +1,8 @@
 //! The filter benchmark's report: its JSON schema and its table.
 
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::measure::{Rates, RunInfo, Source};
@@ -436,4 +439,26 @@ pub(super) fn print_search(r: &SearchReport) {
     for s in &r.skipped {
         println!("skipped: {s}");
     }
+}
+
+/// Writes a report as `OUT/STEM-STARTED.json` (and `.svg` when there is one) and says where.
+pub(super) fn write_results(
+    out: &Path,
+    stem: &str,
+    started: u64,
+    report: &impl Serialize,
+    svg: Option<String>,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json = out.join(format!("{stem}-{started}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(report)?)?;
+    match svg {
+        Some(svg) => {
+            let path = out.join(format!("{stem}-{started}.svg"));
+            std::fs::write(&path, svg)?;
+            println!("\nresults: {} and {}", json.display(), path.display());
+        }
+        None => println!("\nresults: {}", json.display()),
+    }
+    Ok(())
 }

@@ -30,9 +30,9 @@ use anyhow::{Context, Result};
 use xdpwall::Mode;
 
 use super::{
-    filter::{bench_flows, deny_list, deny_rules, ordered_rules, set_rules, Receiver, Workload},
+    filter::{bench_flows, deny_list, Receiver, Workload},
     measure::{progress, progress_done, RunInfo, TrialGenerator},
-    report::{print_search, Bound, SearchCase, SearchReport, SizeCase, Trial},
+    report::{print_search, write_results, Bound, SearchCase, SearchReport, SizeCase, Trial},
     Args,
 };
 use crate::{Options, Topology};
@@ -135,10 +135,6 @@ pub(super) fn run(args: &Args) -> Result<()> {
             progress(done, total, &format!("{mode} {program}: loading"));
             done += 1;
             let mut rx = match w {
-                Workload::Baseline => Receiver::load(None)?,
-                Workload::Rules(n) => Receiver::load(Some(&ordered_rules(*n)))?,
-                Workload::Set(n) => Receiver::load(Some(&set_rules(*n)))?,
-                Workload::DenyList(n) => Receiver::load(Some(&deny_rules(*n)))?,
                 Workload::XdpFilter(n) => {
                     match crate::peer::XdpFilter::load(&topo.dut, mode, &deny_list(*n)) {
                         Ok(p) => Receiver::Peer(Box::new(p)),
@@ -148,6 +144,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
                         }
                     }
                 }
+                w => Receiver::load(w.ruleset().as_ref())?,
             };
             rx.attach(&topo, mode)?;
             let gen = TrialGenerator::start(
@@ -194,10 +191,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
         let mut sized = vec![Workload::Baseline];
         sized.extend(args.rules.iter().max().map(|&n| Workload::Rules(n)));
         for w in sized {
-            let mut rx = match w {
-                Workload::Rules(n) => Receiver::load(Some(&ordered_rules(n)))?,
-                _ => Receiver::load(None)?,
-            };
+            let mut rx = Receiver::load(w.ruleset().as_ref())?;
             rx.attach(&topo, mode)?;
             for size in &sizes {
                 progress(
@@ -260,14 +254,8 @@ pub(super) fn run(args: &Args) -> Result<()> {
         skipped,
     };
     print_search(&report);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let json = args.out.join(format!("search-{started}.json"));
-    let svg = args.out.join(format!("search-{started}.svg"));
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
-    std::fs::write(&svg, super::chart::search_svg(&report))?;
-    println!("\nresults: {} and {}", json.display(), svg.display());
-    Ok(())
+    let svg = super::chart::search_svg(&report);
+    write_results(&args.out, "search", started, &report, Some(svg))
 }
 
 /// The trials of one case.
