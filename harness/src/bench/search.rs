@@ -80,6 +80,16 @@ impl FrameSize {
     }
 }
 
+/// The highest of `loads` (0 without any).
+fn highest(loads: &[f64]) -> f64 {
+    loads.iter().copied().fold(0.0, f64::max)
+}
+
+/// The lowest of `loads` (infinite without any).
+fn lowest(loads: &[f64]) -> f64 {
+    loads.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 /// The load of the loss-floor trial, frames per second.
 const FLOOR_PPS: f64 = 100_000.0;
 
@@ -126,7 +136,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
             ..Options::default()
         };
         let topo = Topology::standard(&format!("ndr-{mode}"), &opts)?;
-        let _cpu = match dut_cpu {
+        let dedicated = match dut_cpu {
             Some(c) => Some(topo.dedicate_dut_cpu(c)?),
             None => None,
         };
@@ -162,7 +172,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
                 len: trial,
             };
             let what = format!("{mode} {program}");
-            let r = case.search(&what, args.pdr_loss, args.precision, trial, final_trial);
+            let r = case.search(&what, args.pdr_loss, args.precision, final_trial);
             let trials = std::mem::take(&mut case.trials);
             drop(gen);
             rx.detach(&topo)?;
@@ -222,7 +232,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
             }
             rx.detach(&topo)?;
         }
-        drop(_cpu);
+        drop(dedicated);
         drop(topo);
     }
     progress_done(total);
@@ -258,7 +268,6 @@ pub(super) fn run(args: &Args) -> Result<()> {
     write_results(&args.out, "search", started, &report, Some(svg))
 }
 
-/// The trials of one case.
 /// Runs one trial: a rate (None: flat out) for a duration.
 type RunTrial<'a> = dyn FnMut(Option<f64>, Duration) -> Result<Trial> + 'a;
 
@@ -324,11 +333,10 @@ impl Searcher<'_> {
         what: &str,
         pdr_loss: f64,
         precision: f64,
-        len: Duration,
         final_len: Duration,
     ) -> Result<(Trial, Trial, Bound, Bound)> {
         progress(0, 1, &format!("{what}: flat out"));
-        let max = self.trial(None, len)?;
+        let max = self.trial(None, self.len)?;
         // The loss floor: a load far below anything the DUT struggles with. Frames lost here
         // are lost to the host (a preempted vCPU), not to the program, and bound the NDR.
         progress(
@@ -412,19 +420,20 @@ impl Searcher<'_> {
                     }
                 }
             }
-            // Loss-guided start: the rate the DUT judged flat out.
+            // Loss-guided start: the rate the DUT judged flat out; then the middle of the
+            // interval between the highest load that passed and the lowest that failed (or
+            // twice the highest that passed, while none failed).
             let mut next = max.judged as f64 / max.secs.max(1e-9);
             for _ in 0..MAX_LOADS {
-                let lo = passed.iter().copied().fold(0.0, f64::max);
-                let hi = failed.iter().copied().fold(f64::INFINITY, f64::min);
+                let (lo, hi) = (highest(&passed), lowest(&failed));
                 if hi.is_finite() && hi - lo <= precision * hi {
                     break;
                 }
-                if !(lo..hi).contains(&next) {
+                if !(lo < next && next < hi) {
                     next = if hi.is_finite() {
                         (lo + hi) / 2.0
                     } else {
-                        next
+                        lo * 2.0
                     };
                 }
                 if self.load(next, len, ratio, &what)? {
@@ -432,20 +441,13 @@ impl Searcher<'_> {
                 } else {
                     failed.push(next);
                 }
-                let lo = passed.iter().copied().fold(0.0, f64::max);
-                let hi = failed.iter().copied().fold(f64::INFINITY, f64::min);
-                next = if hi.is_finite() {
-                    (lo + hi) / 2.0
-                } else {
-                    lo * 2.0
-                };
             }
         }
-        let failed_at = failed.iter().copied().fold(f64::INFINITY, f64::min);
+        let failed_at = lowest(&failed);
         let mut rate = if generator_bound {
             None
         } else {
-            match passed.iter().copied().fold(0.0, f64::max) {
+            match highest(&passed) {
                 // Nothing passed: confirm at half the lowest failing load.
                 r if r <= 0.0 => Some(failed_at.min(max.offered_pps) / 2.0),
                 r => Some(r),
@@ -540,7 +542,7 @@ mod tests {
             len,
         };
         let (max, _floor, ndr, pdr) = s
-            .search("model", 0.005, precision, len, Duration::from_millis(200))
+            .search("model", 0.005, precision, Duration::from_millis(200))
             .unwrap();
         (max, ndr, pdr, s.trials)
     }
