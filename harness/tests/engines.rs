@@ -41,6 +41,26 @@ fn live_frames(iface: &str) -> bool {
     }
 }
 
+/// A topology (no IPv6, so nothing but the test's frames arrives) whose DUT end counts and
+/// drops every frame in native mode.
+fn counting_receiver(name: &str) -> (Topology, CountDrop) {
+    let id = std::process::id() % 10000;
+    let opts = Options {
+        ipv6: false,
+        ..Options::default()
+    };
+    let topo = Topology::standard(&format!("{name}-{id}"), &opts).unwrap();
+    let cd = {
+        let _ns = topo.dut.enter().unwrap();
+        let mut cd = CountDrop::load().unwrap();
+        cd.program()
+            .attach(&topo.dut.iface, XdpMode::Driver)
+            .unwrap();
+        cd
+    };
+    (topo, cd)
+}
+
 fn wait_count(cd: &CountDrop, n: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -54,20 +74,7 @@ fn wait_count(cd: &CountDrop, n: u64) -> u64 {
 
 #[test]
 fn both_engines_deliver_every_frame_to_a_native_receiver() {
-    let id = std::process::id() % 10000;
-    let opts = Options {
-        ipv6: false,
-        ..Options::default()
-    };
-    let topo = Topology::standard(&format!("eng-{id}"), &opts).unwrap();
-    let cd = {
-        let _ns = topo.dut.enter().unwrap();
-        let mut cd = CountDrop::load().unwrap();
-        cd.program()
-            .attach(&topo.dut.iface, XdpMode::Driver)
-            .unwrap();
-        cd
-    };
+    let (topo, cd) = counting_receiver("eng");
     let template = FrameSpec::udp(topo.gen.ip(false), topo.dut.ip(false), 1000, 9).payload(18);
     let flows = Flows {
         sport: Vary::Range { count: 1000 },
@@ -191,20 +198,7 @@ fn kernel_rewritten_frames_have_valid_checksums() {
 /// frames, the refusal is checked instead.)
 #[test]
 fn the_paced_xdp_engine_keeps_its_rate_and_counts_what_it_sent() {
-    let id = std::process::id() % 10000;
-    let opts = Options {
-        ipv6: false,
-        ..Options::default()
-    };
-    let topo = Topology::standard(&format!("pace-{id}"), &opts).unwrap();
-    let cd = {
-        let _ns = topo.dut.enter().unwrap();
-        let mut cd = CountDrop::load().unwrap();
-        cd.program()
-            .attach(&topo.dut.iface, XdpMode::Driver)
-            .unwrap();
-        cd
-    };
+    let (topo, cd) = counting_receiver("pace");
     let template = FrameSpec::udp(topo.gen.ip(false), topo.dut.ip(false), 1000, 9);
     let iface = topo.gen.iface.clone();
     const RATE: f64 = 20_000.0;
