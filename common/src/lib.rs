@@ -700,16 +700,29 @@ pub struct GenConfig {
     pub base: [u32; 4],
     /// Span per field.
     pub span: [u32; 4],
+    /// Offset of an 8-byte timestamp (`bpf_ktime_get_ns`, little-endian) that every sent
+    /// frame carries, written just before the frame leaves (0: none): the frames are latency
+    /// probes. Even, and inside the payload: the transport checksum is updated for it.
+    pub stamp_off: u16,
     /// Padding (zero).
-    pub _pad: u32,
+    pub _pad: u16,
     /// Paced sending: the nanoseconds between two frames of this CPU (0: as fast as the CPU
     /// goes). A run that comes before its time is dropped unsent, so frames leave evenly
     /// spaced; see [`GenPace`].
     pub gap_ns: u64,
     /// Width of one bucket of [`GenPace::gaps`], in nanoseconds.
     pub bucket_ns: u64,
+    /// Probes: the template's destination and source MAC, written into every probe again.
+    /// A frame that a DUT forwards comes back to the engine's page pool with the DUT's
+    /// rewrites in it (its next hop's MACs, a lower TTL): the kernel does not reset live frames
+    /// between runs.
+    pub macs: [u8; 12],
+    /// Probes: the template's IPv4 TTL or IPv6 hop limit, restored likewise.
+    pub ttl: u8,
+    /// Padding (zero).
+    pub _pad2: [u8; 3],
 }
-const _: () = assert!(core::mem::size_of::<GenConfig>() == 64);
+const _: () = assert!(core::mem::size_of::<GenConfig>() == 80);
 
 /// Paced sending: frames that fell behind their times by up to this many gaps catch up back
 /// to back (a burst of at most this many); further behind, the schedule restarts.
@@ -751,6 +764,110 @@ impl Default for GenPace {
     }
 }
 
+/// Marker the payload of a latency probe carries just before its timestamp (see
+/// [`GenConfig::stamp_off`]), so the receiver tells probes from other frames.
+pub const LAT_MAGIC: [u8; 4] = *b"xwLT";
+
+/// Sub-bucket bits of the latency histogram: each power of two is split into 32 buckets, so a
+/// value is known within 1/32 (about 3%), as in an HDR histogram of 1.5 significant digits.
+pub const LAT_SUB_BITS: u32 = 5;
+
+/// Buckets of the latency histogram: exact below 64 ns, then 32 per power of two up to
+/// 2^36 ns (69 s); the last bucket holds everything longer.
+pub const LAT_BUCKETS: usize = 1024;
+
+/// Configuration of the latency receiver (`xdpwall_latency`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatConfig {
+    /// Offset of [`LAT_MAGIC`] in the frame; the 8-byte timestamp follows it.
+    pub magic_off: u32,
+    /// Padding (zero).
+    pub _pad: u32,
+}
+
+/// Per-CPU latency histogram of the latency receiver: `now - stamp` of every probe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatHist {
+    /// Probes measured.
+    pub count: u64,
+    /// Sum of their latencies, ns.
+    pub sum_ns: u64,
+    /// Smallest latency, ns (0: none yet).
+    pub min_ns: u64,
+    /// Largest latency, ns.
+    pub max_ns: u64,
+    /// Frames that were not probes (no marker, or a timestamp from the future), passed on.
+    pub other: u64,
+    /// Bucket [`lat_bucket`]`(ns)` counts the probes of that latency.
+    pub buckets: [u64; LAT_BUCKETS],
+}
+
+impl Default for LatHist {
+    fn default() -> Self {
+        LatHist {
+            count: 0,
+            sum_ns: 0,
+            min_ns: 0,
+            max_ns: 0,
+            other: 0,
+            buckets: [0; LAT_BUCKETS],
+        }
+    }
+}
+
+/// The histogram bucket of a latency of `ns` (log-linear, see [`LAT_SUB_BITS`]). Written with
+/// shifts and compares only, so the eBPF verifier sees no loop.
+#[inline(always)]
+pub fn lat_bucket(ns: u64) -> usize {
+    const SUB: u64 = 1 << LAT_SUB_BITS;
+    if ns < SUB {
+        return ns as usize;
+    }
+    let (mut v, mut msb) = (ns, 0u32);
+    if v >> 32 != 0 {
+        v >>= 32;
+        msb += 32;
+    }
+    if v >> 16 != 0 {
+        v >>= 16;
+        msb += 16;
+    }
+    if v >> 8 != 0 {
+        v >>= 8;
+        msb += 8;
+    }
+    if v >> 4 != 0 {
+        v >>= 4;
+        msb += 4;
+    }
+    if v >> 2 != 0 {
+        v >>= 2;
+        msb += 2;
+    }
+    if v >> 1 != 0 {
+        msb += 1;
+    }
+    let shift = msb - LAT_SUB_BITS;
+    let i = (((shift + 1) as u64) << LAT_SUB_BITS) | ((ns >> shift) & (SUB - 1));
+    if i >= LAT_BUCKETS as u64 {
+        LAT_BUCKETS - 1
+    } else {
+        i as usize
+    }
+}
+
+/// The smallest latency (ns) that falls in bucket `i` of [`lat_bucket`].
+pub fn lat_bucket_low(i: usize) -> u64 {
+    let sub = 1usize << LAT_SUB_BITS;
+    if i < 2 * sub {
+        return i as u64;
+    }
+    let (b, s) = (i >> LAT_SUB_BITS, i & (sub - 1));
+    ((sub + s) as u64) << (b - 1)
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are #[repr(C)] with no implicit padding and no invalid bit patterns.
@@ -763,6 +880,8 @@ mod pod {
     unsafe impl aya::Pod for super::Lpm6Key {}
     unsafe impl aya::Pod for super::GenConfig {}
     unsafe impl aya::Pod for super::GenPace {}
+    unsafe impl aya::Pod for super::LatConfig {}
+    unsafe impl aya::Pod for super::LatHist {}
     unsafe impl aya::Pod for super::SetInfo {}
     unsafe impl aya::Pod for super::Addr4Bucket {}
     unsafe impl aya::Pod for super::Addr6Bucket {}
@@ -773,7 +892,26 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
-    use super::Divisor;
+    use super::{lat_bucket, lat_bucket_low, Divisor, LAT_BUCKETS};
+
+    #[test]
+    fn latency_buckets_are_ordered_and_hold_their_values_within_one_32nd() {
+        for i in 1..LAT_BUCKETS {
+            assert!(lat_bucket_low(i) > lat_bucket_low(i - 1), "bucket {i}");
+            assert_eq!(lat_bucket(lat_bucket_low(i)), i, "bucket {i}");
+            assert_eq!(lat_bucket(lat_bucket_low(i) - 1), i - 1, "below bucket {i}");
+        }
+        let mut v = 1u64;
+        while v < 1 << 36 {
+            let b = lat_bucket(v);
+            let low = lat_bucket_low(b);
+            assert!(low <= v && (v - low) as f64 <= v as f64 / 32.0, "{v} in {b} from {low}");
+            v = v * 3 / 2 + 1;
+        }
+        assert_eq!(lat_bucket(u64::MAX), LAT_BUCKETS - 1);
+        assert_eq!(lat_bucket(0), 0);
+        assert_eq!(lat_bucket(63), 63);
+    }
 
     #[test]
     fn divisor_agrees_with_the_remainder() {

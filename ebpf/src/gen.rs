@@ -6,8 +6,13 @@
 //!   incrementally, and redirects the frame out of the configured interface. Paced (a gap
 //!   set in its configuration), it sends a frame only when the gap since the last one has
 //!   passed and drops the runs in between unsent, counting sent frames and their gaps.
+//!   With a timestamp offset set, every sent frame carries `bpf_ktime_get_ns()` at that
+//!   offset (a latency probe).
 //! - `xdpwall_count_drop` counts frames per CPU and drops them: the cheapest possible XDP
-//!   program, the ceiling the filter is compared with.
+//!   program, the ceiling the filter is compared with. `xdpwall_count_pass` counts and passes
+//!   them: the baseline of the latency of passed frames.
+//! - `xdpwall_latency`, on the receiving end of a latency path, histograms `now - stamp` of
+//!   every probe (one host clock at both ends) and drops it; other frames pass.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -20,7 +25,10 @@ mod programs {
         maps::{Array, PerCpuArray},
         programs::XdpContext,
     };
-    use xdpwall_common::{gen_field, Counter, GenConfig, GenPace, PACE_BUCKETS, PACE_CATCH_UP};
+    use xdpwall_common::{
+        gen_field, lat_bucket, Counter, GenConfig, GenPace, LatConfig, LatHist, LAT_BUCKETS,
+        LAT_MAGIC, PACE_BUCKETS, PACE_CATCH_UP,
+    };
 
     #[map]
     static XW_GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
@@ -30,6 +38,10 @@ mod programs {
     static XW_GEN_PACE: PerCpuArray<GenPace> = PerCpuArray::with_max_entries(1, 0);
     #[map]
     static XW_COUNT: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1, 0);
+    #[map]
+    static XW_LAT_CONFIG: Array<LatConfig> = Array::with_max_entries(1, 0);
+    #[map]
+    static XW_LAT: PerCpuArray<LatHist> = PerCpuArray::with_max_entries(1, 0);
 
     #[inline(always)]
     fn ptr<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
@@ -132,11 +144,58 @@ mod programs {
         true
     }
 
+    /// Makes the frame a probe again: restores its MACs and TTL (a forwarding DUT rewrote
+    /// them in the page this run reuses), writes the time now at [`GenConfig::stamp_off`], and
+    /// updates the checksums (the stamp's offset from the transport header is even, so it
+    /// covers four whole words).
+    #[inline(always)]
+    fn probe(ctx: &XdpContext, cfg: &GenConfig) -> Option<()> {
+        let l3 = cfg.l3_off as usize & 0xff;
+        // SAFETY: every pointer comes from ptr(), which checked it against data_end.
+        unsafe {
+            *ptr::<[u8; 12]>(ctx, 0)? = cfg.macs;
+            if cfg.v6 != 0 {
+                *ptr::<u8>(ctx, l3 + 7)? = cfg.ttl;
+            } else {
+                let t = ptr::<[u8; 2]>(ctx, l3 + 8)?;
+                let old = u16::from_be_bytes(*t);
+                let new = (cfg.ttl as u16) << 8 | (old & 0xff);
+                if old != new {
+                    *t = new.to_be_bytes();
+                    let c = ptr::<[u8; 2]>(ctx, l3 + 10)?;
+                    *c = csum_replace(u16::from_be_bytes(*c), old, new).to_be_bytes();
+                }
+            }
+            let p = ptr::<[u8; 8]>(ctx, cfg.stamp_off as usize & 0x7fe)?;
+            let old = *p;
+            let new = bpf_ktime_get_ns().to_le_bytes();
+            *p = new;
+            if cfg.l4_csum_off != 0 {
+                let l4 = cfg.l4_off as usize & 0x1ff;
+                let c = ptr::<[u8; 2]>(ctx, l4 + (cfg.l4_csum_off as usize & 0x1f))?;
+                let mut sum = u16::from_be_bytes(*c);
+                // UDP over IPv4 may carry no checksum (0); keep it that way.
+                if sum != 0 || cfg.v6 != 0 {
+                    for k in 0..4 {
+                        let o = u16::from_be_bytes([old[2 * k], old[2 * k + 1]]);
+                        let n = u16::from_be_bytes([new[2 * k], new[2 * k + 1]]);
+                        sum = csum_replace(sum, o, n);
+                    }
+                    *c = sum.to_be_bytes();
+                }
+            }
+        }
+        Some(())
+    }
+
     #[inline(always)]
     fn generate(ctx: &XdpContext) -> Option<u32> {
         let cfg = XW_GEN_CONFIG.get(0)?;
         if cfg.gap_ns != 0 && !due(cfg) {
             return None;
+        }
+        if cfg.stamp_off != 0 {
+            probe(ctx, cfg)?;
         }
         // Fixed flows: the template already is every frame; nothing to count or rewrite.
         if cfg.span.iter().all(|&s| s <= 1) {
@@ -221,13 +280,60 @@ mod programs {
         Some(cfg.ifindex)
     }
 
-    #[xdp]
-    pub fn xdpwall_count_drop(ctx: XdpContext) -> u32 {
+    #[inline(always)]
+    fn count(ctx: &XdpContext) {
         if let Some(c) = XW_COUNT.get_ptr_mut(0) {
             // SAFETY: per-CPU slot.
             unsafe {
                 (*c).packets += 1;
                 (*c).bytes += (ctx.data_end() - ctx.data()) as u64;
+            }
+        }
+    }
+
+    #[xdp]
+    pub fn xdpwall_count_drop(ctx: XdpContext) -> u32 {
+        count(&ctx);
+        xdp_action::XDP_DROP
+    }
+
+    #[xdp]
+    pub fn xdpwall_count_pass(ctx: XdpContext) -> u32 {
+        count(&ctx);
+        xdp_action::XDP_PASS
+    }
+
+    #[xdp]
+    pub fn xdpwall_latency(ctx: XdpContext) -> u32 {
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let (Some(cfg), Some(h)) = (XW_LAT_CONFIG.get(0), XW_LAT.get_ptr_mut(0)) else {
+            return xdp_action::XDP_PASS;
+        };
+        // SAFETY: h is this CPU's slot; p comes from ptr(), checked against data_end.
+        unsafe {
+            let h = &mut *h;
+            let Some(p) = ptr::<[u8; 12]>(&ctx, cfg.magic_off as usize & 0x7ff) else {
+                h.other += 1;
+                return xdp_action::XDP_PASS;
+            };
+            let b = *p;
+            let stamp = u64::from_le_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]]);
+            if b[..4] != LAT_MAGIC || stamp == 0 || stamp > now {
+                h.other += 1;
+                return xdp_action::XDP_PASS;
+            }
+            let d = now - stamp;
+            h.count += 1;
+            h.sum_ns += d;
+            if h.min_ns == 0 || d < h.min_ns {
+                h.min_ns = d;
+            }
+            if d > h.max_ns {
+                h.max_ns = d;
+            }
+            if let Some(n) = h.buckets.get_mut(lat_bucket(d) & (LAT_BUCKETS - 1)) {
+                *n += 1;
             }
         }
         xdp_action::XDP_DROP

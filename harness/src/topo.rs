@@ -4,7 +4,9 @@
 //! clean`) removes what a crashed run left.
 //!
 //! The standard topology: namespace `xw-NAME-gen` holds `gen0`, namespace `xw-NAME-dut` holds
-//! `dut0`, on 198.18.0.0/24 (RFC 2544's benchmarking range) and 2001:db8:18::/64.
+//! `dut0`, on 198.18.0.0/24 (RFC 2544's benchmarking range) and 2001:db8:18::/64. With a
+//! receiver ([`Options::receiver`]) the DUT also forwards: its `dut1` joins `rcv0` in
+//! `xw-NAME-rcv` on 198.19.0.0/24 (IPv4 only), the path of RFC 2544's latency test.
 
 use std::{
     fs::File,
@@ -163,6 +165,8 @@ pub struct Options {
     /// veth receives in the softirq of the CPU that sent the frame, so sender and DUT share
     /// that CPU.
     pub dut_cpu: Option<usize>,
+    /// A third namespace behind the DUT, which routes IPv4 to it ([`Topology::receiver`]).
+    pub receiver: bool,
 }
 
 impl Default for Options {
@@ -173,6 +177,7 @@ impl Default for Options {
             queues: 1,
             ipv6: true,
             dut_cpu: None,
+            receiver: false,
         }
     }
 }
@@ -185,6 +190,18 @@ pub struct Topology {
     pub gen: Endpoint,
     /// The device under test.
     pub dut: Endpoint,
+    /// The forwarding path behind the DUT, if built.
+    pub receiver: Option<Receiver>,
+}
+
+/// The far side of a forwarding DUT: frames to [`Receiver::rcv`]'s address that the DUT
+/// passes go out of [`Receiver::dut`] to the receiver.
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    /// The DUT's second interface (`dut1`, 198.19.0.1).
+    pub dut: Endpoint,
+    /// The receiving end (`rcv0`, 198.19.0.2, namespace `xw-NAME-rcv`).
+    pub rcv: Endpoint,
 }
 
 fn nl(step: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> TopoError {
@@ -483,25 +500,104 @@ impl Topology {
             ip4: Ipv4Addr::new(198, 18, 0, 2),
             ip6: "2001:db8:18::2".parse().unwrap(),
         };
+        let receiver = opts.receiver.then(|| Receiver {
+            dut: Endpoint {
+                netns: dut.netns.clone(),
+                iface: "dut1".into(),
+                mac: [0x02, 0x58, 0x57, 0, 1, 1],
+                ip4: Ipv4Addr::new(198, 19, 0, 1),
+                ip6: Ipv6Addr::UNSPECIFIED,
+            },
+            rcv: Endpoint {
+                netns: format!("{PREFIX}{name}-rcv"),
+                iface: "rcv0".into(),
+                mac: [0x02, 0x58, 0x57, 0, 1, 2],
+                ip4: Ipv4Addr::new(198, 19, 0, 2),
+                ip6: Ipv6Addr::UNSPECIFIED,
+            },
+        });
         netns::create(&gen.netns)?;
         // From here on, Drop cleans up whatever exists.
         let topo = Topology {
             name: name.to_string(),
             gen,
             dut,
+            receiver,
         };
         netns::create(&topo.dut.netns)?;
         topo.wire(opts)?;
+        if let Some(r) = &topo.receiver {
+            netns::create(&r.rcv.netns)?;
+            topo.wire_receiver(r, opts.mtu)?;
+        }
         Ok(topo)
+    }
+
+    /// Joins the DUT to the receiver and makes it route IPv4 (no reverse-path filter: the
+    /// generator's sources are not routed back).
+    fn wire_receiver(&self, r: &Receiver, mtu: u32) -> Result<(), TopoError> {
+        veth_pair(&r.dut, &r.rcv, 1)?;
+        let (d, c) = (r.dut.clone(), r.rcv.clone());
+        in_ns(&d.netns.clone(), move |h| {
+            Box::pin(async move {
+                for (key, value) in [
+                    ("ipv4/ip_forward", "1"),
+                    ("ipv4/conf/all/rp_filter", "0"),
+                    ("ipv4/conf/default/rp_filter", "0"),
+                ] {
+                    let path = format!("/proc/sys/net/{key}");
+                    std::fs::write(&path, value).map_err(|e| TopoError::Io {
+                        step: format!("writing {path}"),
+                        source: e,
+                    })?;
+                }
+                configure(h, d, c, mtu, false).await
+            })
+        })?;
+        let (d, c) = (r.dut.clone(), r.rcv.clone());
+        in_ns(&c.netns.clone(), move |h| Box::pin(configure(h, c, d, mtu, false)))
     }
 
     fn wire(&self, opts: &Options) -> Result<(), TopoError> {
         let (gen, dut) = (self.gen.clone(), self.dut.clone());
+        veth_pair(&gen, &dut, opts.queues)?;
+        let (mtu, v6) = (opts.mtu, opts.ipv6);
+        let (g, d) = (gen.clone(), dut.clone());
+        in_ns(&gen.netns, move |h| Box::pin(configure(h, g, d, mtu, v6)))?;
+        let (g, d) = (gen.clone(), dut.clone());
+        in_ns(&dut.netns, move |h| Box::pin(configure(h, d, g, mtu, v6)))?;
+        // A veth has NAPI (which threaded mode needs) only with GRO or an XDP program; GRO
+        // keeps it, and so its pinned threads, across XDP attachments.
+        let gro = opts.gro || opts.dut_cpu.is_some();
+        let iface = dut.iface.clone();
+        netns::run_in(&dut.netns, move || set_gro(&iface, gro))??;
+        if let Some(cpu) = opts.dut_cpu {
+            threaded_napi(&dut, cpu)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the namespaces (and with them the veth pairs). Safe to call twice.
+    pub fn teardown(&self) -> Result<(), TopoError> {
+        netns::remove(&self.gen.netns)?;
+        netns::remove(&self.dut.netns)?;
+        if let Some(r) = &self.receiver {
+            netns::remove(&r.rcv.netns)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the veth pair `a` <-> `b` in `a`'s namespace (with `queues` queues each) and moves
+/// `b`'s end into its namespace.
+fn veth_pair(a: &Endpoint, b: &Endpoint, queues: u32) -> Result<(), TopoError> {
+    {
+        let (gen, dut) = (a.clone(), b.clone());
         let dut_ns = File::open(netns::netns_path(&dut.netns)).map_err(|e| TopoError::Io {
             step: format!("opening namespace {}", dut.netns),
             source: e,
         })?;
-        let queues = opts.queues.max(1);
+        let queues = queues.max(1);
         let (g, d) = (gen.clone(), dut.clone());
         in_ns(&gen.netns, move |h| {
             Box::pin(async move {
@@ -528,28 +624,7 @@ impl Topology {
                 drop(dut_ns);
                 Ok(())
             })
-        })?;
-        let (mtu, v6) = (opts.mtu, opts.ipv6);
-        let (g, d) = (gen.clone(), dut.clone());
-        in_ns(&gen.netns, move |h| Box::pin(configure(h, g, d, mtu, v6)))?;
-        let (g, d) = (gen.clone(), dut.clone());
-        in_ns(&dut.netns, move |h| Box::pin(configure(h, d, g, mtu, v6)))?;
-        // A veth has NAPI (which threaded mode needs) only with GRO or an XDP program; GRO
-        // keeps it, and so its pinned threads, across XDP attachments.
-        let gro = opts.gro || opts.dut_cpu.is_some();
-        let iface = dut.iface.clone();
-        netns::run_in(&dut.netns, move || set_gro(&iface, gro))??;
-        if let Some(cpu) = opts.dut_cpu {
-            threaded_napi(&dut, cpu)?;
-        }
-        Ok(())
-    }
-
-    /// Removes both namespaces (and with them the veth pair). Safe to call twice.
-    pub fn teardown(&self) -> Result<(), TopoError> {
-        netns::remove(&self.gen.netns)?;
-        netns::remove(&self.dut.netns)?;
-        Ok(())
+        })
     }
 }
 

@@ -2,7 +2,8 @@
 //! `afpacket` engines send arrives, and frames whose flow fields the kernel rewrote still carry
 //! valid checksums (the DUT's own IPv4/IPv6 and UDP stacks accept them). On a kernel without
 //! live frames (before 5.18) the `xdp` engine must refuse with its one-line reason instead,
-//! and `afpacket` still delivers every frame. Needs root.
+//! and `afpacket` still delivers every frame. Latency probes cross a forwarding DUT and are
+//! measured at the far end. Needs root.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -125,7 +126,8 @@ fn kernel_rewritten_frames_have_valid_checksums() {
         f.attach(&topo.dut.iface, Mode::Native).unwrap();
         f
     };
-    for v6 in [false, true] {
+    // Latency probes too: their timestamp, written as they leave, updates the UDP checksum.
+    for (v6, probe) in [(false, false), (true, false), (false, true), (true, true)] {
         let dut = topo.dut.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let receiver = std::thread::spawn(move || {
@@ -169,6 +171,9 @@ fn kernel_rewritten_frames_have_valid_checksums() {
         };
         let mut template =
             FrameSpec::udp(src.parse().unwrap(), topo.dut.ip(v6), 2000, 7000).payload(32);
+        if probe {
+            template = template.latency_probe();
+        }
         template.dst_mac = topo.dut.mac;
         template.src_mac = topo.gen.mac;
         let flows = Flows {
@@ -188,7 +193,7 @@ fn kernel_rewritten_frames_have_valid_checksums() {
         assert_eq!(
             receiver.join().unwrap(),
             1000,
-            "datagrams accepted by the DUT's stack (v6: {v6})"
+            "datagrams accepted by the DUT's stack (v6: {v6}, probe: {probe})"
         );
     }
 }
@@ -252,4 +257,99 @@ fn the_paced_xdp_engine_keeps_its_rate_and_counts_what_it_sent() {
         "every sent frame arrives"
     );
     drop(cd);
+}
+
+/// Probes stamped as they leave the generator cross a DUT that passes and forwards them, and
+/// the receiver behind it measures every one on the host's clock (and passes frames that are
+/// not probes). (Where the kernel has no live frames, the refusal is checked instead.)
+#[test]
+fn latency_probes_cross_a_forwarding_dut_and_are_measured() {
+    let id = std::process::id() % 10000;
+    let opts = Options {
+        ipv6: false,
+        receiver: true,
+        ..Options::default()
+    };
+    let topo = Topology::standard(&format!("lat-{id}"), &opts).unwrap();
+    let r = topo.receiver.clone().unwrap();
+    let iface = topo.gen.iface.clone();
+    if !netns::run_in(&topo.gen.netns, move || live_frames(&iface)).unwrap() {
+        return;
+    }
+    let dut = {
+        let _ns = topo.dut.enter().unwrap();
+        let mut cd = CountDrop::passing().unwrap();
+        cd.program()
+            .attach(&topo.dut.iface, XdpMode::Driver)
+            .unwrap();
+        cd
+    };
+    let mut template =
+        FrameSpec::udp(topo.gen.ip(false), r.rcv.ip(false), 1000, 9).latency_probe();
+    template.dst_mac = topo.dut.mac;
+    template.src_mac = topo.gen.mac;
+    let marker = template.probe_offset().unwrap();
+    let mut rcv = {
+        let _ns = r.rcv.enter().unwrap();
+        pktgen::LatencyReceiver::attach(&r.rcv.iface, marker, XdpMode::Driver).unwrap()
+    };
+    // Source ports vary: the kernel rewrites them and stamps each frame. The DUT's
+    // forwarding rewrites MACs and TTL in pages the engine reuses: the probes restore them.
+    let flows = Flows {
+        sport: Vary::Range { count: 500 },
+        ..Flows::default()
+    };
+    let (t, iface) = (template.clone(), topo.gen.iface.clone());
+    let sent = netns::run_in(&topo.gen.netns, move || {
+        let mut e = XdpEngine::new(&t, &flows, &iface).unwrap();
+        e.set_rate(Some(20_000.0)).unwrap();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(500) {
+            e.send(200_000, 1).unwrap();
+        }
+        e.pace_stats().unwrap().sent
+    })
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut l = rcv.latency().unwrap();
+    while l.count < sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        l = rcv.latency().unwrap();
+    }
+    let (p50, p99) = (l.quantile_ns(0.5).unwrap(), l.quantile_ns(0.99).unwrap());
+    eprintln!(
+        "{sent} probes: min {} ns, p50 {p50}, p99 {p99}, max {} ns, mean {:.0}",
+        l.min_ns,
+        l.max_ns,
+        l.mean_ns().unwrap()
+    );
+    assert!(sent > 100, "the generator sent {sent} probes");
+    assert_eq!(dut.count().unwrap().packets, sent, "the DUT saw every probe");
+    assert_eq!(l.count, sent, "every probe was forwarded and measured");
+    assert_eq!(l.other, 0, "no frame but the probes arrived");
+    assert_eq!(l.buckets.iter().sum::<u64>(), sent);
+    assert!(l.min_ns > 0 && l.min_ns <= p50 && p50 <= p99 && p99 <= l.max_ns);
+    // One clock at both ends: a stamp read wrongly would look minutes old or from the future.
+    assert!(l.max_ns < 1_000_000_000, "max {} ns", l.max_ns);
+
+    // A frame without the marker is passed on (the receiver's stack answers nothing: no
+    // socket), counted as other, and measured as nothing.
+    rcv.reset().unwrap();
+    let mut plain = FrameSpec::udp(topo.gen.ip(false), r.rcv.ip(false), 1000, 9).payload(16);
+    plain.dst_mac = topo.dut.mac;
+    plain.src_mac = topo.gen.mac;
+    let iface = topo.gen.iface.clone();
+    netns::run_in(&topo.gen.netns, move || {
+        AfPacket::open(&iface)
+            .unwrap()
+            .send_batch(&[plain.build()], 0, 10)
+            .unwrap();
+    })
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rcv.latency().unwrap().other < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let l = rcv.latency().unwrap();
+    assert_eq!((l.count, l.other), (0, 10), "plain frames");
 }

@@ -207,7 +207,16 @@ pub struct FrameSpec {
     /// The UDP length field, when it should not be the segment's own length: the first
     /// fragment of a larger datagram carries the whole datagram's.
     pub udp_len: Option<u16>,
+    /// A latency probe: the payload starts with [`xdpwall_common::LAT_MAGIC`] and room for
+    /// the 8-byte timestamp the `xdp` engine writes as the frame leaves.
+    pub probe: bool,
 }
+
+/// The IPv4 TTL or IPv6 hop limit of every frame.
+pub const TTL: u8 = 64;
+
+/// Payload bytes a latency probe needs: the marker and the timestamp.
+pub const PROBE_LEN: usize = 12;
 
 /// Default source MAC (locally administered).
 pub const SRC_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
@@ -239,6 +248,7 @@ impl FrameSpec {
             l4,
             payload_len: 0,
             udp_len: None,
+            probe: false,
         }
     }
 
@@ -268,6 +278,29 @@ impl FrameSpec {
             L4Spec::Icmpv6 { ty: 128, code: 0 }
         };
         FrameSpec::new(src, dst, l4)
+    }
+
+    /// Makes the frame a latency probe (see [`FrameSpec::probe`]); the payload grows to
+    /// [`PROBE_LEN`] bytes if it is shorter.
+    pub fn latency_probe(mut self) -> FrameSpec {
+        self.probe = true;
+        self.payload_len = self.payload_len.max(PROBE_LEN);
+        self
+    }
+
+    /// Offset of the payload (after the transport header, if any).
+    pub fn payload_offset(&self) -> usize {
+        let l4 = self.l3_offset() + self.l3_len();
+        if self.has_l4_header() {
+            l4 + self.l4.header_len()
+        } else {
+            l4
+        }
+    }
+
+    /// Offset of a probe's marker (its timestamp follows); None unless a probe.
+    pub fn probe_offset(&self) -> Option<usize> {
+        (self.probe && self.payload_len >= PROBE_LEN).then(|| self.payload_offset())
     }
 
     /// Sets the payload length.
@@ -341,13 +374,13 @@ impl FrameSpec {
         let l3 = self.l3_offset();
         let l4 = l3 + self.l3_len();
         // Transport first: its checksum covers the payload, the IP header's covers itself.
-        let payload_at = if self.has_l4_header() {
-            l4 + self.l4.header_len()
-        } else {
-            l4
-        };
+        let payload_at = self.payload_offset();
         for (i, b) in buf[payload_at..].iter_mut().enumerate() {
             *b = i as u8;
+        }
+        if let Some(at) = self.probe_offset() {
+            buf[at..at + 4].copy_from_slice(&xdpwall_common::LAT_MAGIC);
+            buf[at + 4..at + PROBE_LEN].fill(0);
         }
         if self.has_l4_header() {
             self.write_l4(&mut buf[l4..]);
@@ -393,7 +426,7 @@ impl FrameSpec {
                 ip.set_identification(0x1234);
                 ip.set_flags(if frag.more { 1 } else { 0 });
                 ip.set_fragment_offset(frag.offset);
-                ip.set_ttl(64);
+                ip.set_ttl(TTL);
                 ip.set_next_level_protocol(IpNextHeaderProtocol(proto));
                 ip.set_source(*src);
                 ip.set_destination(*dst);
@@ -431,7 +464,7 @@ impl FrameSpec {
                 ip.set_version(6);
                 ip.set_payload_length((total - 40) as u16);
                 ip.set_next_header(IpNextHeaderProtocol(first));
-                ip.set_hop_limit(64);
+                ip.set_hop_limit(TTL);
                 ip.set_source(*src);
                 ip.set_destination(*dst);
             }

@@ -5,6 +5,7 @@
 
 pub mod afpacket;
 pub mod flow;
+pub mod latency;
 pub mod frame;
 pub mod pace;
 pub mod pcap;
@@ -12,7 +13,8 @@ pub mod profile;
 pub mod xdp;
 
 pub use flow::{Flows, Vary};
-pub use frame::{FrameSpec, IpSpec, Ipv6Ext, L4Spec};
+pub use frame::{FrameSpec, IpSpec, Ipv6Ext, L4Spec, PROBE_LEN};
+pub use latency::{Latency, LatencyReceiver};
 
 /// Pins the calling thread to one CPU (modulo the CPUs there are): sending threads that stay on
 /// their CPU keep their per-CPU state (and, for the `xdp` engine, their veth queue).

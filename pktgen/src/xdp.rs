@@ -37,7 +37,7 @@ pub enum XdpEngineError {
     NoLiveFrames(String),
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut c = e.source();
     while let Some(x) = c {
@@ -125,16 +125,18 @@ impl PaceStats {
     }
 }
 
-/// Counting drop program: the baseline receiver.
+/// Counting drop program: the baseline receiver ([`CountDrop::passing`]: the same counter
+/// passing the frames on, the baseline of a path that forwards them).
 pub struct CountDrop {
     ebpf: Ebpf,
+    name: &'static str,
 }
 
-fn load_object() -> Result<Ebpf, XdpEngineError> {
+pub(crate) fn load_object() -> Result<Ebpf, XdpEngineError> {
     Ebpf::load(xdpwall_ebpf::GEN).map_err(|e| XdpEngineError::Load(chain(&e)))
 }
 
-fn load_prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, XdpEngineError> {
+pub(crate) fn load_prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, XdpEngineError> {
     let p: &mut Xdp = ebpf
         .program_mut(name)
         .ok_or_else(|| XdpEngineError::Load(format!("no program {name}")))?
@@ -201,6 +203,14 @@ impl XdpEngine {
                 0
             },
             random,
+            stamp_off: template.probe_offset().map_or(0, |o| (o + 4) as u16),
+            macs: {
+                let mut m = [0u8; 12];
+                m[..6].copy_from_slice(&template.dst_mac);
+                m[6..].copy_from_slice(&template.src_mac);
+                m
+            },
+            ttl: crate::frame::TTL,
             base,
             span: [
                 flows.src.span(),
@@ -325,15 +335,24 @@ pub fn ns_per_run(
 impl CountDrop {
     /// Loads the counting drop program (attach it with [`CountDrop::program`]).
     pub fn load() -> Result<CountDrop, XdpEngineError> {
+        Self::named("xdpwall_count_drop")
+    }
+
+    /// Loads the counting program that passes frames on (`XDP_PASS`) instead of dropping them.
+    pub fn passing() -> Result<CountDrop, XdpEngineError> {
+        Self::named("xdpwall_count_pass")
+    }
+
+    fn named(name: &'static str) -> Result<CountDrop, XdpEngineError> {
         let mut ebpf = load_object()?;
-        load_prog(&mut ebpf, "xdpwall_count_drop")?;
-        Ok(CountDrop { ebpf })
+        load_prog(&mut ebpf, name)?;
+        Ok(CountDrop { ebpf, name })
     }
 
     /// The program, to attach.
     pub fn program(&mut self) -> &mut Xdp {
         self.ebpf
-            .program_mut("xdpwall_count_drop")
+            .program_mut(self.name)
             .and_then(|p| p.try_into().ok())
             .expect("loaded in load()")
     }
@@ -348,7 +367,7 @@ impl CountDrop {
     ) -> Result<Vec<f64>, XdpEngineError> {
         let prog: &Xdp = self
             .ebpf
-            .program("xdpwall_count_drop")
+            .program(self.name)
             .and_then(|p| p.try_into().ok())
             .expect("loaded in load()");
         ns_per_run(prog, frame, repeat, rounds).map_err(|e| XdpEngineError::Run(chain(&e)))

@@ -83,6 +83,10 @@ enum TopoCmd {
         /// sender's CPU).
         #[arg(long)]
         dut_cpu: Option<usize>,
+        /// Also a receiver namespace behind the DUT (`xw-NAME-rcv`, 198.19.0.2), which the
+        /// DUT routes IPv4 to.
+        #[arg(long)]
+        receiver: bool,
     },
     /// Remove a topology, or every namespace the harness created.
     Down {
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
                     mtu,
                     no_ipv6,
                     dut_cpu,
+                    receiver,
                 } => {
                     let t = Topology::standard(
                         &name,
@@ -170,6 +175,7 @@ fn run(cli: Cli) -> Result<()> {
                             queues,
                             ipv6: !no_ipv6,
                             dut_cpu,
+                            receiver,
                         },
                     )?;
                     println!(
@@ -183,6 +189,12 @@ fn run(cli: Cli) -> Result<()> {
                         t.dut.ip4,
                         t.dut.ip6
                     );
+                    if let Some(r) = &t.receiver {
+                        println!(
+                            "{}: {} {} <-> {}: {} {} (the DUT routes to it)",
+                            r.dut.netns, r.dut.iface, r.dut.ip4, r.rcv.netns, r.rcv.iface, r.rcv.ip4
+                        );
+                    }
                     println!("(`ip netns exec {} ip link` to look; `harness topo down {name}` removes it)", t.dut.netns);
                     std::mem::forget(t);
                     Ok(())
@@ -197,7 +209,7 @@ fn run(cli: Cli) -> Result<()> {
                         }
                     } else {
                         let name = name.context("a name or --all")?;
-                        for side in ["gen", "dut"] {
+                        for side in ["gen", "dut", "rcv"] {
                             netns::remove(&format!("{}{name}-{side}", topo::PREFIX))?;
                         }
                         println!("removed {name}");
