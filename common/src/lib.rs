@@ -905,7 +905,10 @@ mod tests {
         while v < 1 << 36 {
             let b = lat_bucket(v);
             let low = lat_bucket_low(b);
-            assert!(low <= v && (v - low) as f64 <= v as f64 / 32.0, "{v} in {b} from {low}");
+            assert!(
+                low <= v && (v - low) as f64 <= v as f64 / 32.0,
+                "{v} in {b} from {low}"
+            );
             v = v * 3 / 2 + 1;
         }
         assert_eq!(lat_bucket(u64::MAX), LAT_BUCKETS - 1);

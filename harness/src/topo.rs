@@ -555,7 +555,9 @@ impl Topology {
             })
         })?;
         let (d, c) = (r.dut.clone(), r.rcv.clone());
-        in_ns(&c.netns.clone(), move |h| Box::pin(configure(h, c, d, mtu, false)))
+        in_ns(&c.netns.clone(), move |h| {
+            Box::pin(configure(h, c, d, mtu, false))
+        })
     }
 
     fn wire(&self, opts: &Options) -> Result<(), TopoError> {

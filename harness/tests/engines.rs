@@ -284,8 +284,7 @@ fn latency_probes_cross_a_forwarding_dut_and_are_measured() {
             .unwrap();
         cd
     };
-    let mut template =
-        FrameSpec::udp(topo.gen.ip(false), r.rcv.ip(false), 1000, 9).latency_probe();
+    let mut template = FrameSpec::udp(topo.gen.ip(false), r.rcv.ip(false), 1000, 9).latency_probe();
     template.dst_mac = topo.dut.mac;
     template.src_mac = topo.gen.mac;
     let marker = template.probe_offset().unwrap();
@@ -324,7 +323,11 @@ fn latency_probes_cross_a_forwarding_dut_and_are_measured() {
         l.mean_ns().unwrap()
     );
     assert!(sent > 100, "the generator sent {sent} probes");
-    assert_eq!(dut.count().unwrap().packets, sent, "the DUT saw every probe");
+    assert_eq!(
+        dut.count().unwrap().packets,
+        sent,
+        "the DUT saw every probe"
+    );
     assert_eq!(l.count, sent, "every probe was forwarded and measured");
     assert_eq!(l.other, 0, "no frame but the probes arrived");
     assert_eq!(l.buckets.iter().sum::<u64>(), sent);

@@ -50,7 +50,8 @@ impl Latency {
         self.count += o.count;
         self.other += o.other;
         self.sum_ns += o.sum_ns;
-        self.buckets.resize(self.buckets.len().max(o.buckets.len()), 0);
+        self.buckets
+            .resize(self.buckets.len().max(o.buckets.len()), 0);
         for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
             *a += b;
         }
@@ -216,7 +217,11 @@ mod tests {
             );
         }
         assert_eq!(l.quantile_ns(0.0), Some(1_000), "the minimum, kept exact");
-        assert_eq!(l.quantile_ns(1.0), Some(1_000_000), "the maximum, kept exact");
+        assert_eq!(
+            l.quantile_ns(1.0),
+            Some(1_000_000),
+            "the maximum, kept exact"
+        );
         assert!((l.mean_ns().unwrap() - 500_500.0).abs() < 1e-6);
         assert_eq!(Latency::default().quantile_ns(0.5), None);
     }

@@ -5,8 +5,8 @@
 
 pub mod afpacket;
 pub mod flow;
-pub mod latency;
 pub mod frame;
+pub mod latency;
 pub mod pace;
 pub mod pcap;
 pub mod profile;

@@ -191,3 +191,138 @@ pub fn search_svg(r: &SearchReport) -> String {
     ));
     s
 }
+
+/// The latency SVG of a search report: per mode a panel of percentile lines (min, p50, p90,
+/// p99, p99.9, max on the x axis; microseconds on a log scale), one line per program and
+/// load: the load by colour (pale: no load, dark: 90% of the NDR), the baseline dashed.
+pub fn latency_svg(r: &SearchReport) -> String {
+    const LOAD_COLOURS: [&str; 4] = ["#9ecae1", "#6baed6", "#3182bd", "#08306b"];
+    let names = ["min", "p50", "p90", "p99", "p99.9", "max"];
+    let (left, width, top, panel) = (90.0, 900.0, 70.0, 250.0);
+    let plot = width - left - 230.0;
+    let modes: Vec<&str> = {
+        let mut m: Vec<&str> = r.latency.iter().map(|c| c.mode.as_str()).collect();
+        m.dedup();
+        m
+    };
+    let values = |p: &super::report::LatencyPoint| {
+        [p.min_us, p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us]
+    };
+    let all: Vec<f64> = r
+        .latency
+        .iter()
+        .flat_map(|c| c.points.iter().flat_map(values))
+        .flatten()
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = all
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-3)
+        .log10()
+        .floor();
+    let hi = all
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+        .max(1e-2)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let height = top + (panel + 40.0) * modes.len() as f64 + 20.0;
+    let mut s = open(
+        width,
+        height,
+        "xdpwall: one-way latency of passed frames through a forwarding DUT (µs, log scale)",
+        &format!(
+            "colour: load (pale: none ... dark: 90% of NDR); solid: filter, dashed: baseline; \
+             {}-byte frames, {} s per load; {}",
+            r.frame_size,
+            r.final_trial_s,
+            r.run.machine()
+        ),
+    );
+    let x = |k: usize| left + plot * k as f64 / (names.len() - 1) as f64;
+    for (m, mode) in modes.iter().enumerate() {
+        let y0 = top + (panel + 40.0) * m as f64;
+        let y = |v: f64| y0 + panel - panel * (v.log10() - lo) / (hi - lo);
+        s.push_str(&format!(
+            "<text x=\"{left}\" y=\"{:.1}\" font-weight=\"bold\">{} mode</text>\n\
+             <line x1=\"{left}\" x2=\"{left}\" y1=\"{y0:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n",
+            y0 - 6.0,
+            esc(mode),
+            y0 + panel,
+            left + plot,
+            y0 + panel,
+            y0 + panel
+        ));
+        let mut decade = lo;
+        while decade <= hi {
+            let v = 10f64.powf(decade);
+            s.push_str(&format!(
+                "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#dddddd\"/>\n\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} µs</text>\n",
+                left + plot,
+                y(v),
+                y(v),
+                left - 6.0,
+                y(v) + 4.0,
+                if v < 1.0 {
+                    format!("{v}")
+                } else {
+                    format!("{v:.0}")
+                }
+            ));
+            decade += 1.0;
+        }
+        for (k, n) in names.iter().enumerate() {
+            s.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{n}</text>\n",
+                x(k),
+                y0 + panel + 16.0
+            ));
+        }
+        let mut legend = 0;
+        for c in r.latency.iter().filter(|c| c.mode == *mode) {
+            let dash = if c.program == "baseline" {
+                " stroke-dasharray=\"6 4\""
+            } else {
+                ""
+            };
+            for (i, p) in c.points.iter().enumerate() {
+                let pts: Vec<String> = values(p)
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, v)| {
+                        v.filter(|v| *v > 0.0)
+                            .map(|v| format!("{:.1},{:.1}", x(k), y(v)))
+                    })
+                    .collect();
+                let colour = LOAD_COLOURS[i.min(LOAD_COLOURS.len() - 1)];
+                s.push_str(&format!(
+                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>\n",
+                    pts.join(" ")
+                ));
+                let ly = y0 + 12.0 + 16.0 * legend as f64;
+                legend += 1;
+                s.push_str(&format!(
+                    "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>\n\
+                     <text x=\"{:.1}\" y=\"{:.1}\">{} {} ({:.3} Mpps)</text>\n",
+                    left + plot + 16.0,
+                    left + plot + 44.0,
+                    ly - 4.0,
+                    ly - 4.0,
+                    left + plot + 50.0,
+                    ly,
+                    esc(&c.program),
+                    esc(&p.load),
+                    p.offered_pps / 1e6
+                ));
+            }
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -173,6 +173,15 @@ impl Receiver {
         })
     }
 
+    /// Like [`Receiver::load`], but the baseline passes frames on instead of dropping them
+    /// (a DUT that forwards what it passes: the latency path).
+    pub(super) fn load_forwarding(rules: Option<&RuleSet>) -> Result<Receiver> {
+        Ok(match rules {
+            None => Receiver::Baseline(CountDrop::passing()?, None),
+            Some(r) => Receiver::Filter(Box::new(Filter::with_rules(r)?)),
+        })
+    }
+
     /// Attaches to the DUT's interface in `mode`.
     pub(super) fn attach(&mut self, topo: &Topology, mode: Mode) -> Result<()> {
         let _ns = topo.dut.enter()?;

@@ -249,13 +249,15 @@ pub(crate) struct TrialGenerator {
 
 impl TrialGenerator {
     /// Loads the generator of `templates` (each with its weight: calls take turns, each
-    /// template's share of a round of calls by weight) varied by `flows` on `cpu`; fails as
-    /// loading does.
+    /// template's share of a round of calls by weight) varied by `flows` on `cpu`, running
+    /// live frames in batches of `batch` (a sent frame leaves when its batch ends: latency
+    /// probes use 1); fails as loading does.
     pub(crate) fn start(
         topo: &Topology,
         templates: Vec<(FrameSpec, u32)>,
         flows: Flows,
         cpu: usize,
+        batch: u32,
     ) -> Result<TrialGenerator> {
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<TrialCmd>();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<Sent>>();
@@ -284,7 +286,7 @@ impl TrialGenerator {
                 };
                 let mut slicer = Slicer::new(Duration::from_millis(250), 1e6);
                 while let Ok(TrialCmd::Run(rate, len)) = cmd_rx.recv() {
-                    let _ = done.send(trial(&mut e, &mut slicer, rate, len));
+                    let _ = done.send(trial(&mut e, &mut slicer, rate, len, batch));
                 }
             });
             if let Err(e) = r {
@@ -331,6 +333,7 @@ fn trial(
     slicer: &mut Slicer,
     rate: Option<f64>,
     len: Duration,
+    batch: u32,
 ) -> Result<Sent> {
     for (e, _) in engines.iter_mut() {
         e.set_rate(rate)?;
@@ -345,7 +348,7 @@ fn trial(
         let mut round = 0;
         for (e, w) in engines.iter() {
             let k = (n * *w as u64 / total).max(1);
-            e.send(k as u32, 64)?;
+            e.send(k as u32, batch)?;
             round += k;
         }
         slicer.record(round, began.elapsed());

@@ -21,6 +21,7 @@
 mod chart;
 mod filter;
 mod generators;
+mod latency;
 mod measure;
 mod report;
 mod search;

@@ -332,6 +332,58 @@ pub struct SizeCase {
     pub lost_in_veth_ring: u64,
 }
 
+/// Latency at one load: where every probe went and the percentiles of those measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyPoint {
+    /// `no load`, or the share of the NDR (`10% NDR`, ...).
+    pub load: String,
+    /// Frames per second asked for.
+    pub requested_pps: f64,
+    /// Frames sent / seconds of sending.
+    pub offered_pps: f64,
+    /// Probes sent.
+    pub sent: u64,
+    /// Probes that reached the receiver and were measured.
+    pub measured: u64,
+    /// Probes the DUT's program never judged (lost in the veth ring before it).
+    pub lost_before_program: u64,
+    /// Probes the program passed that never reached the receiver (the DUT's forwarding, or
+    /// the receiver's veth ring).
+    pub lost_after_program: u64,
+    /// Smallest latency, microseconds (exact).
+    pub min_us: Option<f64>,
+    /// Median, microseconds (upper edge of its histogram bucket, within 3%).
+    pub p50_us: Option<f64>,
+    /// 90th percentile, microseconds.
+    pub p90_us: Option<f64>,
+    /// 99th percentile, microseconds.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile, microseconds.
+    pub p999_us: Option<f64>,
+    /// Largest latency, microseconds (exact).
+    pub max_us: Option<f64>,
+    /// Mean, microseconds.
+    pub mean_us: Option<f64>,
+    /// The histogram: (low edge of a bucket in ns, probes in it), empty buckets left out.
+    /// A bucket reaches to the next one's low edge (buckets are 1/32 of a power of two wide
+    /// from 64 ns up, 1 ns below).
+    pub histogram: Vec<(u64, u64)>,
+}
+
+/// The latency of one program in one mode at every load.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyCase {
+    /// `native` or `generic`.
+    pub mode: String,
+    /// As in [`Case::program`].
+    pub program: String,
+    /// The NDR the loads are fractions of (Mpps): the lower of the mode's baseline and
+    /// filter NDRs, the same for both programs.
+    pub ndr_reference_mpps: f64,
+    /// Per load, idle first.
+    pub points: Vec<LatencyPoint>,
+}
+
 /// The report of `--search` (`results/search-<unix time>.json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct SearchReport {
@@ -358,6 +410,9 @@ pub struct SearchReport {
     pub ratios: Vec<String>,
     /// Frame sizes, flat out: the baseline and the longest rule list.
     pub sizes: Vec<SizeCase>,
+    /// Latency of passed frames through a forwarding DUT: the baseline and the longest rule
+    /// list, at no load and at fractions of the NDR.
+    pub latency: Vec<LatencyCase>,
     /// Cases not run, with the reason.
     pub skipped: Vec<String>,
 }
@@ -436,8 +491,61 @@ pub(super) fn print_search(r: &SearchReport) {
             );
         }
     }
+    print_latency(&r.latency);
     for s in &r.skipped {
         println!("skipped: {s}");
+    }
+}
+
+fn print_latency(cases: &[LatencyCase]) {
+    if cases.is_empty() {
+        return;
+    }
+    println!(
+        "\nLatency of passed frames, one-way, generator -> DUT (forwarding) -> receiver, in \
+         microseconds (xdp engine, paced; HDR histogram within 3%):"
+    );
+    println!(
+        "  {:<8} {:<12} {:<9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}",
+        "mode",
+        "program",
+        "load",
+        "Mpps",
+        "lost",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "measured"
+    );
+    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    for c in cases {
+        for p in &c.points {
+            println!(
+                "  {:<8} {:<12} {:<9} {:>8.3} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}",
+                c.mode,
+                c.program,
+                p.load,
+                p.offered_pps / 1e6,
+                p.lost_before_program + p.lost_after_program,
+                f(p.min_us),
+                f(p.p50_us),
+                f(p.p90_us),
+                f(p.p99_us),
+                f(p.p999_us),
+                f(p.max_us),
+                p.measured
+            );
+        }
+    }
+    if let Some(c) = cases.first() {
+        println!(
+            "  (loads are shares of {:.3} Mpps, the lower NDR of the mode's two programs; no load: \
+             1% of it, at most 0.01 Mpps)",
+            c.ndr_reference_mpps
+        );
     }
 }
 
@@ -454,11 +562,22 @@ pub(super) fn write_results(
     std::fs::write(&json, serde_json::to_string_pretty(report)?)?;
     match svg {
         Some(svg) => {
-            let path = out.join(format!("{stem}-{started}.svg"));
-            std::fs::write(&path, svg)?;
+            let path = write_svg(out, stem, started, &svg)?;
             println!("\nresults: {} and {}", json.display(), path.display());
         }
         None => println!("\nresults: {}", json.display()),
     }
     Ok(())
+}
+
+/// Writes `OUT/STEM-STARTED.svg` (the folder exists) and returns its path.
+pub(super) fn write_svg(
+    out: &Path,
+    stem: &str,
+    started: u64,
+    svg: &str,
+) -> Result<std::path::PathBuf> {
+    let path = out.join(format!("{stem}-{started}.svg"));
+    std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }

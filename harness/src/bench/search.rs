@@ -23,6 +23,9 @@
 //! grows when the DUT's NAPI does not drain the ring in time) or unaccounted.
 //! Rates are reported as offered (frames sent / seconds of sending), which falls short of the
 //! rate asked for by the generator's per-call set-up (see `pktgen::pace`).
+//!
+//! Then, per mode, the latency of passed frames (see [`super::latency`]) and the frame-size
+//! sweep.
 
 use std::time::Duration;
 
@@ -32,7 +35,9 @@ use xdpwall::Mode;
 use super::{
     filter::{bench_flows, deny_list, Receiver, Workload},
     measure::{progress, progress_done, RunInfo, TrialGenerator},
-    report::{print_search, write_results, Bound, SearchCase, SearchReport, SizeCase, Trial},
+    report::{
+        print_search, write_results, write_svg, Bound, SearchCase, SearchReport, SizeCase, Trial,
+    },
     Args,
 };
 use crate::{Options, Topology};
@@ -95,6 +100,8 @@ const FLOOR_PPS: f64 = 100_000.0;
 
 /// The CPU the generator sends from.
 const GENERATOR_CPU: usize = 0;
+/// Live frames per batch of the generator (the frames of a batch leave together at its end).
+const BATCH: u32 = 64;
 /// At most this many loads per bound (each two or three trials).
 const MAX_LOADS: usize = 8;
 
@@ -123,6 +130,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
     let mut done = 0;
     let mut cases: Vec<SearchCase> = Vec::new();
     let mut size_cases: Vec<SizeCase> = Vec::new();
+    let mut latency_cases = Vec::new();
     let sizes = args
         .sizes
         .iter()
@@ -133,6 +141,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
             gro: mode == Mode::Generic,
             ipv6: false,
             dut_cpu,
+            receiver: true,
             ..Options::default()
         };
         let topo = Topology::standard(&format!("ndr-{mode}"), &opts)?;
@@ -162,6 +171,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
                 vec![(w.template(args.size), 1)],
                 bench_flows(),
                 GENERATOR_CPU,
+                BATCH,
             )
             .context("starting the generator (the search needs live frames, Linux 5.18+)")?;
             let mut run = |rate, len| wire_trial(&topo, &rx, &gen, rate, len);
@@ -197,10 +207,31 @@ pub(super) fn run(args: &Args) -> Result<()> {
                 trials,
             });
         }
-        // Frame sizes: the baseline and the longest rule list, flat out, one trial each.
-        let mut sized = vec![Workload::Baseline];
-        sized.extend(args.rules.iter().max().map(|&n| Workload::Rules(n)));
-        for w in sized {
+        // The baseline and the longest rule list: latency, then frame sizes.
+        let mut pair = vec![Workload::Baseline];
+        pair.extend(args.rules.iter().max().map(|&n| Workload::Rules(n)));
+        let ndr = cases
+            .iter()
+            .filter(|c| c.mode == mode.to_string() && pair.iter().any(|w| w.name() == c.program))
+            .map(|c| c.ndr.mpps * 1e6)
+            .fold(f64::INFINITY, f64::min);
+        if ndr.is_finite() && ndr > 0.0 {
+            latency_cases.extend(super::latency::measure(
+                &topo,
+                mode,
+                &pair,
+                ndr,
+                args.size,
+                GENERATOR_CPU,
+                final_trial,
+            )?);
+        } else {
+            skipped.push(format!(
+                "latency in {mode} mode: no NDR above 0 to load it with"
+            ));
+        }
+        // Frame sizes, flat out, one trial each.
+        for w in pair {
             let mut rx = Receiver::load(w.ruleset().as_ref())?;
             rx.attach(&topo, mode)?;
             for size in &sizes {
@@ -214,7 +245,8 @@ pub(super) fn run(args: &Args) -> Result<()> {
                     .iter()
                     .map(|&(bytes, weight)| (w.template(bytes - FCS), weight))
                     .collect();
-                let gen = TrialGenerator::start(&topo, templates, bench_flows(), GENERATOR_CPU)?;
+                let gen =
+                    TrialGenerator::start(&topo, templates, bench_flows(), GENERATOR_CPU, BATCH)?;
                 let t = wire_trial(&topo, &rx, &gen, None, trial)?;
                 drop(gen);
                 let judged_pps = t.judged as f64 / t.secs.max(1e-9);
@@ -261,11 +293,22 @@ pub(super) fn run(args: &Args) -> Result<()> {
         cases,
         ratios,
         sizes: size_cases,
+        latency: latency_cases,
         skipped,
     };
     print_search(&report);
     let svg = super::chart::search_svg(&report);
-    write_results(&args.out, "search", started, &report, Some(svg))
+    write_results(&args.out, "search", started, &report, Some(svg))?;
+    if !report.latency.is_empty() {
+        let path = write_svg(
+            &args.out,
+            "latency",
+            started,
+            &super::chart::latency_svg(&report),
+        )?;
+        println!("latency percentiles: {}", path.display());
+    }
+    Ok(())
 }
 
 /// Runs one trial: a rate (None: flat out) for a duration.

@@ -156,77 +156,78 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Topo { cmd } => {
-            match cmd {
-                TopoCmd::Up {
-                    name,
-                    gro,
-                    queues,
-                    mtu,
-                    no_ipv6,
-                    dut_cpu,
-                    receiver,
-                } => {
-                    let t = Topology::standard(
-                        &name,
-                        &Options {
-                            mtu,
-                            gro,
-                            queues,
-                            ipv6: !no_ipv6,
-                            dut_cpu,
-                            receiver,
-                        },
-                    )?;
+        Cmd::Topo { cmd } => match cmd {
+            TopoCmd::Up {
+                name,
+                gro,
+                queues,
+                mtu,
+                no_ipv6,
+                dut_cpu,
+                receiver,
+            } => {
+                let t = Topology::standard(
+                    &name,
+                    &Options {
+                        mtu,
+                        gro,
+                        queues,
+                        ipv6: !no_ipv6,
+                        dut_cpu,
+                        receiver,
+                    },
+                )?;
+                println!(
+                    "{}: {} {} {} <-> {}: {} {} {}",
+                    t.gen.netns,
+                    t.gen.iface,
+                    t.gen.ip4,
+                    t.gen.ip6,
+                    t.dut.netns,
+                    t.dut.iface,
+                    t.dut.ip4,
+                    t.dut.ip6
+                );
+                if let Some(r) = &t.receiver {
                     println!(
-                        "{}: {} {} {} <-> {}: {} {} {}",
-                        t.gen.netns,
-                        t.gen.iface,
-                        t.gen.ip4,
-                        t.gen.ip6,
-                        t.dut.netns,
-                        t.dut.iface,
-                        t.dut.ip4,
-                        t.dut.ip6
+                        "{}: {} {} <-> {}: {} {} (the DUT routes to it)",
+                        r.dut.netns, r.dut.iface, r.dut.ip4, r.rcv.netns, r.rcv.iface, r.rcv.ip4
                     );
-                    if let Some(r) = &t.receiver {
-                        println!(
-                            "{}: {} {} <-> {}: {} {} (the DUT routes to it)",
-                            r.dut.netns, r.dut.iface, r.dut.ip4, r.rcv.netns, r.rcv.iface, r.rcv.ip4
-                        );
-                    }
-                    println!("(`ip netns exec {} ip link` to look; `harness topo down {name}` removes it)", t.dut.netns);
-                    std::mem::forget(t);
-                    Ok(())
                 }
-                TopoCmd::Down { name, all } => {
-                    if all {
-                        for ns in topo::remove_all()? {
-                            println!("removed {ns}");
-                        }
-                        if harness::peer::clean_leftovers() {
-                            println!("removed the pins of the benchmark's xdp-filter peer");
-                        }
-                    } else {
-                        let name = name.context("a name or --all")?;
-                        for side in ["gen", "dut", "rcv"] {
-                            netns::remove(&format!("{}{name}-{side}", topo::PREFIX))?;
-                        }
-                        println!("removed {name}");
-                    }
-                    Ok(())
-                }
-                TopoCmd::List => {
-                    for ns in netns::list()
-                        .into_iter()
-                        .filter(|n| n.starts_with(topo::PREFIX))
-                    {
-                        println!("{ns}");
-                    }
-                    Ok(())
-                }
+                println!(
+                    "(`ip netns exec {} ip link` to look; `harness topo down {name}` removes it)",
+                    t.dut.netns
+                );
+                std::mem::forget(t);
+                Ok(())
             }
-        }
+            TopoCmd::Down { name, all } => {
+                if all {
+                    for ns in topo::remove_all()? {
+                        println!("removed {ns}");
+                    }
+                    if harness::peer::clean_leftovers() {
+                        println!("removed the pins of the benchmark's xdp-filter peer");
+                    }
+                } else {
+                    let name = name.context("a name or --all")?;
+                    for side in ["gen", "dut", "rcv"] {
+                        netns::remove(&format!("{}{name}-{side}", topo::PREFIX))?;
+                    }
+                    println!("removed {name}");
+                }
+                Ok(())
+            }
+            TopoCmd::List => {
+                for ns in netns::list()
+                    .into_iter()
+                    .filter(|n| n.starts_with(topo::PREFIX))
+                {
+                    println!("{ns}");
+                }
+                Ok(())
+            }
+        },
         Cmd::Demo { mode } => demo::run(mode),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Replay {
