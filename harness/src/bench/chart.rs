@@ -198,8 +198,8 @@ pub fn search_svg(r: &SearchReport) -> String {
 pub fn latency_svg(r: &SearchReport) -> String {
     const LOAD_COLOURS: [&str; 4] = ["#9ecae1", "#6baed6", "#3182bd", "#08306b"];
     let names = ["min", "p50", "p90", "p99", "p99.9", "max"];
-    let (left, width, top, panel) = (90.0, 900.0, 70.0, 250.0);
-    let plot = width - left - 230.0;
+    let (left, width, top, panel) = (90.0, 1000.0, 70.0, 250.0);
+    let plot = width - left - 290.0;
     let modes: Vec<&str> = {
         let mut m: Vec<&str> = r.latency.iter().map(|c| c.mode.as_str()).collect();
         m.dedup();
@@ -236,7 +236,7 @@ pub fn latency_svg(r: &SearchReport) -> String {
         height,
         "xdpwall: one-way latency of passed frames through a forwarding DUT (µs, log scale)",
         &format!(
-            "colour: load (pale: none ... dark: 90% of NDR); solid: filter, dashed: baseline; \
+            "pale: no load ... dark: 90% of NDR; solid: filter, dashed: baseline; \
              {}-byte frames, {} s per load; {}",
             r.frame_size,
             r.final_trial_s,
