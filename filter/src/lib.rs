@@ -12,6 +12,7 @@ pub mod loader;
 pub mod model;
 pub mod netns;
 pub mod rules;
+pub mod service;
 pub mod trace;
 
 pub use loader::{Filter, LoadError, Maps, Mode};

@@ -10,8 +10,10 @@ use crate::{root, step};
 /// bpf-linker version known to build with aya 0.14 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use (tcpdump and tshark read back the pcaps the tools write;
-/// netsniff-ng brings trafgen, the peer of pktgen's afpacket engine).
-pub const APT_PACKAGES: &[&str] = &["tcpdump", "tshark", "netsniff-ng"];
+/// netsniff-ng brings trafgen, the peer of pktgen's afpacket engine; prometheus scrapes
+/// `xdpwall serve` in the service test; util-linux's setpriv and systemd's systemd-analyze
+/// are on every Debian system).
+pub const APT_PACKAGES: &[&str] = &["tcpdump", "tshark", "netsniff-ng", "prometheus"];
 /// Debian packages the generator benchmark uses (trafgen). The filter benchmark needs none,
 /// which keeps its first run on a fresh machine short.
 pub const GENBENCH_PACKAGES: &[&str] = &["netsniff-ng"];

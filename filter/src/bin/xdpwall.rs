@@ -13,7 +13,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use xdpwall::{
-    loader::{self, remove_pins, Snapshot},
+    loader::{self, Snapshot},
+    service::{self, apply::Change, config::Config, Record},
     Filter, Maps, Mode, RuleSet,
 };
 use xdpwall_common::stat;
@@ -128,12 +129,38 @@ enum Cmd {
         /// The rule file.
         rules: PathBuf,
     },
+    /// Make the running filters match a configuration file (see filter/README.md, "Running
+    /// as a service"): unchanged filters are left alone, changed rules updated live, filters
+    /// the file no longer names (that apply attached) detached. A bad entry changes nothing.
+    Apply {
+        /// The configuration (TOML).
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The service: apply a configuration (again on SIGHUP), serve Prometheus metrics, and on
+    /// SIGTERM exit leaving the filters attached (a restart finds them running).
+    Serve {
+        /// The configuration to apply (optional: without it, only metrics are served).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Serve metrics at http://ADDR/metrics (overrides the configuration's `metrics`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+    },
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGHUP under `xdpwall serve` (which reloads instead of stopping).
+static HUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_hup(_: libc::c_int) {
+    HUP.store(true, Ordering::SeqCst);
 }
 
 fn install_signal_handlers() {
@@ -184,27 +211,14 @@ fn confirmed(limit: Duration) -> bool {
     }
 }
 
-fn lock_path(name: &str) -> PathBuf {
-    Path::new("/run/xdpwall").join(format!("{name}.lock"))
-}
-
-/// Detaches the filter `name` and removes its update lock file; false when none was running.
+/// Detaches the filter `name` (pins, lock file, record); false when none was running.
 fn detach(name: &str) -> Result<bool> {
-    let was = remove_pins(name)?;
-    // A process still waiting on the old file gets it, then finds no filter: harmless.
-    let _ = std::fs::remove_file(lock_path(name));
-    Ok(was)
+    Ok(service::detach(name)?)
 }
 
 /// Serialises updates of one filter between processes.
 fn lock(name: &str) -> Result<File> {
-    let path = lock_path(name);
-    let dir = path.parent().expect("lock files live in a folder");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let f = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
-    f.lock()
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(f)
+    service::lock(name).with_context(|| format!("locking {}", service::lock_path(name).display()))
 }
 
 fn main() {
@@ -237,7 +251,16 @@ fn run(cli: Cli) -> Result<()> {
                 xdpwall::netns::enter(ns)?;
             }
             let name = name.unwrap_or_else(|| iface.clone());
-            attach(&iface, &rules, &set, mode, &name, foreground, interval)
+            attach(
+                &iface,
+                netns.as_deref(),
+                &rules,
+                &set,
+                mode,
+                &name,
+                foreground,
+                interval,
+            )
         }
         Cmd::Update {
             name,
@@ -252,6 +275,15 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = lock(&name)?;
             let mut maps = Maps::open_pinned(&name)?;
             let r = maps.apply(&set)?;
+            if let Some(mut rec) = Record::read(&name) {
+                rec.rules = rules.clone();
+                rec.fingerprint = service::fingerprint(&set, None);
+                rec.updated_unix = Record::now();
+                rec.update_seconds = (r.compile + r.write).as_secs_f64();
+                // A managed filter updated by hand: `apply` will put its configuration back.
+                rec.write(&name)
+                    .with_context(|| format!("writing {}", Record::path(&name).display()))?;
+            }
             println!(
                 "updated '{name}': {} rules, {} set entries from {} (generation {}, compiled in {:.1} ms, written in {:.1} ms)",
                 r.rules,
@@ -352,6 +384,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Apply { config, json } => {
+            let config = Config::from_file(&config)?;
+            let changes = service::apply::apply(&config)?;
+            print_changes(&changes, json)
+        }
+        Cmd::Serve { config, metrics } => serve(config.as_deref(), metrics),
         Cmd::Check { rules } => {
             let set = RuleSet::from_file(&rules)?;
             xdpwall::compile::compile(&set)?;
@@ -374,8 +412,89 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn print_changes(changes: &[(String, Change)], json: bool) -> Result<()> {
+    if json {
+        let v: Vec<_> = changes
+            .iter()
+            .map(|(n, c)| serde_json::json!({ "name": n, "result": c }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if changes.is_empty() {
+        println!("nothing configured, nothing to detach");
+    } else {
+        for (n, c) in changes {
+            println!("{n}: {c}");
+        }
+    }
+    Ok(())
+}
+
+/// `xdpwall serve`: apply the configuration, then serve metrics (or just wait), applying it
+/// again on SIGHUP; SIGTERM or Ctrl-C ends the process and leaves the filters attached.
+fn serve(config: Option<&Path>, metrics: Option<String>) -> Result<()> {
+    let load = |path: &Path| -> Result<Config> { Ok(Config::from_file(path)?) };
+    let cfg = config.map(load).transpose()?;
+    let addr = metrics.or_else(|| cfg.as_ref().and_then(|c| c.metrics.clone()));
+    if cfg.is_none() && addr.is_none() {
+        bail!("nothing to serve: give --config FILE and/or --metrics ADDR");
+    }
+    // Bind first: a port in use is reported before any filter changes.
+    let listener = addr.as_deref().map(service::metrics::bind).transpose()?;
+    if let Some(c) = &cfg {
+        let changes = service::apply::apply(c)?;
+        for (n, ch) in &changes {
+            eprintln!("xdpwall: {n}: {ch}");
+        }
+        eprintln!(
+            "xdpwall: applied {} ({} filters)",
+            c.path.display(),
+            c.filters.len()
+        );
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t) };
+    if let Some(a) = &addr {
+        eprintln!("xdpwall: serving metrics at http://{a}/metrics");
+    }
+    let reload = || {
+        if !HUP.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let Some(path) = config else {
+            eprintln!("xdpwall: SIGHUP: no configuration to reload");
+            return;
+        };
+        match load(path).and_then(|c| Ok(service::apply::apply(&c)?)) {
+            Ok(changes) => {
+                for (n, ch) in &changes {
+                    eprintln!("xdpwall: reload: {n}: {ch}");
+                }
+                eprintln!("xdpwall: reloaded {}", path.display());
+            }
+            Err(e) => eprintln!("xdpwall: reload failed, the running filters are as before: {e:#}"),
+        }
+    };
+    match &listener {
+        Some(l) => service::metrics::serve(l, &STOP, reload),
+        None => {
+            while !STOP.load(Ordering::SeqCst) {
+                reload();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    eprintln!("xdpwall: stopping; the filters stay attached (`xdpwall detach NAME` removes one)");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn attach(
     iface: &str,
+    netns: Option<&str>,
     rules: &Path,
     set: &RuleSet,
     mode: Mode,
@@ -383,18 +502,43 @@ fn attach(
     foreground: bool,
     interval: u64,
 ) -> Result<()> {
-    if foreground {
-        install_signal_handlers();
+    let t = Instant::now();
+    let record = |used: Mode| Record {
+        iface: iface.to_string(),
+        netns: netns.map(str::to_string),
+        mode,
+        attached_mode: used,
+        rules: rules.to_path_buf(),
+        fingerprint: service::fingerprint(set, None),
+        managed: false,
+        updated_unix: Record::now(),
+        update_seconds: t.elapsed().as_secs_f64(),
+    };
+    let said = |used: Mode| {
+        if let Err(e) = record(used).write(name) {
+            eprintln!(
+                "xdpwall: could not write {} ({e}): metrics will lack its update time",
+                Record::path(name).display()
+            );
+        }
+        println!(
+            "xdpwall attached to {iface} in {used} mode: {} rules from {}; pinned at {}",
+            set.rules.len(),
+            rules.display(),
+            loader::pin_dir(name).display()
+        );
+    };
+    if !foreground {
+        said(service::attach_pinned(iface, set, mode, name)?);
+        println!("(`xdpwall status {name}` shows counters, `xdpwall detach {name}` removes it)");
+        return Ok(());
     }
+    install_signal_handlers();
     let mut filter = Filter::load_pinned(name)?;
     // From here on, any failure must leave nothing pinned or attached.
     let result = (|| -> Result<Mode> {
         filter.maps.apply(set)?;
-        let used = filter.attach(iface, mode)?;
-        if !foreground {
-            filter.pin_link(name)?;
-        }
-        Ok(used)
+        Ok(filter.attach(iface, mode)?)
     })();
     let used = match result {
         Ok(m) => m,
@@ -404,16 +548,7 @@ fn attach(
             return Err(e);
         }
     };
-    println!(
-        "xdpwall attached to {iface} in {used} mode: {} rules from {}; pinned at {}",
-        set.rules.len(),
-        rules.display(),
-        loader::pin_dir(name).display()
-    );
-    if !foreground {
-        println!("(`xdpwall status {name}` shows counters, `xdpwall detach {name}` removes it)");
-        return Ok(());
-    }
+    said(used);
     println!("running in the foreground; Ctrl-C detaches");
     let mut last = Instant::now();
     while !STOP.load(Ordering::SeqCst) {

@@ -15,7 +15,7 @@ use super::*;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The caller lacks the privileges for BPF or XDP.
-    #[error("permission denied while {what}: run as root (needs CAP_BPF, CAP_NET_ADMIN)")]
+    #[error("permission denied while {what}: run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")]
     Permission {
         /// What was being done.
         what: String,
@@ -101,7 +101,7 @@ pub enum LoadError {
         source: aya::pin::PinError,
     },
     /// No bpffs is mounted and mounting one failed.
-    #[error("no BPF filesystem at /sys/fs/bpf and mounting one failed: run as root, or `mount -t bpf bpf /sys/fs/bpf`")]
+    #[error("no BPF filesystem at /sys/fs/bpf and mounting one failed: run as root (mounting needs CAP_SYS_ADMIN), or `mount -t bpf bpf /sys/fs/bpf` first")]
     NoBpffs(#[source] std::io::Error),
     /// [`Filter::pin_link`] before [`Filter::attach`].
     #[error("not attached: nothing to pin")]

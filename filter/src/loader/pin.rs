@@ -77,6 +77,7 @@ fn release_bpffs_locked() -> Result<(), LoadError> {
     if !Path::new(MOUNT_MARK).exists() {
         return Ok(());
     }
+    remove_stale_holds();
     let in_use = fs::read_dir(BPFFS)
         .map_err(pin_err("reading", BPFFS))?
         .flatten()
@@ -86,7 +87,13 @@ fn release_bpffs_locked() -> Result<(), LoadError> {
     }
     // SAFETY: constant C string.
     if unsafe { libc::umount(c"/sys/fs/bpf".as_ptr()) } != 0 {
-        return Err(pin_err("unmounting", BPFFS)(std::io::Error::last_os_error()));
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EPERM) {
+            // Running without CAP_SYS_ADMIN: an empty bpffs stays mounted (its mark too, so
+            // the next xdpwall run as root unmounts it); the filter itself is gone.
+            return Ok(());
+        }
+        return Err(pin_err("unmounting", BPFFS)(e));
     }
     fs::remove_file(MOUNT_MARK).map_err(pin_err("removing", MOUNT_MARK))
 }
@@ -99,21 +106,47 @@ pub fn release_bpffs() -> Result<(), LoadError> {
 }
 
 /// Keeps a bpffs mounted at /sys/fs/bpf for another tool that pins there (the benchmark's
-/// xdp-filter peer), with the same bookkeeping as xdpwall's own pins: on drop it is unmounted
-/// if xdpwall mounted it and nothing but the kernel's entries is left.
-pub struct BpffsHold(());
+/// xdp-filter peer) or a process that drops the capability to mount one, with the same
+/// bookkeeping as xdpwall's own pins: while it lives, a folder `xdpwall-hold-PID` in the
+/// bpffs keeps other xdpwall processes from unmounting it; on drop the folder goes and the
+/// bpffs is unmounted if xdpwall mounted it and nothing but the kernel's entries is left.
+/// (The folder of a process that died is removed by the next release.)
+pub struct BpffsHold(PathBuf);
+
+/// Prefix of the folders of [`BpffsHold`]s.
+const HOLD_PREFIX: &str = "xdpwall-hold-";
 
 impl BpffsHold {
-    /// Mounts a bpffs at /sys/fs/bpf unless one is there.
+    /// Mounts a bpffs at /sys/fs/bpf unless one is there, and holds it.
     pub fn take() -> Result<BpffsHold, LoadError> {
         let _lock = BpffsLock::take()?;
         ensure_bpffs()?;
-        Ok(BpffsHold(()))
+        let dir = Path::new(BPFFS).join(format!("{HOLD_PREFIX}{}", std::process::id()));
+        fs::create_dir_all(&dir).map_err(pin_err("creating", &dir))?;
+        Ok(BpffsHold(dir))
+    }
+}
+
+/// Removes the hold folders of processes that no longer run.
+fn remove_stale_holds() {
+    for e in fs::read_dir(BPFFS).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(HOLD_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir(e.path());
+        }
     }
 }
 
 impl Drop for BpffsHold {
     fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
         let _ = release_bpffs();
     }
 }

@@ -20,7 +20,7 @@ use super::*;
 static OBJECT: &[u8] = xdpwall_ebpf::FILTER;
 
 /// XDP attach mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// In the driver (`xdpdrv`); fails if the driver has no XDP support.
@@ -132,6 +132,33 @@ impl Filter {
                 source: Box::new(e),
             })?;
         prog.load().map_err(|e| match &e {
+            // Loading an XDP program takes CAP_NET_ADMIN besides CAP_BPF: EPERM, no log.
+            _ if errno_of(&e) == Some(libc::EPERM) => LoadError::Permission {
+                what: "loading the XDP program".into(),
+            },
+            // Without CAP_PERFMON the verifier refuses the packet-pointer arithmetic every
+            // parser does: say which capability, not the whole log.
+            ProgramError::LoadError { verifier_log, .. }
+                if !has_capability(CAP_PERFMON) && !has_capability(CAP_SYS_ADMIN) =>
+            {
+                LoadError::Permission {
+                    what: format!(
+                        "loading the XDP program (without CAP_PERFMON the verifier refuses it: {})",
+                        verifier_log
+                            .to_string()
+                            .lines()
+                            .rev()
+                            .find(|l| {
+                                !l.trim().is_empty()
+                                    && !["processed", "stack depth", "verification time"]
+                                        .iter()
+                                        .any(|p| l.starts_with(p))
+                            })
+                            .unwrap_or("")
+                            .trim()
+                    ),
+                }
+            }
             ProgramError::LoadError { verifier_log, .. } => LoadError::Verifier {
                 log: verifier_log.to_string(),
             },
@@ -242,7 +269,7 @@ impl Filter {
                 let hint = if errno_of(&e) == Some(libc::EBUSY) {
                     Some("another XDP program is attached: `xdpwall status` names xdpwall's filters, `xdpwall detach NAME` removes one")
                 } else if is_eperm(&e) {
-                    Some("permission denied: run as root (needs CAP_NET_ADMIN)")
+                    Some("permission denied: run as root, or with CAP_NET_ADMIN")
                 } else if m == Mode::Native {
                     Some("the driver may lack native XDP: try --mode generic or auto")
                 } else {
@@ -310,6 +337,23 @@ impl Filter {
             .map_err(|source| LoadError::PinObject { path, source })?;
         Ok(())
     }
+}
+
+/// CAP_SYS_ADMIN's number.
+const CAP_SYS_ADMIN: u32 = 21;
+/// CAP_PERFMON's number.
+const CAP_PERFMON: u32 = 38;
+
+/// Whether this process has capability `cap` in its effective set (from /proc/self/status).
+fn has_capability(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff & (1 << cap) != 0)
 }
 
 /// The index of `iface` in the current thread's network namespace (sysfs would show the
