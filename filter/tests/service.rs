@@ -176,16 +176,18 @@ fn apply_is_idempotent_updates_live_and_detaches_what_it_attached() {
         "still running as before"
     );
 
-    // A mode change re-attaches; an empty configuration detaches what apply attached.
-    let native = scratch(
-        "apply",
-        "native.toml",
-        &config(&topo, &name, &rules, "native"),
-    );
-    let out = ok(&xdpwall(&["apply", native.to_str().unwrap()]));
+    // Another configuration file without the filter leaves it alone (it is this file's).
+    let other = scratch("apply", "other.toml", "# no filters\n");
+    let out = ok(&xdpwall(&["apply", other.to_str().unwrap()]));
+    assert_eq!(out.trim(), "nothing configured, nothing to detach");
+    assert!(prog_id(&topo.dut.netns, &topo.dut.iface).is_some());
+
+    // The file edited: a mode change re-attaches; the entry removed detaches the filter.
+    std::fs::write(&cfg, config(&topo, &name, &rules, "native")).unwrap();
+    let out = ok(&xdpwall(&["apply", cfg_s]));
     assert_eq!(out.trim(), format!("{name}: re-attached (native mode)"));
-    let none = scratch("apply", "none.toml", "# no filters\n");
-    let out = ok(&xdpwall(&["apply", none.to_str().unwrap()]));
+    std::fs::write(&cfg, "# no filters\n").unwrap();
+    let out = ok(&xdpwall(&["apply", cfg_s]));
     assert_eq!(
         out.trim(),
         format!("{name}: detached (no longer configured)")

@@ -280,7 +280,8 @@ fn run(cli: Cli) -> Result<()> {
                 rec.fingerprint = service::fingerprint(&set, None);
                 rec.updated_unix = Record::now();
                 rec.update_seconds = (r.compile + r.write).as_secs_f64();
-                // A managed filter updated by hand: `apply` will put its configuration back.
+                // A filter of a configuration updated by hand: its next `apply` puts the
+                // configured rules back.
                 rec.write(&name)
                     .with_context(|| format!("writing {}", Record::path(&name).display()))?;
             }
@@ -510,7 +511,7 @@ fn attach(
         attached_mode: used,
         rules: rules.to_path_buf(),
         fingerprint: service::fingerprint(set, None),
-        managed: false,
+        config: None,
         updated_unix: Record::now(),
         update_seconds: t.elapsed().as_secs_f64(),
     };

@@ -1,15 +1,16 @@
 //! `xdpwall apply CONFIG`: makes the running filters match a [`Config`]. Idempotent: a
 //! filter whose interface, mode, rules and sampling are as configured is left untouched;
 //! changed rules or sampling are updated live and atomically (the generation flip of
-//! [`crate::Maps::apply`]); a changed interface or mode re-attaches; filters that `apply`
-//! attached and the configuration no longer names are detached. Filters attached by hand
-//! are never touched unless the configuration names them.
+//! [`crate::Maps::apply`]); a changed interface or mode re-attaches; filters that an earlier
+//! `apply` of the same configuration file attached, and that the file no longer names, are
+//! detached. Filters attached by hand, or by another configuration file, are never touched
+//! unless this configuration names them.
 //!
 //! Everything is checked before anything changes: every rule file is read and compiled and
 //! every interface looked up in its namespace, so a configuration with one bad entry changes
 //! nothing and says which entry is wrong.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use crate::{
     compile::compile,
@@ -44,7 +45,7 @@ pub enum Change {
     },
     /// Running as configured: untouched.
     Unchanged,
-    /// Attached by `apply` before, no longer configured: detached.
+    /// Attached by an earlier `apply` of this file, no longer in it: detached.
     Detached,
 }
 
@@ -156,6 +157,7 @@ fn check(config: &Config) -> Result<Vec<Checked<'_>>, ApplyError> {
 /// each filter, configured ones first, in file order.
 pub fn apply(config: &Config) -> Result<Vec<(String, Change)>, ApplyError> {
     let checked = check(config)?;
+    let source = std::fs::canonicalize(&config.path).unwrap_or_else(|_| config.path.clone());
     let mut done: Vec<(String, Change)> = Vec::new();
     let failed = |entry: String, message: String, done: &[(String, Change)]| ApplyError::Failed {
         entry,
@@ -171,14 +173,14 @@ pub fn apply(config: &Config) -> Result<Vec<(String, Change)>, ApplyError> {
     };
     for c in &checked {
         let e = c.entry;
-        let change = apply_one(c).map_err(|m| failed(e.label(), m, &done))?;
+        let change = apply_one(c, &source).map_err(|m| failed(e.label(), m, &done))?;
         done.push((e.name.clone(), change));
     }
     for name in pinned_filters() {
         if config.filters.iter().any(|e| e.name == name) {
             continue;
         }
-        if Record::read(&name).is_some_and(|r| r.managed) {
+        if Record::read(&name).is_some_and(|r| r.config.as_deref() == Some(source.as_path())) {
             detach(&name).map_err(|x| failed(format!("filter '{name}'"), text(x), &done))?;
             done.push((name, Change::Detached));
         }
@@ -186,7 +188,7 @@ pub fn apply(config: &Config) -> Result<Vec<(String, Change)>, ApplyError> {
     Ok(done)
 }
 
-fn record(c: &Checked<'_>, attached_mode: Mode, secs: f64) -> Record {
+fn record(c: &Checked<'_>, source: &Path, attached_mode: Mode, secs: f64) -> Record {
     Record {
         iface: c.entry.iface.clone(),
         netns: c.entry.netns.clone(),
@@ -194,7 +196,7 @@ fn record(c: &Checked<'_>, attached_mode: Mode, secs: f64) -> Record {
         attached_mode,
         rules: c.entry.rules.clone(),
         fingerprint: c.fingerprint.clone(),
-        managed: true,
+        config: Some(source.to_path_buf()),
         updated_unix: Record::now(),
         update_seconds: secs,
     }
@@ -213,7 +215,7 @@ fn set_sampling(maps: &mut Maps, sampling: Option<(u32, u32)>) -> Result<(), Str
     Ok(())
 }
 
-fn attach_new(c: &Checked<'_>) -> Result<Mode, String> {
+fn attach_new(c: &Checked<'_>, source: &Path) -> Result<Mode, String> {
     let e = c.entry;
     let t = Instant::now();
     let (iface, set, mode, name) = (e.iface.clone(), &c.set, e.mode, e.name.clone());
@@ -222,16 +224,16 @@ fn attach_new(c: &Checked<'_>) -> Result<Mode, String> {
     })?;
     let mut maps = Maps::open_pinned(&e.name).map_err(text)?;
     set_sampling(&mut maps, e.sampling)?;
-    record(c, used, t.elapsed().as_secs_f64())
+    record(c, source, used, t.elapsed().as_secs_f64())
         .write(&e.name)
         .map_err(|x| format!("writing {}: {x}", Record::path(&e.name).display()))?;
     Ok(used)
 }
 
-fn apply_one(c: &Checked<'_>) -> Result<Change, String> {
+fn apply_one(c: &Checked<'_>, source: &Path) -> Result<Change, String> {
     let e = c.entry;
     if !is_running(&e.name) {
-        return attach_new(c).map(|mode| Change::Attached { mode });
+        return attach_new(c, source).map(|mode| Change::Attached { mode });
     }
     let old = Record::read(&e.name);
     let moved = old
@@ -239,7 +241,7 @@ fn apply_one(c: &Checked<'_>) -> Result<Change, String> {
         .is_some_and(|r| r.iface != e.iface || r.netns != e.netns || r.mode != e.mode);
     if moved {
         detach(&e.name).map_err(text)?;
-        return attach_new(c).map(|mode| Change::Reattached { mode });
+        return attach_new(c, source).map(|mode| Change::Reattached { mode });
     }
     let _lock = lock(&e.name).map_err(|x| format!("taking the update lock: {x}"))?;
     let mut maps = Maps::open_pinned(&e.name).map_err(text)?;
@@ -248,6 +250,12 @@ fn apply_one(c: &Checked<'_>) -> Result<Change, String> {
             .active_rules()
             .is_ok_and(|(_, rules)| rules.len() == c.set.rules.len());
     if same {
+        // Named by this file now: this file detaches it once it no longer names it.
+        if let Some(mut r) = old.filter(|r| r.config.as_deref() != Some(source)) {
+            r.config = Some(source.to_path_buf());
+            r.write(&e.name)
+                .map_err(|x| format!("writing {}: {x}", Record::path(&e.name).display()))?;
+        }
         return Ok(Change::Unchanged);
     }
     // Running, but not as configured (or attached by hand: no record). Live update.
@@ -255,7 +263,7 @@ fn apply_one(c: &Checked<'_>) -> Result<Change, String> {
     let r = maps.apply(&c.set).map_err(text)?;
     set_sampling(&mut maps, e.sampling)?;
     let attached_mode = old.as_ref().map_or(e.mode, |r| r.attached_mode);
-    record(c, attached_mode, t.elapsed().as_secs_f64())
+    record(c, source, attached_mode, t.elapsed().as_secs_f64())
         .write(&e.name)
         .map_err(|x| format!("writing {}: {x}", Record::path(&e.name).display()))?;
     Ok(Change::Updated {

@@ -202,6 +202,8 @@ pub fn render() -> String {
     for name in pinned_filters() {
         match Maps::open_pinned(&name).and_then(|maps| maps.snapshot()) {
             Ok(s) => add_filter(&mut m, &name, &s, Record::read(&name).as_ref()),
+            // Detached between listing and reading: not a filter any more.
+            Err(_) if !super::is_running(&name) => {}
             Err(e) => {
                 eprintln!("xdpwall: metrics of '{name}': {:#}", anyhow::Error::new(e));
                 m.add("xdpwall_up", &[("filter", &name)], 0);

@@ -92,9 +92,10 @@ pub struct Record {
     pub rules: PathBuf,
     /// Fingerprint of the rules and sampling in force ([`fingerprint`]).
     pub fingerprint: String,
-    /// Attached by `xdpwall apply` or `serve` (which also detach it when the configuration
-    /// drops it); filters attached by hand are left to the operator.
-    pub managed: bool,
+    /// The configuration file (canonical path) whose `xdpwall apply` (or `serve`) attached
+    /// the filter: applying that file again detaches it once the file no longer names it.
+    /// None: attached by hand, left to the operator.
+    pub config: Option<PathBuf>,
     /// When the rules were last written (Unix seconds).
     pub updated_unix: f64,
     /// How long compiling and writing them took, seconds.

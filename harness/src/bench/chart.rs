@@ -196,7 +196,9 @@ pub fn search_svg(r: &SearchReport) -> String {
 /// p99, p99.9, max on the x axis; microseconds on a log scale), one line per program and
 /// load: the load by colour (pale: no load, dark: 90% of the NDR), the baseline dashed.
 pub fn latency_svg(r: &SearchReport) -> String {
-    const LOAD_COLOURS: [&str; 4] = ["#9ecae1", "#6baed6", "#3182bd", "#08306b"];
+    // Blues in native mode, oranges in generic (as the other charts), pale to dark by load.
+    const NATIVE: [&str; 4] = ["#9ecae1", "#6baed6", "#3182bd", "#08306b"];
+    const GENERIC: [&str; 4] = ["#fdd0a2", "#fd8d3c", "#e6550d", "#7f2704"];
     let names = ["min", "p50", "p90", "p99", "p99.9", "max"];
     let (left, width, top, panel) = (90.0, 1000.0, 70.0, 250.0);
     let plot = width - left - 290.0;
@@ -300,7 +302,8 @@ pub fn latency_svg(r: &SearchReport) -> String {
                             .map(|v| format!("{:.1},{:.1}", x(k), y(v)))
                     })
                     .collect();
-                let colour = LOAD_COLOURS[i.min(LOAD_COLOURS.len() - 1)];
+                let shades = if *mode == "generic" { GENERIC } else { NATIVE };
+                let colour = shades[i.min(shades.len() - 1)];
                 s.push_str(&format!(
                     "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>\n",
                     pts.join(" ")

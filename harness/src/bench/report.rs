@@ -540,13 +540,16 @@ fn print_latency(cases: &[LatencyCase]) {
             );
         }
     }
-    if let Some(c) = cases.first() {
-        println!(
-            "  (loads are shares of {:.3} Mpps, the lower NDR of the mode's two programs; no load: \
-             1% of it, at most 0.01 Mpps)",
-            c.ndr_reference_mpps
-        );
-    }
+    let mut refs: Vec<String> = cases
+        .iter()
+        .map(|c| format!("{:.3} Mpps in {} mode", c.ndr_reference_mpps, c.mode))
+        .collect();
+    refs.dedup();
+    println!(
+        "  (loads are shares of the lower NDR of the mode's two programs: {}; no load: 1% of it, \
+         at most 0.01 Mpps)",
+        refs.join(", ")
+    );
 }
 
 /// Writes a report as `OUT/STEM-STARTED.json` (and `.svg` when there is one) and says where.
