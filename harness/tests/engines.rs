@@ -128,39 +128,6 @@ fn kernel_rewritten_frames_have_valid_checksums() {
     };
     // Latency probes too: their timestamp, written as they leave, updates the UDP checksum.
     for (v6, probe) in [(false, false), (true, false), (false, true), (true, true)] {
-        let dut = topo.dut.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let receiver = std::thread::spawn(move || {
-            let _ns = dut.enter().unwrap();
-            let s = UdpSocket::bind(SocketAddr::new(dut.ip(v6), 7000)).unwrap();
-            let size: libc::c_int = 8 << 20;
-            // SAFETY: int option on our socket (root may exceed rmem_max).
-            unsafe {
-                libc::setsockopt(
-                    std::os::fd::AsRawFd::as_raw_fd(&s),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    &size as *const _ as *const libc::c_void,
-                    4,
-                )
-            };
-            // The first datagram may take a while (the sender loads its program first: seconds
-            // in a guest under software emulation); after it, 700 ms of quiet ends the count.
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            tx.send(()).unwrap();
-            let mut buf = [0u8; 2048];
-            if s.recv(&mut buf).is_err() {
-                return 0;
-            }
-            s.set_read_timeout(Some(Duration::from_millis(700)))
-                .unwrap();
-            let mut n = 1u64;
-            while s.recv(&mut buf).is_ok() {
-                n += 1;
-            }
-            n
-        });
-        rx.recv().unwrap();
         // Vary the low bits of the source address (x.100 to x.199: never the DUT's own) and
         // the source port: every rewrite touches the IPv4 header checksum and the UDP checksum
         // (mandatory in IPv6).
@@ -174,28 +141,108 @@ fn kernel_rewritten_frames_have_valid_checksums() {
         if probe {
             template = template.latency_probe();
         }
-        template.dst_mac = topo.dut.mac;
-        template.src_mac = topo.gen.mac;
         let flows = Flows {
             src: Vary::Range { count: 100 },
             sport: Vary::Random { count: 3000 },
             ..Flows::default()
         };
-        let iface = topo.gen.iface.clone();
-        netns::run_in(&topo.gen.netns, move || {
-            let e = XdpEngine::new(&template, &flows, &iface).unwrap();
-            for _ in 0..50 {
-                e.send(20, 16).unwrap();
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-        .unwrap();
         assert_eq!(
-            receiver.join().unwrap(),
+            accepted(&topo, v6, template, flows),
             1000,
             "datagrams accepted by the DUT's stack (v6: {v6}, probe: {probe})"
         );
     }
+}
+
+/// Sends 1,000 frames of `template` varied by `flows` with the `xdp` engine (in 50 calls of
+/// 20) to UDP port 7000 of the DUT and returns how many datagrams its stack accepted.
+fn accepted(topo: &Topology, v6: bool, mut template: FrameSpec, flows: Flows) -> u64 {
+    let dut = topo.dut.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        let _ns = dut.enter().unwrap();
+        let s = UdpSocket::bind(SocketAddr::new(dut.ip(v6), 7000)).unwrap();
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: int option on our socket (root may exceed rmem_max).
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &size as *const _ as *const libc::c_void,
+                4,
+            )
+        };
+        // The first datagram may take a while (the sender loads its program first: seconds
+        // in a guest under software emulation); after it, 700 ms of quiet ends the count.
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        if s.recv(&mut buf).is_err() {
+            return 0;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut n = 1u64;
+        while s.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    rx.recv().unwrap();
+    template.dst_mac = topo.dut.mac;
+    template.src_mac = topo.gen.mac;
+    let iface = topo.gen.iface.clone();
+    netns::run_in(&topo.gen.netns, move || {
+        let e = XdpEngine::new(&template, &flows, &iface).unwrap();
+        for _ in 0..50 {
+            e.send(20, 16).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+    .unwrap();
+    receiver.join().unwrap()
+}
+
+/// A UDP checksum the kernel's rewrite computes as 0 is sent as 0xffff (0 means "none", and an
+/// IPv6 stack drops such a datagram): the source port alternates between one whose checksum
+/// is ordinary and the one whose checksum comes out 0.
+#[test]
+fn a_rewritten_udp_checksum_of_zero_is_sent_as_ffff() {
+    let id = std::process::id() % 10000;
+    let topo = Topology::standard(&format!("csum0-{id}"), &Options::default()).unwrap();
+    let iface = topo.gen.iface.clone();
+    if !netns::run_in(&topo.gen.netns, move || live_frames(&iface)).unwrap() {
+        return;
+    }
+    let _filter = {
+        let _ns = topo.dut.enter().unwrap();
+        let mut f = Filter::with_rules(&RuleSet::default()).unwrap();
+        f.attach(&topo.dut.iface, Mode::Native).unwrap();
+        f
+    };
+    let frame = |sport: u16| {
+        FrameSpec::udp(
+            "2001:db8:18::100".parse().unwrap(),
+            topo.dut.ip(true),
+            sport,
+            7000,
+        )
+        .payload(32)
+    };
+    // The UDP checksum sits at 14 + 40 + 6; all ones or all zeros: the data sums to zero.
+    let zero = (2..=u16::MAX)
+        .find(|&p| matches!(frame(p).build()[60..62], [0xff, 0xff] | [0, 0]))
+        .expect("one source port makes the checksum zero");
+    let flows = Flows {
+        sport: Vary::Range { count: 2 },
+        ..Flows::default()
+    };
+    assert_eq!(
+        accepted(&topo, true, frame(zero - 1), flows),
+        1000,
+        "half the frames have source port {zero}, whose checksum is zero"
+    );
 }
 
 /// Paced in the kernel, the `xdp` engine never sends faster than asked, every frame it counts
