@@ -111,20 +111,29 @@ fn both_engines_deliver_every_frame_to_a_native_receiver() {
     drop(cd);
 }
 
-/// Frames rewritten in the kernel pass the DUT's IP and UDP checksum checks.
-#[test]
-fn kernel_rewritten_frames_have_valid_checksums() {
+/// A topology (with IPv6) whose DUT passes everything to its stack (an empty xdpwall filter,
+/// native); None where the kernel has no live frames (the refusal checked instead).
+fn passing_dut(name: &str) -> Option<(Topology, Filter)> {
     let id = std::process::id() % 10000;
-    let topo = Topology::standard(&format!("csum-{id}"), &Options::default()).unwrap();
+    let topo = Topology::standard(&format!("{name}-{id}"), &Options::default()).unwrap();
     let iface = topo.gen.iface.clone();
     if !netns::run_in(&topo.gen.netns, move || live_frames(&iface)).unwrap() {
-        return;
+        return None;
     }
-    let _filter = {
+    let filter = {
         let _ns = topo.dut.enter().unwrap();
         let mut f = Filter::with_rules(&RuleSet::default()).unwrap();
         f.attach(&topo.dut.iface, Mode::Native).unwrap();
         f
+    };
+    Some((topo, filter))
+}
+
+/// Frames rewritten in the kernel pass the DUT's IP and UDP checksum checks.
+#[test]
+fn kernel_rewritten_frames_have_valid_checksums() {
+    let Some((topo, _filter)) = passing_dut("csum") else {
+        return;
     };
     // Latency probes too: their timestamp, written as they leave, updates the UDP checksum.
     for (v6, probe) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -209,17 +218,8 @@ fn accepted(topo: &Topology, v6: bool, mut template: FrameSpec, flows: Flows) ->
 /// is ordinary and the one whose checksum comes out 0.
 #[test]
 fn a_rewritten_udp_checksum_of_zero_is_sent_as_ffff() {
-    let id = std::process::id() % 10000;
-    let topo = Topology::standard(&format!("csum0-{id}"), &Options::default()).unwrap();
-    let iface = topo.gen.iface.clone();
-    if !netns::run_in(&topo.gen.netns, move || live_frames(&iface)).unwrap() {
+    let Some((topo, _filter)) = passing_dut("csum0") else {
         return;
-    }
-    let _filter = {
-        let _ns = topo.dut.enter().unwrap();
-        let mut f = Filter::with_rules(&RuleSet::default()).unwrap();
-        f.attach(&topo.dut.iface, Mode::Native).unwrap();
-        f
     };
     let frame = |sport: u16| {
         FrameSpec::udp(
