@@ -43,12 +43,19 @@ impl Action {
     }
 }
 
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Action {
+    /// The action's name in rule files (`pass`, `drop`).
+    pub fn name(self) -> &'static str {
+        match self {
             Action::Pass => "pass",
             Action::Drop => "drop",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -137,6 +144,15 @@ pub enum RuleAction {
 }
 
 impl RuleAction {
+    /// The action's name in rule files (`pass`, `drop`, `rate-limit`), without the limit.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleAction::Pass => "pass",
+            RuleAction::Drop => "drop",
+            RuleAction::RateLimit(_) => "rate-limit",
+        }
+    }
+
     /// The rate limit, for a rate-limit rule.
     pub fn limit(&self) -> Option<RateLimit> {
         match self {
@@ -158,9 +174,8 @@ impl From<Action> for RuleAction {
 impl fmt::Display for RuleAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RuleAction::Pass => f.write_str("pass"),
-            RuleAction::Drop => f.write_str("drop"),
-            RuleAction::RateLimit(l) => write!(f, "rate-limit {l}"),
+            RuleAction::RateLimit(l) => write!(f, "{} {l}", self.name()),
+            a => f.write_str(a.name()),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     loader::{pinned_filters, Snapshot},
-    Action, Maps, RuleAction,
+    Maps,
 };
 
 use super::Record;
@@ -73,13 +73,6 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn verdict(a: Action) -> &'static str {
-    match a {
-        Action::Pass => "pass",
-        Action::Drop => "drop",
-    }
-}
-
 /// Samples of one scrape, grouped by family.
 #[derive(Default)]
 struct Families(Vec<(&'static str, Vec<String>)>);
@@ -126,9 +119,9 @@ fn add_filter(m: &mut Families, name: &str, s: &Snapshot, rec: Option<&Record>) 
         m.add("xdpwall_bytes_total", &[f, ("verdict", v)], c.bytes);
     }
     for (cause, v, c) in [
-        ("default", verdict(s.default), s.default_hits),
-        ("malformed", verdict(s.malformed_action), s.malformed),
-        ("non_ip", verdict(s.non_ip_action), s.non_ip),
+        ("default", s.default.name(), s.default_hits),
+        ("malformed", s.malformed_action.name(), s.malformed),
+        ("non_ip", s.non_ip_action.name(), s.non_ip),
         ("rate_limited", "drop", s.rate_limited),
     ] {
         m.add(
@@ -140,11 +133,7 @@ fn add_filter(m: &mut Families, name: &str, s: &Snapshot, rec: Option<&Record>) 
     for r in &s.rules {
         let index = r.index.to_string();
         let rule_name = r.rule.name.clone().unwrap_or_default();
-        let action = match r.rule.action {
-            RuleAction::Pass => "pass",
-            RuleAction::Drop => "drop",
-            RuleAction::RateLimit(_) => "rate-limit",
-        };
+        let action = r.rule.action.name();
         let labels = [
             f,
             ("rule", index.as_str()),
@@ -153,7 +142,7 @@ fn add_filter(m: &mut Families, name: &str, s: &Snapshot, rec: Option<&Record>) 
         ];
         m.add("xdpwall_rule_packets_total", &labels, r.hits.packets);
         m.add("xdpwall_rule_bytes_total", &labels, r.hits.bytes);
-        if matches!(r.rule.action, RuleAction::RateLimit(_)) {
+        if r.rule.action.limit().is_some() {
             m.add(
                 "xdpwall_rule_rate_limited_packets_total",
                 &labels,
@@ -317,7 +306,7 @@ pub fn serve(listener: &TcpListener, stop: &AtomicBool, mut idle: impl FnMut()) 
 mod tests {
     use super::*;
     use crate::loader::{Count, RuleCounter, Sampling, SetStatus};
-    use crate::{Rule, RuleSet};
+    use crate::{Action, Rule, RuleSet};
 
     fn snapshot() -> Snapshot {
         let set = RuleSet::parse(
