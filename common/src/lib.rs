@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 11;
+pub const ABI_VERSION: u32 = 12;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -30,6 +30,8 @@ pub const GENERATIONS: u32 = 2;
 /// Bitmap slots available to one generation. The compiler needs at most
 /// `1 + 2 * (MAX_RULES + 2) + 2 * (2 * MAX_RULES + 2) + 257` distinct bitmaps.
 pub const SLOTS_PER_GEN: u32 = 8192;
+// Slots are stored in 16 bits (range4, Addr6Entry::tag, Block4::slot).
+const _: () = assert!(SLOTS_PER_GEN <= 1 << 16);
 /// Entries per generation in the port tables: one per port plus [`NO_PORT`].
 pub const PORT_ENTRIES: u32 = 65537;
 /// Index into the port tables used for packets that carry no ports (not TCP/UDP, or a
@@ -41,26 +43,51 @@ pub const PROTO_ENTRIES: u32 = 256;
 /// LPM tries allocate on demand, so this is only a bound.
 pub const LPM_ENTRIES_PER_GEN: u32 = (1 << 20) + MAX_RULES as u32 + 1;
 /// log2 of [`ADDR_BUCKETS`].
-pub const ADDR_BUCKET_BITS: u32 = 19;
+pub const ADDR_BUCKET_BITS: u32 = 18;
 /// Fewest bucket bits a generation's table uses (see [`GenInfo::addr_bits`]).
 pub const MIN_ADDR_BUCKET_BITS: u32 = 6;
-/// Buckets per generation in each address table (one for IPv4, one for IPv6): the hashed
-/// networks (IPv4: every network longer than /16, see [`Block4`]; IPv6: the longest prefix
+/// Buckets per generation in the IPv6 address table: the hashed networks (the longest prefix
 /// lengths, see [`GenInfo::hashed6`]), source and destination together, in a bucketed cuckoo
 /// table the program probes inline (two buckets of [`WAYS`] entries per prefix length; no map
 /// helper, no call).
 pub const ADDR_BUCKETS: u32 = 1 << ADDR_BUCKET_BITS;
-/// Entries per bucket of the address tables.
-pub const WAYS: usize = 4;
+/// Entries per bucket of the IPv6 address table: five, so that a million networks fill
+/// 2^18 buckets to 80% (cuckoo placement with two choices of buckets this wide holds past
+/// 95%) and the table takes 26 MiB per generation instead of 48 at half load.
+pub const WAYS: usize = 5;
 /// Most hashed networks per generation and family: the largest set size (a million) plus the
-/// rules' own networks, which keeps a table at about half load.
+/// rules' own networks.
 pub const ADDR_CAPACITY: usize = (1 << 20) + 2 * MAX_RULES;
 /// log2 of [`BLOCKS4`]: the IPv4 block index is the address's first 16 bits.
 pub const BLOCK4_BITS: u32 = 16;
 /// IPv4 blocks (/16s) per dimension in the block index (see [`Block4`]).
 pub const BLOCKS4: u32 = 1 << BLOCK4_BITS;
-/// Prefix lengths a block can list: 17 to 32.
-pub const BLOCK4_LENS: u32 = 32 - BLOCK4_BITS;
+/// Entries per generation of the IPv4 range array (see [`Block4`]): every IPv4 network longer
+/// than /16 starts at most two ranges (at its first address and after its last), and a
+/// generation holds at most [`ADDR_CAPACITY`] of them.
+pub const RANGES4_PER_GEN: u32 = 2 * ADDR_CAPACITY as u32;
+/// Halving steps that find a range among the at most 65,535 of one block.
+pub const RANGE4_STEPS: usize = 16;
+/// Range words per element of the range array: one cache line (array elements are padded to
+/// 8 bytes, so one word per element would take twice the memory and half the line).
+pub const RANGE4_LINE: usize = 16;
+/// One element of the range array: [`RANGE4_LINE`] consecutive [`range4`] words.
+pub type RangeLine = [u32; RANGE4_LINE];
+const _: () = assert!((RANGES4_PER_GEN as usize).is_multiple_of(RANGE4_LINE));
+
+/// One entry of the IPv4 range array: the first address of a range (the low 16 bits of the
+/// address, its block being implied) in the high half, its bitmap slot in the low half. Entries
+/// of a block are sorted, so comparing whole words compares starts, and an address `a` of the
+/// block lies at or after the entry `e` exactly when `e <= range4_key(a)`.
+pub const fn range4(start: u16, slot: u16) -> u32 {
+    (start as u32) << 16 | slot as u32
+}
+
+/// The word an IPv4 address (host order) is compared with in its block's ranges (see
+/// [`range4`]).
+pub const fn range4_key(host: u32) -> u32 {
+    host << 16 | 0xffff
+}
 
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
@@ -112,9 +139,9 @@ pub mod map_names {
     pub const RULE_STATS: &str = "XW_RULE_STATS";
     /// Per-CPU [`super::Counter`] per rule of packets over a rate limit: `gen * MAX_RULES + rule`.
     pub const RULE_LIMITED: &str = "XW_RULE_LIMITED";
-    /// Array of [`super::Addr4Bucket`]: the IPv4 networks longer than /16
-    /// (`gen * ADDR_BUCKETS + bucket`).
-    pub const ADDR4: &str = "XW_ADDR4";
+    /// Array of [`super::RangeLine`]s: the IPv4 ranges of the block index, word
+    /// `gen * RANGES4_PER_GEN + Block4::first + i` in element `word / RANGE4_LINE`.
+    pub const RANGE4: &str = "XW_RANGE4";
     /// Array of [`super::Addr6Bucket`].
     pub const ADDR6: &str = "XW_ADDR6";
     /// [`super::SetInfo`] per set: `gen * MAX_SETS + set`.
@@ -139,7 +166,7 @@ pub mod map_names {
         STATS,
         RULE_STATS,
         RULE_LIMITED,
-        ADDR4,
+        RANGE4,
         ADDR6,
         SETS,
         RATE,
@@ -194,14 +221,6 @@ pub const fn addr_key(dim: u32, len: u8) -> u32 {
     (dim + 1) << 8 | len as u32
 }
 
-/// The key word of an IPv4 address-table entry (lengths 17 to 32 only, see [`Block4`]): the
-/// dimension above the prefix length's [`Block4::lens`] bit `len_bit` (`1 << (32 - length)`),
-/// so that the program builds it from that bit alone, with no bit counting on the packet's
-/// path; never 0.
-pub const fn addr4_key(dim: u32, len_bit: u32) -> u32 {
-    (dim + 1) << 16 | len_bit
-}
-
 /// The two candidate buckets (below `1 << bits`, `bits` from [`GenInfo::addr_bits`]) of an
 /// IPv6 network: `key` from [`addr_key`], `words` the masked address as four words read in
 /// native order from its network-order bytes. Multiply-and-shift hashing of one 64-bit mix.
@@ -213,19 +232,6 @@ pub fn addr_buckets(key: u32, words: &[u32; 4], bits: u32) -> (u32, u32) {
     (
         top_bits(x.wrapping_mul(0xFF51_AFD7_ED55_8CCD), bits),
         top_bits(x.wrapping_mul(0xC4CE_B9FE_1A85_EC53), bits),
-    )
-}
-
-/// The two candidate buckets of an IPv4 network: `key` from [`addr4_key`], `word` the masked
-/// address read in native order from its network-order bytes. Two independent
-/// multiply-and-shift hashes of one 64-bit word, each a single multiplication: the bucket
-/// index is on the packet's critical path.
-#[inline(always)]
-pub fn addr4_buckets(key: u32, word: u32, bits: u32) -> (u32, u32) {
-    let x = (word as u64) << 32 | key as u64;
-    (
-        top_bits(x.wrapping_mul(0x9E37_79B9_7F4A_7C15), bits),
-        top_bits(x.wrapping_mul(0xC2B2_AE3D_27D4_EB4F), bits),
     )
 }
 
@@ -398,19 +404,19 @@ pub struct GenInfo {
     pub malformed_action: u8,
     /// Action for frames that are neither IPv4 nor IPv6.
     pub non_ip_action: u8,
-    /// 1 when the IPv4 address table holds networks of this generation (some network of a
-    /// rule or set is longer than /16); the program does not read it.
-    pub hashed4: u8,
+    /// 1 when the IPv4 range array holds ranges of this generation (some network of a rule
+    /// or set is longer than /16); the program does not read it.
+    pub ranges4: u8,
     /// Per IPv6 dimension (source, destination): the prefix lengths whose networks are in the
     /// address table instead of the trie, longest first, unused entries [`NO_LEN`]. Every
     /// length left in the trie is shorter than all of them, so the first hash hit, tried
     /// longest first, is the longest match.
     pub hashed6: [[u8; MAX_HASHED_LENS]; 2],
-    /// Per family (IPv4, IPv6): log2 of the buckets this generation's address table uses, the
-    /// fewest (at least [`MIN_ADDR_BUCKET_BITS`], at most [`ADDR_BUCKET_BITS`]) that keep it at
-    /// most half full. A small set then lives in a few pages instead of being spread over the
-    /// whole 24 MiB half, where every lookup met another page (a TLB miss) and another line.
-    pub addr_bits: [u8; 2],
+    /// log2 of the buckets this generation's IPv6 address table uses, the fewest (at least
+    /// [`MIN_ADDR_BUCKET_BITS`], at most [`ADDR_BUCKET_BITS`]) that keep it at most 40% full. A
+    /// small set then lives in a few pages instead of being spread over the whole table, where
+    /// every lookup met another page (a TLB miss) and another line.
+    pub addr_bits: u8,
     /// Address dimensions whose slot bitmaps' short lists the program may use ([`FEW_SRC`],
     /// [`FEW_DST`]): the packet's slot in that dimension names every rule that can match it,
     /// so when it lists at most [`FEW_RULES`] rules the program checks those rules' matchers
@@ -420,37 +426,38 @@ pub struct GenInfo {
     /// from the rule entry; an IPv6 network would cost the verifier a four-word compare).
     pub few_dims: u8,
     /// Explicit padding.
-    pub _pad: u8,
+    pub _pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<GenInfo>() == 24);
 
 impl GenInfo {
-    /// Whether the IPv4 and the IPv6 address tables hold networks of this generation.
-    pub fn addr_tables(&self) -> (bool, bool) {
-        (
-            self.hashed4 != 0,
-            self.hashed6.iter().any(|row| row[0] != NO_LEN),
-        )
+    /// Whether the IPv6 address table holds networks of this generation.
+    pub fn addr6_table(&self) -> bool {
+        self.hashed6.iter().any(|row| row[0] != NO_LEN)
     }
 }
 
 /// One IPv4 /16 block of one dimension in the block index, which replaces a trie for IPv4.
 ///
-/// A source (or destination) address `a` in block `b = a >> 16` is looked up as: for each
-/// length `L` in `lens`, longest first, probe the address table for `(dimension, L, a masked
-/// to L)`; the first hit is the longest match. Without a hit, the longest match is the longest
-/// network of at most 16 bits containing the block, and `slot` is its bitmap slot (every
-/// dimension has a /0, so there always is one). The probes a packet needs are the distinct
-/// lengths present in its own /16, not in the whole table.
+/// The networks of a dimension cut each /16 block into ranges of addresses with the same
+/// longest match (any prefix list is a list of ranges). A block's first range starts at its
+/// first address and its slot is `slot` (the longest network of the block's that contains that
+/// address: often one of 16 bits or less containing the whole block); the others are the
+/// `count` entries of the range array from `first` on (see [`range4`]), sorted by their start.
+/// A source (or destination) address `a` in block `b = a >> 16` is looked up as: read the
+/// block's entry, then a binary search of its ranges for the last one starting at or before
+/// `a` (at most [`RANGE4_STEPS`] halvings, no branch on the data; none when `count` is 0). The
+/// cost follows how crowded the packet's own /16 is, a hit costs what a miss costs, and the
+/// ranges of a million hosts take 8 MiB (each 4 bytes, neighbours in one cache line).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Block4 {
-    /// Bitmap slot of the longest network of length 16 or less containing the block.
-    pub slot: u32,
-    /// Bit `i` set when the address table holds a network of length `32 - i` inside the block
-    /// (`i < BLOCK4_LENS`): the lowest set bit is the longest length, and `-(1 << i)` its
-    /// netmask.
-    pub lens: u32,
+    /// Index of the block's second range in its generation's part of the range array.
+    pub first: u32,
+    /// Bitmap slot of the block's first range.
+    pub slot: u16,
+    /// Ranges after the first (at most 65,535: they start at distinct addresses of the block).
+    pub count: u16,
 }
 const _: () = assert!(core::mem::size_of::<Block4>() == 8);
 
@@ -515,38 +522,15 @@ pub struct SetInfo {
 }
 const _: () = assert!(core::mem::size_of::<SetInfo>() == 48);
 
-/// An IPv4 address-table entry: [`addr4_key`] (0: free), the network (its bytes read as one
-/// native-order word) and its bitmap slot.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Addr4Entry {
-    /// [`addr4_key`], or 0.
-    pub key: u32,
-    /// Network address.
-    pub addr: u32,
-    /// Bitmap slot.
-    pub slot: u32,
-}
-
-/// A bucket of the IPv4 address table: `gen * ADDR_BUCKETS + bucket`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Addr4Bucket {
-    /// Entries, filled from the first.
-    pub e: [Addr4Entry; WAYS],
-}
-const _: () = assert!(core::mem::size_of::<Addr4Bucket>() == 48);
-
-/// An IPv6 address-table entry (see [`Addr4Entry`]; the address as four words).
+/// An IPv6 address-table entry: its tag ([`addr_key`] in the high half, the bitmap slot in the
+/// low half; 0: free) and the network as four words.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Addr6Entry {
-    /// [`addr_key`], or 0.
-    pub key: u32,
+    /// `addr_key << 16 | slot`, or 0.
+    pub tag: u32,
     /// Network address.
     pub addr: [u32; 4],
-    /// Bitmap slot.
-    pub slot: u32,
 }
 
 /// A bucket of the IPv6 address table.
@@ -556,7 +540,7 @@ pub struct Addr6Bucket {
     /// Entries, filled from the first.
     pub e: [Addr6Entry; WAYS],
 }
-const _: () = assert!(core::mem::size_of::<Addr6Bucket>() == 96);
+const _: () = assert!(core::mem::size_of::<Addr6Bucket>() == 100);
 
 /// Token-bucket key: the rule (`gen * MAX_RULES + rule`) and the source address masked to the
 /// rule's prefix length (IPv4 in the first 4 bytes).
@@ -721,8 +705,30 @@ pub struct GenConfig {
     pub ttl: u8,
     /// Padding (zero).
     pub _pad2: [u8; 3],
+    /// Source addresses from a list (0: none, the source field varies as `base`/`span` say):
+    /// frame `n` takes entry `n % src_list` (`n` random when the source's `random` bit is
+    /// set) of the generator's `XW_GEN_SRC` map, 16 bytes each in network order (an IPv4
+    /// address in the first 4), the whole address of either family.
+    pub src_list: u32,
+    /// Bits from [`gen_field`]: that field's value `v` is sent as [`spread`]`(v)`, so that
+    /// `span` consecutive values land all over the field's range (an address field: hosts all
+    /// over the address space, with no list to read).
+    pub spread: u8,
+    /// Padding (zero).
+    pub _pad3: [u8; 3],
 }
-const _: () = assert!(core::mem::size_of::<GenConfig>() == 80);
+const _: () = assert!(core::mem::size_of::<GenConfig>() == 88);
+
+/// The bijection of 32-bit values that spreads a generator field (see [`GenConfig::spread`]):
+/// MurmurHash3's finaliser, so distinct inputs stay distinct and neighbours land far apart.
+#[inline(always)]
+pub const fn spread(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ h >> 16
+}
 
 /// Paced sending: frames that fell behind their times by up to this many gaps catch up back
 /// to back (a burst of at most this many); further behind, the schedule restarts.
@@ -883,7 +889,6 @@ mod pod {
     unsafe impl aya::Pod for super::LatConfig {}
     unsafe impl aya::Pod for super::LatHist {}
     unsafe impl aya::Pod for super::SetInfo {}
-    unsafe impl aya::Pod for super::Addr4Bucket {}
     unsafe impl aya::Pod for super::Addr6Bucket {}
     unsafe impl aya::Pod for super::RateKey {}
     unsafe impl aya::Pod for super::Bucket {}

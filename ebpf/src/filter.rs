@@ -8,12 +8,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, addr4_buckets, addr4_key, addr_buckets, addr_key, cause, dim, matcher, stat,
-    Addr4Bucket, Addr6Bucket, Bitmap, Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key,
-    RateKey, RuleEntry, SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCK4_LENS, BLOCKS4,
-    EVENT_RING_BYTES, FEW_DST, FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS,
-    LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT,
-    PORT_ENTRIES, PROTO_ENTRIES, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, TOKEN,
+    action, addr_buckets, addr_key, cause, dim, matcher, range4_key, stat, Addr6Bucket, Bitmap,
+    Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RangeLine, RateKey, RuleEntry,
+    SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4, EVENT_RING_BYTES, FEW_DST,
+    FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
+    MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES,
+    RANGE4_LINE, RANGE4_STEPS, RANGES4_PER_GEN, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX,
+    TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -51,8 +52,10 @@ static XW_RULE_STATS: PerCpuArray<Counter> =
 static XW_RULE_LIMITED: PerCpuArray<Counter> =
     PerCpuArray::with_max_entries(GENERATIONS * MAX_RULES as u32, 0);
 #[map]
-static XW_ADDR4: Array<Addr4Bucket> =
-    Array::with_max_entries(GENERATIONS * ADDR_BUCKETS, MAP_F_MMAPABLE);
+static XW_RANGE4: Array<RangeLine> = Array::with_max_entries(
+    GENERATIONS * RANGES4_PER_GEN / RANGE4_LINE as u32,
+    MAP_F_MMAPABLE,
+);
 #[map]
 static XW_ADDR6: Array<Addr6Bucket> =
     Array::with_max_entries(GENERATIONS * ADDR_BUCKETS, MAP_F_MMAPABLE);
@@ -492,45 +495,49 @@ fn addr_slot(gen: u32, dim: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
     if pkt.v6 {
         addr6_slot(gen, dim, info, addr, trie)
     } else {
-        addr4_slot(gen, dim, info, addr[0])
+        addr4_slot(gen, dim, addr[0])
     }
 }
 
 /// Looks an IPv4 address (network order) up in dimension `dim`: its /16's entry of the block
-/// index names the prefix lengths longer than /16 present in that block; only those are probed
-/// in the address table, longest first (two buckets each, inlined array loads: no helper, no
-/// call), and without a hit the block's own slot (its longest network of at most 16 bits) is
-/// the answer.
+/// index, then a binary search of the block's ranges (Block4) for the last one that starts at or
+/// before the address. Branch-free halving: each step keeps the upper half when its first
+/// entry starts at or before the address, by a mask rather than a jump, so every address takes
+/// the same path through the same number of steps and the verifier meets one state per step.
 #[inline(always)]
-fn addr4_slot(gen: u32, dim: u32, info: &GenInfo, addr: u32) -> Option<u32> {
+fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     let host = u32::from_be(addr);
     let block = XW_BLOCK4.get((gen * 2 + dim) * BLOCKS4 + (host >> BLOCK4_BITS))?;
-    let mut lens = block.lens;
-    let base = gen * ADDR_BUCKETS;
-    let bits = info.addr_bits[0] as u32;
-    // Longest first: bit i stands for length 32 - i, so the lowest set bit is the longest
-    // length, isolating it gives the netmask directly (-(1 << i) = !0 << i), and the table's
-    // key is made from that bit (addr4_key): nothing counts bits, and nothing branches on the
-    // lengths themselves, so the verifier sees the same states on every path.
-    for _ in 0..BLOCK4_LENS {
-        if lens == 0 {
+    let key = range4_key(host) as u64;
+    let mut at = gen * RANGES4_PER_GEN + block.first;
+    let mut n = block.count as u32;
+    if n == 0 {
+        return Some(block.slot as u32);
+    }
+    for _ in 0..RANGE4_STEPS {
+        if n <= 1 {
             break;
         }
-        let low = lens & lens.wrapping_neg();
-        lens ^= low;
-        let key = addr4_key(dim, low);
-        let word = (host & low.wrapping_neg()).to_be();
-        let (b1, b2) = addr4_buckets(key, word, bits);
-        for b in [b1, b2] {
-            let bucket = XW_ADDR4.get(base + b)?;
-            for e in bucket.e.iter() {
-                if e.key == key && e.addr == word {
-                    return Some(e.slot);
-                }
-            }
-        }
+        let half = n / 2;
+        let e = range4_at(at + half)? as u64;
+        // All ones when e <= key (the upper half starts at or before the address), else 0.
+        let keep = ((key.wrapping_sub(e) >> 63) as u32).wrapping_sub(1);
+        at += half & keep;
+        n -= half;
     }
-    Some(block.slot)
+    let e = range4_at(at)?;
+    Some(if e as u64 <= key {
+        e & 0xffff
+    } else {
+        block.slot as u32
+    })
+}
+
+/// Word `i` of the range array.
+#[inline(always)]
+fn range4_at(i: u32) -> Option<u32> {
+    let line = XW_RANGE4.get(i / RANGE4_LINE as u32)?;
+    Some(line[i as usize % RANGE4_LINE])
 }
 
 /// Looks an IPv6 address up: first in the address table, one probe of two buckets per hashed
@@ -546,7 +553,7 @@ fn addr6_slot(
     trie: &LpmTrie<Lpm6Key, u32>,
 ) -> Option<u32> {
     let base = gen * ADDR_BUCKETS;
-    let bits = info.addr_bits[1] as u32;
+    let bits = info.addr_bits as u32;
     let lens: &[u8; MAX_HASHED_LENS] = &info.hashed6[(dim & 1) as usize];
     for &len in lens.iter() {
         if len == NO_LEN {
@@ -558,8 +565,8 @@ fn addr6_slot(
         for b in [b1, b2] {
             let bucket = XW_ADDR6.get(base + b)?;
             for e in bucket.e.iter() {
-                if e.key == key && e.addr == words {
-                    return Some(e.slot);
+                if e.tag >> 16 == key && e.addr == words {
+                    return Some(e.tag & 0xffff);
                 }
             }
         }

@@ -26,12 +26,15 @@ mod programs {
         programs::XdpContext,
     };
     use xdpwall_common::{
-        gen_field, lat_bucket, Counter, GenConfig, GenPace, LatConfig, LatHist, LAT_BUCKETS,
-        LAT_MAGIC, PACE_BUCKETS, PACE_CATCH_UP,
+        gen_field, lat_bucket, spread, Counter, GenConfig, GenPace, LatConfig, LatHist,
+        LAT_BUCKETS, LAT_MAGIC, PACE_BUCKETS, PACE_CATCH_UP,
     };
 
     #[map]
     static XW_GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
+    /// Source addresses to cycle through (`GenConfig::src_list`); user space sizes it at load.
+    #[map]
+    static XW_GEN_SRC: Array<[u8; 16]> = Array::with_max_entries(1, 0);
     #[map]
     static XW_GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
     #[map]
@@ -103,7 +106,12 @@ mod programs {
         } else {
             seq as u32
         };
-        cfg.base[field].wrapping_add(n % span)
+        let v = cfg.base[field].wrapping_add(n % span);
+        if cfg.spread & (1 << field) != 0 {
+            spread(v)
+        } else {
+            v
+        }
     }
 
     #[xdp]
@@ -211,7 +219,7 @@ mod programs {
             probe(ctx, cfg)?;
         }
         // Fixed flows: the template already is every frame; nothing to count or rewrite.
-        if cfg.span.iter().all(|&s| s <= 1) {
+        if cfg.span.iter().all(|&s| s <= 1) && cfg.src_list == 0 {
             return Some(cfg.ifindex);
         }
         let seq = match XW_GEN_SEQ.get_ptr_mut(0) {
@@ -225,9 +233,10 @@ mod programs {
         };
         let l3 = cfg.l3_off as usize & 0xff;
         let l4 = cfg.l4_off as usize & 0x1ff;
-        // (old, new) 16-bit words the transport checksum must account for; fields that do
-        // not vary are left alone (the template, and every earlier run, already hold them).
-        let mut l4_words = [(0u16, 0u16); 6];
+        // (old, new) 16-bit words the transport checksum must account for: source (8, of which
+        // IPv4 uses 2), destination (2), ports; fields that do not vary are left alone (the
+        // template, and every earlier run, already hold them).
+        let mut l4_words = [(0u16, 0u16); 12];
         // SAFETY: every pointer comes from ptr(), which checked it against data_end.
         unsafe {
             let (src_off, dst_off) = if cfg.v6 != 0 {
@@ -235,7 +244,31 @@ mod programs {
             } else {
                 (l3 + 12, l3 + 16)
             };
-            if cfg.span[gen_field::SRC] > 1 {
+            if cfg.src_list != 0 {
+                let n = if cfg.random & (1 << gen_field::SRC) != 0 {
+                    bpf_get_prandom_u32()
+                } else {
+                    seq as u32
+                };
+                let a = XW_GEN_SRC.get(n % cfg.src_list)?;
+                // The whole address: IPv6's starts 8 bytes into the header (`src_off` is its
+                // low 32 bits).
+                let (words, src_off) = if cfg.v6 != 0 {
+                    (4, l3 + 8)
+                } else {
+                    (1, src_off)
+                };
+                for k in 0..4 {
+                    if k >= words {
+                        break;
+                    }
+                    let v =
+                        u32::from_be_bytes([a[4 * k], a[4 * k + 1], a[4 * k + 2], a[4 * k + 3]]);
+                    let s = set_u32(ptr::<[u8; 4]>(ctx, src_off + 4 * k)?, v);
+                    l4_words[2 * k] = s[0];
+                    l4_words[2 * k + 1] = s[1];
+                }
+            } else if cfg.span[gen_field::SRC] > 1 {
                 let s = set_u32(
                     ptr::<[u8; 4]>(ctx, src_off)?,
                     value(cfg, gen_field::SRC, seq),
@@ -248,14 +281,15 @@ mod programs {
                     ptr::<[u8; 4]>(ctx, dst_off)?,
                     value(cfg, gen_field::DST, seq),
                 );
-                l4_words[2] = d[0];
-                l4_words[3] = d[1];
+                l4_words[8] = d[0];
+                l4_words[9] = d[1];
             }
-            let addr_changed = cfg.span[gen_field::SRC] > 1 || cfg.span[gen_field::DST] > 1;
+            let addr_changed =
+                cfg.src_list != 0 || cfg.span[gen_field::SRC] > 1 || cfg.span[gen_field::DST] > 1;
             if cfg.v6 == 0 && addr_changed {
                 let c = ptr::<[u8; 2]>(ctx, l3 + 10)?;
                 let mut sum = u16::from_be_bytes(*c);
-                for (o, n) in [l4_words[0], l4_words[1], l4_words[2], l4_words[3]] {
+                for (o, n) in [l4_words[0], l4_words[1], l4_words[8], l4_words[9]] {
                     if o != n {
                         sum = csum_replace(sum, o, n);
                     }
@@ -266,13 +300,13 @@ mod programs {
                 if cfg.span[gen_field::SPORT] > 1 {
                     let sp = ptr::<[u8; 2]>(ctx, l4)?;
                     let n = value(cfg, gen_field::SPORT, seq) as u16;
-                    l4_words[4] = (u16::from_be_bytes(*sp), n);
+                    l4_words[10] = (u16::from_be_bytes(*sp), n);
                     *sp = n.to_be_bytes();
                 }
                 if cfg.span[gen_field::DPORT] > 1 {
                     let dp = ptr::<[u8; 2]>(ctx, l4 + 2)?;
                     let n = value(cfg, gen_field::DPORT, seq) as u16;
-                    l4_words[5] = (u16::from_be_bytes(*dp), n);
+                    l4_words[11] = (u16::from_be_bytes(*dp), n);
                     *dp = n.to_be_bytes();
                 }
             }

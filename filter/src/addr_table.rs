@@ -1,22 +1,20 @@
-//! The address tables' contents: the networks of the hashed prefix lengths of one generation,
-//! placed into a bucketed cuckoo table (two candidate buckets of [`WAYS`] entries each, see
+//! The IPv6 address table's contents: the networks of the hashed prefix lengths of one
+//! generation, placed into a bucketed cuckoo table (two candidate buckets of [`WAYS`] entries each, see
 //! [`xdpwall_common::addr_buckets`]) that the program probes inline. Only the buckets that hold
 //! entries are built; the loader writes them into the generation's part of the array.
 
 use std::collections::HashMap;
 
 use xdpwall_common::{
-    addr4_buckets, addr4_key, addr_buckets, addr_key, Addr4Bucket, Addr4Entry, Addr6Bucket,
-    Addr6Entry, ADDR_BUCKET_BITS, ADDR_CAPACITY, MIN_ADDR_BUCKET_BITS, WAYS,
+    addr_buckets, addr_key, Addr6Bucket, Addr6Entry, ADDR_BUCKET_BITS, ADDR_CAPACITY,
+    MIN_ADDR_BUCKET_BITS, WAYS,
 };
 
-/// One network for the table: dimension (0 source, 1 destination), prefix length, address
+/// One network for the table: its key ([`addr_key`] of dimension and prefix length), address
 /// words (see [`addr_buckets`]) and bitmap slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrItem {
-    /// An IPv6 network (else IPv4: only `words[0]` is used).
-    pub v6: bool,
-    /// [`addr4_key`] or [`addr_key`] of its dimension and prefix length.
+    /// [`addr_key`] of its dimension and prefix length (0: a free entry).
     pub key: u32,
     /// The network's address words.
     pub words: [u32; 4],
@@ -25,39 +23,25 @@ pub struct AddrItem {
 }
 
 impl AddrItem {
-    /// The item for network `net` in dimension `dim`.
+    /// The item for IPv6 network `net` in dimension `dim` (0 source, 1 destination).
     pub fn new(dim: u32, net: &ipnet::IpNet, slot: u32) -> AddrItem {
-        let mut words = [0u32; 4];
-        let len = net.prefix_len();
-        let (v6, key) = match net.network() {
-            std::net::IpAddr::V4(a) => {
-                // Shorter IPv4 networks live in the block index, never in the table.
-                debug_assert!(len > 16, "IPv4 /{len} in the address table");
-                words[0] = u32::from_ne_bytes(a.octets());
-                (false, addr4_key(dim, 1 << (32 - len as u32)))
-            }
-            std::net::IpAddr::V6(a) => {
-                for (w, c) in words.iter_mut().zip(a.octets().chunks_exact(4)) {
-                    *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
-                }
-                (true, addr_key(dim, len))
-            }
+        let ipnet::IpNet::V6(n) = net else {
+            unreachable!("IPv4 networks are cut into ranges, not hashed: {net}");
         };
+        let mut words = [0u32; 4];
+        for (w, c) in words.iter_mut().zip(n.network().octets().chunks_exact(4)) {
+            *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+        }
         AddrItem {
-            v6,
-            key,
+            key: addr_key(dim, n.prefix_len()),
             words,
             slot,
         }
     }
 
-    /// Its two candidate buckets in a table of `1 << bits`: the program's hash for its family.
+    /// Its two candidate buckets in a table of `1 << bits`: the program's hash.
     pub fn buckets(&self, bits: u32) -> (u32, u32) {
-        if self.v6 {
-            addr_buckets(self.key, &self.words, bits)
-        } else {
-            addr4_buckets(self.key, self.words[0], bits)
-        }
+        addr_buckets(self.key, &self.words, bits)
     }
 }
 
@@ -76,16 +60,15 @@ pub enum TableError {
 pub type Buckets = HashMap<u32, [AddrItem; WAYS]>;
 
 const FREE: AddrItem = AddrItem {
-    v6: false,
     key: 0,
     words: [0; 4],
     slot: 0,
 };
 
-/// The bucket bits for `n` networks: the fewest that keep the table at most half full (see
-/// [`xdpwall_common::GenInfo::addr_bits`]).
+/// The bucket bits for `n` networks: the fewest that keep the table at most 40% full (see
+/// [`xdpwall_common::GenInfo::addr_bits`]); a million networks fill the largest table to 80%.
 pub fn bits_for(n: usize) -> u32 {
-    let buckets = n.div_ceil(WAYS / 2).max(1);
+    let buckets = n.div_ceil(WAYS * 2 / 5).max(1);
     (buckets.next_power_of_two().trailing_zeros()).clamp(MIN_ADDR_BUCKET_BITS, ADDR_BUCKET_BITS)
 }
 
@@ -147,27 +130,13 @@ pub fn build(items: &[AddrItem], bits: u32) -> Result<Buckets, TableError> {
     Ok(t)
 }
 
-/// The kernel layout of an IPv4 bucket.
-pub fn bucket4(b: &[AddrItem; WAYS]) -> Addr4Bucket {
-    let mut out = Addr4Bucket::default();
-    for (o, e) in out.e.iter_mut().zip(b) {
-        *o = Addr4Entry {
-            key: e.key,
-            addr: e.words[0],
-            slot: e.slot,
-        };
-    }
-    out
-}
-
 /// The kernel layout of an IPv6 bucket.
 pub fn bucket6(b: &[AddrItem; WAYS]) -> Addr6Bucket {
     let mut out = Addr6Bucket::default();
     for (o, e) in out.e.iter_mut().zip(b) {
         *o = Addr6Entry {
-            key: e.key,
+            tag: if e.key == 0 { 0 } else { e.key << 16 | e.slot },
             addr: e.words,
-            slot: e.slot,
         };
     }
     out
@@ -189,22 +158,22 @@ mod tests {
     }
 
     #[test]
-    fn a_million_networks_are_all_found_and_others_are_not() {
-        let items: Vec<AddrItem> = (0..1_000_000u32)
+    fn a_full_table_finds_every_network_and_no_other() {
+        // The most a generation holds, 80% of the largest table's entries.
+        let items: Vec<AddrItem> = (0..ADDR_CAPACITY as u32)
             .map(|i| AddrItem {
-                v6: false,
-                key: addr4_key(i % 2, 1 << (i % 3)),
-                words: [i.wrapping_mul(2_654_435_761), 0, 0, 0],
-                slot: i,
+                key: addr_key(i % 2, 128 - (i % 3) as u8),
+                words: [0x2001_0db8, 0, i.wrapping_mul(2_654_435_761), i],
+                slot: i % 8192,
             })
             .collect();
         let bits = bits_for(items.len());
-        assert_eq!(bits, 19);
+        assert_eq!(bits, ADDR_BUCKET_BITS);
         let t = build(&items, bits).unwrap();
         for it in &items {
             assert_eq!(find(&t, bits, it), Some(it.slot));
         }
-        let other = AddrItem::new(0, &"203.0.113.0/24".parse().unwrap(), 0);
+        let other = AddrItem::new(0, &"2001:db8:ffff::/64".parse().unwrap(), 0);
         assert!(!items
             .iter()
             .any(|i| i.key == other.key && i.words == other.words));
@@ -220,7 +189,6 @@ mod tests {
                 AddrItem::new(i % 2, &net.into(), i)
             })
             .collect();
-        assert!(items.iter().all(|i| i.v6));
         let bits = bits_for(items.len());
         let t = build(&items, bits).unwrap();
         for it in &items {
@@ -231,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn small_tables_stay_small_and_at_most_half_full() {
+    fn small_tables_stay_small_and_at_most_40_percent_full() {
         assert_eq!(bits_for(0), MIN_ADDR_BUCKET_BITS);
         assert_eq!(bits_for(1024), 9);
         assert_eq!(bits_for(1025), 10);
@@ -239,13 +207,15 @@ mod tests {
         for n in [1usize, 3, 200, 1024, 5000] {
             let items: Vec<AddrItem> = (0..n as u32)
                 .map(|i| {
-                    let host = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0007 + i));
+                    let host = std::net::IpAddr::from(std::net::Ipv6Addr::from(
+                        (0x2001_0db8u128 << 96) + i as u128,
+                    ));
                     AddrItem::new(0, &ipnet::IpNet::from(host), i)
                 })
                 .collect();
             let bits = bits_for(n);
             assert!(
-                n <= (WAYS << bits) / 2,
+                n * 5 <= (WAYS << bits) * 2,
                 "{n} networks in {} buckets",
                 1 << bits
             );

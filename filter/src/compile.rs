@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 use xdpwall_common::{
-    dim, matcher, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4,
-    FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT,
-    PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
+    dim, matcher, range4, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, ADDR_CAPACITY, BITMAP_WORDS,
+    BLOCK4_BITS, BLOCKS4, FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, MAX_HASHED_LENS, MAX_RULES,
+    NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
 };
 
 use crate::rules::{AddrMatch, PortRange, Rule, RuleAction, RuleSet};
@@ -37,16 +37,19 @@ pub struct Tables {
     pub src: Vec<LpmEntry>,
     /// Destination networks outside the address tables, likewise.
     pub dst: Vec<LpmEntry>,
-    /// Source networks for the address tables (IPv4 longer than /16, IPv6 of the lengths in
-    /// [`GenInfo::hashed6`]).
+    /// Source networks for the IPv6 address table (the lengths in [`GenInfo::hashed6`]).
     pub src_hashed: Vec<LpmEntry>,
-    /// Destination networks for the address tables.
+    /// Destination networks for the IPv6 address table.
     pub dst_hashed: Vec<LpmEntry>,
     /// The IPv4 block index of the source and the destination dimension, [`BLOCKS4`] entries
     /// each, or none for a dimension no rule matches (the program does not read it then).
     pub blocks: [Vec<Block4>; 2],
-    /// The hashed networks of both dimensions placed into the IPv4 and IPv6 address tables.
-    pub addr: [crate::addr_table::Buckets; 2],
+    /// The IPv4 range array of both dimensions ([`Block4::first`] indexes it).
+    pub ranges4: Vec<u32>,
+    /// IPv4 networks longer than /16 of both dimensions (cut into `ranges4`).
+    pub long4: usize,
+    /// The hashed networks of both dimensions placed into the IPv6 address table.
+    pub addr6: crate::addr_table::Buckets,
     /// One entry per set of the rule set, in name order (a rule's set index points here).
     pub sets: Vec<SetInfo>,
     /// Slot per protocol number.
@@ -187,13 +190,27 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         hashed: src_hashed,
         lens6: src_lens,
         blocks: src_blocks,
+        ranges: mut ranges4,
+        long4: src_long4,
     } = addr_entries(&mut slots, set, dims & dim::SRC != 0, |r| r.src.as_ref())?;
     let AddrTables {
         lpm: dst,
         hashed: dst_hashed,
         lens6: dst_lens,
-        blocks: dst_blocks,
+        blocks: mut dst_blocks,
+        ranges: dst_ranges,
+        long4: dst_long4,
     } = addr_entries(&mut slots, set, dims & dim::DST != 0, |r| r.dst.as_ref())?;
+    let long4 = src_long4 + dst_long4;
+    if long4 > ADDR_CAPACITY {
+        return Err(crate::addr_table::TableError::TooMany(long4).into());
+    }
+    // The destination's ranges follow the source's in the generation's range array.
+    let shift = ranges4.len() as u32;
+    for b in dst_blocks.iter_mut().filter(|b| b.count > 0) {
+        b.first += shift;
+    }
+    ranges4.extend(dst_ranges);
     let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
     for (row, lens) in [&src_lens, &dst_lens].into_iter().enumerate() {
         hashed6[row][..lens.len()].copy_from_slice(lens);
@@ -232,22 +249,16 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     if slots.bitmaps.len() > SLOTS_PER_GEN as usize {
         return Err(CompileError::TooManySlots);
     }
-    let family = |v6: bool| {
-        let items: Vec<crate::addr_table::AddrItem> = [(0, &src_hashed), (1, &dst_hashed)]
-            .into_iter()
-            .flat_map(|(dim, entries)| {
-                entries
-                    .iter()
-                    .filter(move |e| e.net.addr().is_ipv6() == v6)
-                    .map(move |e| crate::addr_table::AddrItem::new(dim, &e.net, e.slot))
-            })
-            .collect();
-        let bits = crate::addr_table::bits_for(items.len());
-        crate::addr_table::build(&items, bits).map(|t| (t, bits as u8))
-    };
-    let (addr4, bits4) = family(false)?;
-    let (addr6, bits6) = family(true)?;
-    let addr = [addr4, addr6];
+    let items: Vec<crate::addr_table::AddrItem> = [(0, &src_hashed), (1, &dst_hashed)]
+        .into_iter()
+        .flat_map(|(dim, entries)| {
+            entries
+                .iter()
+                .map(move |e| crate::addr_table::AddrItem::new(dim, &e.net, e.slot))
+        })
+        .collect();
+    let bits6 = crate::addr_table::bits_for(items.len());
+    let addr6 = crate::addr_table::build(&items, bits6)?;
 
     Ok(Tables {
         info: GenInfo {
@@ -256,11 +267,11 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
             default_action: set.default.code(),
             malformed_action: set.malformed.code(),
             non_ip_action: set.non_ip.code(),
-            hashed4: !addr[0].is_empty() as u8,
+            ranges4: !ranges4.is_empty() as u8,
             hashed6,
-            addr_bits: [bits4, bits6],
+            addr_bits: bits6 as u8,
             few_dims,
-            _pad: 0,
+            _pad: [0; 2],
         },
         rules: rules.iter().map(|r| rule_entry(r, &set_index)).collect(),
         bitmaps: slots.bitmaps,
@@ -269,7 +280,9 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         src_hashed,
         dst_hashed,
         blocks: [src_blocks, dst_blocks],
-        addr,
+        ranges4,
+        long4,
+        addr6,
         sets,
         proto,
         sport,
@@ -400,19 +413,16 @@ fn addr_entries<'a>(
     } else {
         Vec::new()
     };
+    let mut long4 = Vec::new();
     for e in all {
         match e.net {
-            IpNet::V4(n) if n.prefix_len() as u32 > BLOCK4_BITS => {
-                let b = u32::from(n.network()) >> BLOCK4_BITS;
-                blocks[b as usize].lens |= 1 << (32 - n.prefix_len() as u32);
-                host.push(e);
-            }
+            IpNet::V4(n) if n.prefix_len() as u32 > BLOCK4_BITS => long4.push(e),
             IpNet::V4(n) => {
                 if used {
                     let first = (u32::from(n.network()) >> BLOCK4_BITS) as usize;
                     let count = 1usize << (BLOCK4_BITS - n.prefix_len() as u32);
                     for b in &mut blocks[first..first + count] {
-                        b.slot = e.slot;
+                        b.slot = e.slot as u16;
                     }
                 }
                 lpm.push(e);
@@ -421,24 +431,99 @@ fn addr_entries<'a>(
             IpNet::V6(_) => lpm.push(e),
         }
     }
+    let ranges = block_ranges(&mut blocks, &mut long4);
     Ok(AddrTables {
         lpm,
         hashed: host,
         lens6,
         blocks,
+        ranges,
+        long4: long4.len(),
     })
+}
+
+/// Cuts every /16 block that holds IPv4 networks longer than /16 into ranges of one longest
+/// match each (see [`Block4`]): fills the blocks' `first`, `count` and (when a network starts
+/// at the block's first address) `slot`, and returns the range words of all blocks, block by
+/// block. `long` (sorted here) holds those networks, `blocks` already the slot of each block's
+/// longest network of at most 16 bits.
+///
+/// Per block, a sweep over its networks by first address (outer before inner, as nested
+/// prefixes are): a stack holds the networks open at the current address, each range starts
+/// where a network starts or where the innermost open one ends, and a range with the slot of
+/// the range before it is merged into it. Each network adds at most two ranges.
+fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry]) -> Vec<u32> {
+    let start = |e: &LpmEntry| match e.net {
+        IpNet::V4(n) => u32::from(n.network()),
+        IpNet::V6(_) => unreachable!("IPv4 networks only"),
+    };
+    long.sort_unstable_by_key(|e| (start(e), e.net.prefix_len()));
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < long.len() {
+        let block = start(&long[i]) >> BLOCK4_BITS;
+        // (first address, slot) of the block's ranges, relative to the block.
+        let mut out: Vec<(u32, u32)> = vec![(0, blocks[block as usize].slot as u32)];
+        let push = |out: &mut Vec<(u32, u32)>, at: u32, slot: u32| {
+            let last = out.len() - 1;
+            if out[last].0 == at {
+                out[last].1 = slot;
+                if last > 0 && out[last - 1].1 == slot {
+                    out.pop();
+                }
+            } else if out[last].1 != slot {
+                out.push((at, slot));
+            }
+        };
+        // Open networks: (end, exclusive, relative to the block; slot). The block itself is
+        // the outermost.
+        let mut open: Vec<(u32, u32)> = vec![(1 << BLOCK4_BITS, out[0].1)];
+        while i < long.len() && start(&long[i]) >> BLOCK4_BITS == block {
+            let e = &long[i];
+            let lo = start(e) & 0xffff;
+            let hi = lo + (1u32 << (32 - e.net.prefix_len() as u32));
+            while open.last().is_some_and(|o| o.0 <= lo) {
+                let (end, _) = open.pop().expect("the block stays open");
+                push(&mut out, end, open.last().expect("the block stays open").1);
+            }
+            push(&mut out, lo, e.slot);
+            open.push((hi, e.slot));
+            i += 1;
+        }
+        while open.len() > 1 {
+            let (end, _) = open.pop().expect("checked");
+            // A network that ends with the block starts no range after it.
+            if end < 1 << BLOCK4_BITS {
+                push(&mut out, end, open.last().expect("checked").1);
+            }
+        }
+        let b = &mut blocks[block as usize];
+        b.slot = out[0].1 as u16;
+        b.first = words.len() as u32;
+        b.count = (out.len() - 1) as u16;
+        words.extend(
+            out[1..]
+                .iter()
+                .map(|&(at, slot)| range4(at as u16, slot as u16)),
+        );
+    }
+    words
 }
 
 /// One dimension's address tables.
 struct AddrTables {
     /// Entries outside the address tables (IPv6: the LPM trie; IPv4: in `blocks`).
     lpm: Vec<LpmEntry>,
-    /// Entries for the address tables.
+    /// Entries for the IPv6 address table.
     hashed: Vec<LpmEntry>,
     /// Hashed IPv6 prefix lengths, longest first.
     lens6: Vec<u8>,
     /// The IPv4 block index.
     blocks: Vec<Block4>,
+    /// The IPv4 ranges of `blocks` (their `first` counts from 0).
+    ranges: Vec<u32>,
+    /// IPv4 networks longer than /16 (cut into `ranges`).
+    long4: usize,
 }
 
 /// One slot per port and one for packets without ports: computed per elementary interval
@@ -652,7 +737,7 @@ mod tests {
     #[test]
     fn empty_set_has_no_words_and_no_dims() {
         let t = compile(&RuleSet::default()).unwrap();
-        assert_eq!(t.info.addr_tables(), (false, false));
+        assert_eq!((t.info.ranges4, t.info.addr6_table()), (0, false));
         assert_eq!(t.info.dims, 0);
         assert!(t.sport.is_empty() && t.dport.is_empty());
         assert_eq!(t.src.len(), 2, "a /0 per family");
@@ -689,12 +774,8 @@ mod tests {
         rules.push(any);
         let t = compile(&set(rules.clone())).unwrap();
         assert_short_lists(&t);
-        let longest = t
-            .src_hashed
-            .iter()
-            .find(|e| e.net.prefix_len() == 24)
-            .unwrap();
-        let b = t.bitmaps[longest.slot as usize];
+        let longest = lookup4(&t, 0, "10.0.0.1".parse().unwrap());
+        let b = t.bitmaps[longest as usize];
         assert_eq!(
             b.nfew, FEW_MANY,
             "9 named rules + 1 without source: more than the list holds"
@@ -759,40 +840,144 @@ mod tests {
             .collect())
     }
 
+    /// The program's IPv4 lookup, in user space: block entry, then the last range of the block
+    /// starting at or before `addr` (a plain scan, not the program's halving).
+    fn lookup4(t: &Tables, dim: usize, addr: std::net::Ipv4Addr) -> u32 {
+        let host = u32::from(addr);
+        let b = t.blocks[dim][(host >> BLOCK4_BITS) as usize];
+        let ranges = &t.ranges4[b.first as usize..][..b.count as usize];
+        assert!(ranges.windows(2).all(|w| w[0] < w[1]), "sorted ranges");
+        ranges
+            .iter()
+            .rev()
+            .find(|&&e| e <= xdpwall_common::range4_key(host))
+            .map_or(b.slot as u32, |&e| e & 0xffff)
+    }
+
+    /// The rules (one per network of `nets`, in order) whose network contains `addr`: what the
+    /// slot's bitmap must hold.
+    fn containing(nets: &[IpNet], addr: std::net::Ipv4Addr) -> Vec<usize> {
+        let a = std::net::IpAddr::V4(addr);
+        (0..nets.len()).filter(|&i| nets[i].contains(&a)).collect()
+    }
+
+    fn rules_of(b: &Bitmap, n: usize) -> Vec<usize> {
+        (0..n)
+            .filter(|&i| b.words[i / 64] >> (i % 64) & 1 != 0)
+            .collect()
+    }
+
     #[test]
-    fn ipv4_networks_longer_than_16_bits_are_hashed_and_blocks_know_their_lengths() {
-        let nets = [
+    fn ipv4_networks_longer_than_16_bits_become_ranges_of_their_blocks() {
+        let text = [
             "10.0.0.0/8",
             "10.1.0.0/16",
             "10.1.2.0/24",
             "10.1.2.3/32",
             "10.2.16.0/20",
+            "10.3.0.0/17",
+            "10.3.0.0/24",
+            "10.3.255.255/32",
+            "10.4.0.0/31",
+            "10.4.0.2/31",
         ];
-        let t = compile(&src_rules(nets.iter().map(|n| n.parse().unwrap()))).unwrap();
-        let slot = |net: &str| {
-            let net: IpNet = net.parse().unwrap();
-            let e = t.src.iter().chain(&t.src_hashed).find(|e| e.net == net);
-            e.unwrap().slot
-        };
-        let hashed: Vec<String> = t.src_hashed.iter().map(|e| e.net.to_string()).collect();
-        assert_eq!(hashed, ["10.2.16.0/20", "10.1.2.0/24", "10.1.2.3/32"]);
-        assert_eq!(t.info.addr_tables(), (true, false));
+        let nets: Vec<IpNet> = text.iter().map(|n| n.parse().unwrap()).collect();
+        let t = compile(&src_rules(nets.iter().copied())).unwrap();
+        assert_eq!(t.long4, 8);
+        assert!(t.src_hashed.is_empty());
+        assert_eq!(t.info.ranges4, 1);
+        assert!(!t.info.addr6_table());
         let block = |a: u8, b: u8| t.blocks[0][(a as usize) << 8 | b as usize];
-        assert_eq!(block(10, 1).lens, 1 << (32 - 24) | 1 << (32 - 32));
-        assert_eq!(block(10, 1).slot, slot("10.1.0.0/16"));
-        assert_eq!(block(10, 2).lens, 1 << (32 - 20));
-        assert_eq!(block(10, 2).slot, slot("10.0.0.0/8"));
-        assert_eq!(block(10, 255).slot, slot("10.0.0.0/8"));
+        // 10.1: .2.0, .2.3, .2.4, .3.0; 10.2: 16.0, 32.0; 10.3: 1.0, 128.0, 255.255 (0.0
+        // starts the block with the /24's slot); 10.4: one range from 0.0 to 0.3, both /31s
+        // having the same rules (none in common, one each: different slots) -> 0.2, 0.4.
+        assert_eq!(block(10, 1).count, 4);
+        assert_eq!(block(10, 2).count, 2);
+        assert_eq!(block(10, 3).count, 3);
+        assert_eq!(block(10, 4).count, 2);
+        assert_eq!(block(10, 255).count, 0);
         assert_eq!(
             block(11, 0),
             Block4 {
-                slot: slot("0.0.0.0/0"),
-                lens: 0
+                slot: block(9, 255).slot,
+                ..Block4::default()
             }
         );
-        assert_eq!(block(9, 255).slot, slot("0.0.0.0/0"));
+        // Every address of interest (each network's first and last, and its neighbours)
+        // gets the slot whose bitmap holds exactly the rules containing it.
+        let mut probes = Vec::new();
+        for n in &nets {
+            let lo = match n.network() {
+                std::net::IpAddr::V4(a) => u32::from(a),
+                _ => unreachable!(),
+            };
+            let hi = match n.broadcast() {
+                std::net::IpAddr::V4(a) => u32::from(a),
+                _ => unreachable!(),
+            };
+            probes.extend([
+                lo.wrapping_sub(1),
+                lo,
+                lo + 1,
+                hi.wrapping_sub(1),
+                hi,
+                hi.wrapping_add(1),
+            ]);
+        }
+        probes.extend([0, u32::MAX, 0x0b00_0000]);
+        for p in probes {
+            let a = std::net::Ipv4Addr::from(p);
+            let slot = lookup4(&t, 0, a);
+            assert_eq!(
+                rules_of(&t.bitmaps[slot as usize], nets.len()),
+                containing(&nets, a),
+                "{a}"
+            );
+        }
         // No rule names a destination: the program does not read its blocks, none are built.
         assert!(t.blocks[1].is_empty());
+    }
+
+    #[test]
+    fn random_ipv4_networks_match_like_a_linear_scan() {
+        // Nested and neighbouring networks in a few blocks, and addresses all over them.
+        let mut x = 0x9e37_79b9u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let nets: Vec<IpNet> = (0..600)
+            .map(|_| {
+                let r = next();
+                let addr = 0x0a00_0000 | (r % 3) << 16 | next() & 0xffff;
+                let len = 17 + next() % 16;
+                IpNet::new(std::net::Ipv4Addr::from(addr).into(), len as u8)
+                    .unwrap()
+                    .trunc()
+            })
+            .chain([
+                "10.0.0.0/16".parse().unwrap(),
+                "10.0.0.0/12".parse().unwrap(),
+            ])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let t = compile(&src_rules(nets.iter().copied())).unwrap();
+        for _ in 0..20_000 {
+            let a = std::net::Ipv4Addr::from(0x0a00_0000 | (next() % 4) << 16 | next() & 0xffff);
+            let slot = lookup4(&t, 0, a);
+            assert_eq!(
+                rules_of(&t.bitmaps[slot as usize], nets.len()),
+                containing(&nets, a),
+                "{a} {:?}",
+                containing(&nets, a)
+                    .iter()
+                    .map(|&i| nets[i])
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]
@@ -806,7 +991,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(t.info.hashed6[0], [128, 120, 112, NO_LEN]);
-        assert_eq!(t.info.addr_tables(), (false, true));
+        assert_eq!((t.info.ranges4, t.info.addr6_table()), (0, true));
         assert_eq!(t.src.len(), 2);
         assert_eq!(t.src_hashed.len(), 300);
         // Nine lengths, 100 networks each: hashing four leaves 500 in the trie, so only the

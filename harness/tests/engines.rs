@@ -156,16 +156,65 @@ fn kernel_rewritten_frames_have_valid_checksums() {
             ..Flows::default()
         };
         assert_eq!(
-            accepted(&topo, v6, template, flows),
+            accepted(&topo, v6, template, flows, &[]),
             1000,
             "datagrams accepted by the DUT's stack (v6: {v6}, probe: {probe})"
         );
     }
 }
 
+/// Whole source addresses from a list (the patterns benchmark's sources drawn from a set):
+/// every word of the address is rewritten (an IPv6 one from 8 bytes into the header, not over
+/// the destination) and both checksums follow, so the DUT's stack accepts every datagram.
+#[test]
+fn sources_from_a_list_replace_the_whole_address() {
+    let Some((topo, _filter)) = passing_dut("srcl") else {
+        return;
+    };
+    for v6 in [false, true] {
+        let sources: Vec<std::net::IpAddr> = (0..7u16)
+            .map(|i| {
+                if v6 {
+                    std::net::Ipv6Addr::new(
+                        0x2001,
+                        0xdb8,
+                        0xa1,
+                        0xb2 + i,
+                        0xc3,
+                        0xd4,
+                        0xe5,
+                        0x100 + i,
+                    )
+                    .into()
+                } else {
+                    std::net::Ipv4Addr::new(198, 18, 0, 100 + i as u8).into()
+                }
+            })
+            .collect();
+        let src = if v6 { "2001:db8:18::7" } else { "198.18.0.7" };
+        let template =
+            FrameSpec::udp(src.parse().unwrap(), topo.dut.ip(v6), 2000, 7000).payload(32);
+        let flows = Flows {
+            sport: Vary::Random { count: 3000 },
+            ..Flows::default()
+        };
+        assert_eq!(
+            accepted(&topo, v6, template, flows, &sources),
+            1000,
+            "datagrams from listed sources accepted by the DUT's stack (v6: {v6})"
+        );
+    }
+}
+
 /// Sends 1,000 frames of `template` varied by `flows` with the `xdp` engine (in 50 calls of
 /// 20) to UDP port 7000 of the DUT and returns how many datagrams its stack accepted.
-fn accepted(topo: &Topology, v6: bool, mut template: FrameSpec, flows: Flows) -> u64 {
+fn accepted(
+    topo: &Topology,
+    v6: bool,
+    mut template: FrameSpec,
+    flows: Flows,
+    sources: &[std::net::IpAddr],
+) -> u64 {
     let dut = topo.dut.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let receiver = std::thread::spawn(move || {
@@ -202,8 +251,9 @@ fn accepted(topo: &Topology, v6: bool, mut template: FrameSpec, flows: Flows) ->
     template.dst_mac = topo.dut.mac;
     template.src_mac = topo.gen.mac;
     let iface = topo.gen.iface.clone();
+    let sources = sources.to_vec();
     netns::run_in(&topo.gen.netns, move || {
-        let e = XdpEngine::new(&template, &flows, &iface).unwrap();
+        let e = XdpEngine::with_sources(&template, &flows, &iface, &sources).unwrap();
         for _ in 0..50 {
             e.send(20, 16).unwrap();
             std::thread::sleep(Duration::from_millis(2));
@@ -239,7 +289,7 @@ fn a_rewritten_udp_checksum_of_zero_is_sent_as_ffff() {
         ..Flows::default()
     };
     assert_eq!(
-        accepted(&topo, true, frame(zero - 1), flows),
+        accepted(&topo, true, frame(zero - 1), flows, &[]),
         1000,
         "half the frames have source port {zero}, whose checksum is zero"
     );

@@ -24,6 +24,13 @@ pub enum Vary {
         /// Number of distinct values.
         count: u32,
     },
+    /// `spread(base + (n % count))`: `count` distinct values scattered over the field's whole
+    /// range ([`xdpwall_common::spread`], a bijection), e.g. sources all over the address
+    /// space.
+    Spread {
+        /// Number of distinct values.
+        count: u32,
+    },
 }
 
 impl Vary {
@@ -31,29 +38,29 @@ impl Vary {
     pub fn span(&self) -> u32 {
         match *self {
             Vary::Fixed => 1,
-            Vary::Range { count } | Vary::Random { count } => count.max(1),
+            Vary::Range { count } | Vary::Random { count } | Vary::Spread { count } => count.max(1),
         }
     }
 
-    /// Parses `fixed`, `N` (a range of N values) or `random:N`.
+    /// Parses `fixed`, `N` (a range of N values), `random:N` or `spread:N`.
     pub fn parse(s: &str) -> Result<Vary, String> {
         if s == "fixed" {
             return Ok(Vary::Fixed);
         }
-        let (random, n) = match s.strip_prefix("random:") {
-            Some(n) => (true, n),
-            None => (false, s),
+        let (kind, n) = match s.split_once(':') {
+            Some((k @ ("random" | "spread"), n)) => (k, n),
+            _ => ("range", s),
         };
-        let count: u32 = n
-            .parse()
-            .map_err(|_| format!("'{s}': expected fixed, a count (e.g. 256) or random:COUNT"))?;
+        let count: u32 = n.parse().map_err(|_| {
+            format!("'{s}': expected fixed, a count (e.g. 256), random:COUNT or spread:COUNT")
+        })?;
         if count == 0 {
             return Err(format!("'{s}': the count must be at least 1"));
         }
-        Ok(if random {
-            Vary::Random { count }
-        } else {
-            Vary::Range { count }
+        Ok(match kind {
+            "random" => Vary::Random { count },
+            "spread" => Vary::Spread { count },
+            _ => Vary::Range { count },
         })
     }
 }
@@ -125,6 +132,9 @@ impl Flows {
             Vary::Fixed => base,
             Vary::Range { count } => base.wrapping_add((n % count as u64) as u32),
             Vary::Random { count } => base.wrapping_add(rng.next_u32() % count),
+            Vary::Spread { count } => {
+                xdpwall_common::spread(base.wrapping_add((n % count as u64) as u32))
+            }
         }
     }
 
@@ -216,6 +226,8 @@ mod tests {
         assert_eq!(Vary::parse("fixed").unwrap(), Vary::Fixed);
         assert_eq!(Vary::parse("256").unwrap(), Vary::Range { count: 256 });
         assert_eq!(Vary::parse("random:9").unwrap(), Vary::Random { count: 9 });
+        assert_eq!(Vary::parse("spread:5").unwrap(), Vary::Spread { count: 5 });
+        assert!(Vary::parse("other:5").is_err());
         assert!(Vary::parse("0").is_err());
         assert!(Vary::parse("lots").is_err());
     }

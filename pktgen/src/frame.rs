@@ -303,6 +303,17 @@ impl FrameSpec {
         (self.probe && self.payload_len >= PROBE_LEN).then(|| self.payload_offset())
     }
 
+    /// The same frame from source address `src` (of the frame's family; another family's
+    /// address leaves it unchanged).
+    pub fn with_source(mut self, src: std::net::IpAddr) -> FrameSpec {
+        match (&mut self.ip, src) {
+            (IpSpec::V4 { src: s, .. }, std::net::IpAddr::V4(a)) => *s = a,
+            (IpSpec::V6 { src: s, .. }, std::net::IpAddr::V6(a)) => *s = a,
+            _ => {}
+        }
+        self
+    }
+
     /// Sets the payload length.
     pub fn payload(mut self, len: usize) -> FrameSpec {
         self.payload_len = len;

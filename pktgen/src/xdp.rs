@@ -6,7 +6,10 @@
 //! On veth, redirected frames reach the peer only if the peer has a native-mode XDP program,
 //! or GRO enabled (they then go up as skbs); otherwise they are lost silently.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use aya::{
     maps::{Array, MapData, PerCpuArray},
@@ -36,6 +39,9 @@ pub enum XdpEngineError {
     )]
     NoLiveFrames(String),
 }
+
+/// Most source addresses [`XdpEngine::with_sources`] takes (16 MiB of map).
+pub const MAX_SOURCES: usize = 1 << 20;
 
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -158,6 +164,31 @@ impl XdpEngine {
         flows: &Flows,
         iface: &str,
     ) -> Result<XdpEngine, XdpEngineError> {
+        Self::with_sources(template, flows, iface, &[])
+    }
+
+    /// Like [`XdpEngine::new`], but frame `n` takes its whole source address from `sources`
+    /// (entry `n % len`, or a random entry when `flows.src` is random; the template's family,
+    /// at most [`MAX_SOURCES`]): traffic from hosts spread over the address space, or drawn
+    /// from a blocklist. Empty: the source varies as `flows.src` says.
+    pub fn with_sources(
+        template: &FrameSpec,
+        flows: &Flows,
+        iface: &str,
+        sources: &[IpAddr],
+    ) -> Result<XdpEngine, XdpEngineError> {
+        if sources.len() > MAX_SOURCES {
+            return Err(XdpEngineError::Load(format!(
+                "{} source addresses, at most {MAX_SOURCES}",
+                sources.len()
+            )));
+        }
+        let v6 = matches!(template.ip, IpSpec::V6 { .. });
+        if let Some(a) = sources.iter().find(|a| a.is_ipv6() != v6) {
+            return Err(XdpEngineError::Load(format!(
+                "source {a} is not of the template's family"
+            )));
+        }
         let name =
             std::ffi::CString::new(iface).map_err(|_| XdpEngineError::NoInterface(iface.into()))?;
         // SAFETY: valid C string.
@@ -170,7 +201,30 @@ impl XdpEngine {
                 xdpwall::features::kernel_release(),
             ));
         }
-        let mut ebpf = load_object()?;
+        let mut ebpf = if sources.is_empty() {
+            load_object()?
+        } else {
+            aya::EbpfLoader::new()
+                .map_max_entries("XW_GEN_SRC", sources.len() as u32)
+                .load(xdpwall_ebpf::GEN)
+                .map_err(|e| XdpEngineError::Load(chain(&e)))?
+        };
+        if !sources.is_empty() {
+            let mut list: Array<&mut MapData, [u8; 16]> = Array::try_from(
+                ebpf.map_mut("XW_GEN_SRC")
+                    .ok_or_else(|| XdpEngineError::Load("map XW_GEN_SRC missing".into()))?,
+            )
+            .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+            for (i, a) in sources.iter().enumerate() {
+                let mut w = [0u8; 16];
+                match a {
+                    IpAddr::V4(a) => w[..4].copy_from_slice(&a.octets()),
+                    IpAddr::V6(a) => w = a.octets(),
+                }
+                list.set(i as u32, w, 0)
+                    .map_err(|e| XdpEngineError::Load(chain(&e)))?;
+            }
+        }
         load_prog(&mut ebpf, "xdpwall_gen")?;
         let (v6, src, dst) = match &template.ip {
             IpSpec::V4 { src, dst, .. } => (false, low32((*src).into()), low32((*dst).into())),
@@ -185,6 +239,11 @@ impl XdpEngine {
             .iter()
             .enumerate()
             .map(|(i, v)| (matches!(v, crate::Vary::Random { .. }) as u8) << i)
+            .fold(0, |a, b| a | b);
+        let spread = [flows.src, flows.dst, flows.sport, flows.dport]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (matches!(v, crate::Vary::Spread { .. }) as u8) << i)
             .fold(0, |a, b| a | b);
         let mut base = [0u32; 4];
         base[gen_field::SRC] = src;
@@ -211,6 +270,8 @@ impl XdpEngine {
                 m
             },
             ttl: crate::frame::TTL,
+            src_list: sources.len() as u32,
+            spread,
             base,
             span: [
                 flows.src.span(),

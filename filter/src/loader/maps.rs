@@ -8,9 +8,10 @@ use aya::maps::{
     RingBuf,
 };
 use xdpwall_common::{
-    map_names, stat, Addr4Bucket, Addr6Bucket, Bitmap, Block4, Config, Counter, Divisor, GenInfo,
-    Lpm6Key, RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, BLOCKS4, GENERATIONS, GEN_PREFIX_BITS,
-    MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SNAP_MAX,
+    map_names, stat, Addr6Bucket, Bitmap, Block4, Config, Counter, Divisor, GenInfo, Lpm6Key,
+    RangeLine, RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, BLOCKS4, GENERATIONS,
+    GEN_PREFIX_BITS, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES, PROTO_ENTRIES, RANGE4_LINE,
+    RANGES4_PER_GEN, SLOTS_PER_GEN, SNAP_MAX,
 };
 
 use crate::{
@@ -35,7 +36,7 @@ pub struct Maps {
     stats: PerCpuArray<MapData, Counter>,
     rule_stats: PerCpuArray<MapData, Counter>,
     rule_limited: PerCpuArray<MapData, Counter>,
-    addr4: MmapArray,
+    range4: MmapArray,
     addr6: MmapArray,
     sets: Array<MapData, SetInfo>,
     /// Token buckets: only the program uses them; kept so they are pinned.
@@ -45,10 +46,9 @@ pub struct Maps {
     /// from pins). When not, nothing can still read the inactive generation and the RCU wait
     /// before an update is skipped (BPF_PROG_TEST_RUN in this thread is synchronous).
     pub(super) live: bool,
-    /// For maps no other process can write (not pinned): the address-table buckets each
-    /// generation and family holds (`gen * 2 + v6`), so an update zeroes just those instead of
-    /// scanning the whole table.
-    pub(super) addr_used: Option<[Vec<u32>; 4]>,
+    /// For maps no other process can write (not pinned): the IPv6 address-table buckets each
+    /// generation holds, so an update zeroes just those instead of scanning the whole table.
+    pub(super) addr_used: Option<[Vec<u32>; 2]>,
 }
 
 impl Maps {
@@ -82,7 +82,11 @@ impl Maps {
             stats: typed!(map_names::STATS, PerCpuArray),
             rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
             rule_limited: typed!(map_names::RULE_LIMITED, PerCpuArray),
-            addr4: mmapped!(map_names::ADDR4, Addr4Bucket, GENERATIONS * ADDR_BUCKETS),
+            range4: mmapped!(
+                map_names::RANGE4,
+                RangeLine,
+                GENERATIONS * RANGES4_PER_GEN / RANGE4_LINE as u32
+            ),
             addr6: mmapped!(map_names::ADDR6, Addr6Bucket, GENERATIONS * ADDR_BUCKETS),
             sets: typed!(map_names::SETS, Array),
             _rate: take(map_names::RATE)?,
@@ -187,7 +191,8 @@ impl Maps {
             rules: tables.rules.len(),
             bitmaps: tables.bitmaps.len(),
             prefixes: tables.src.len() + tables.dst.len(),
-            hashed: tables.src_hashed.len() + tables.dst_hashed.len(),
+            hashed: tables.long4 + tables.src_hashed.len() + tables.dst_hashed.len(),
+            ranges4: tables.ranges4.len(),
             compile: compiled,
             write: t1.elapsed(),
         })
@@ -213,51 +218,42 @@ impl Maps {
                 .map_err(map_err(map_names::GEN_INFO))
         };
         let mut stale_info = info(gen)?;
-        let (stale4, stale6) = stale_info.addr_tables();
+        let stale6 = stale_info.addr6_table();
         let stale_bits = stale_info.addr_bits;
-        let (new4, new6) = t.info.addr_tables();
-        // Record first that this (inactive) generation may hold entries in those tables, and
+        let new6 = t.info.addr6_table();
+        // Record first that this (inactive) generation may hold entries in the IPv6 table, and
         // in how many buckets, so that a write that fails half way is still cleaned up by the
-        // next one.
-        let wider = |f: usize| t.info.addr_bits[f] > stale_bits[f];
-        if (new4 && (!stale4 || wider(0))) || (new6 && (!stale6 || wider(1))) {
-            stale_info.hashed4 |= t.info.hashed4;
+        // next one. (The IPv4 ranges need no cleaning: the block index names the ones in use.)
+        if new6 && (!stale6 || t.info.addr_bits > stale_bits) {
             for (old, new) in stale_info.hashed6.iter_mut().zip(t.info.hashed6) {
                 if old[0] == NO_LEN {
                     *old = new;
                 }
             }
-            for (old, new) in stale_info.addr_bits.iter_mut().zip(t.info.addr_bits) {
-                *old = (*old).max(new);
-            }
+            stale_info.addr_bits = stale_info.addr_bits.max(t.info.addr_bits);
             self.gen_info
                 .set(gen, stale_info, 0)
                 .map_err(map_err(map_names::GEN_INFO))?;
         }
-        let (used4, used6) = match &mut self.addr_used {
-            Some(u) => {
-                let [a, b, c, d] = u;
-                let (v4, v6) = if gen == 0 { (a, b) } else { (c, d) };
-                (Some(v4), Some(v6))
-            }
-            None => (None, None),
-        };
-        write_addr(
-            &mut self.addr4,
-            used4,
-            gen,
-            &t.addr[0],
-            stale4.then_some(stale_bits[0]),
-            crate::addr_table::bucket4,
-        );
-        write_addr(
+        let used6 = self.addr_used.as_mut().map(|u| &mut u[gen as usize & 1]);
+        write_addr6(
             &mut self.addr6,
             used6,
             gen,
-            &t.addr[1],
-            stale6.then_some(stale_bits[1]),
-            crate::addr_table::bucket6,
+            &t.addr6,
+            stale6.then_some(stale_bits),
         );
+        let lines: Vec<RangeLine> = t
+            .ranges4
+            .chunks(RANGE4_LINE)
+            .map(|c| {
+                let mut line = [0u32; RANGE4_LINE];
+                line[..c.len()].copy_from_slice(c);
+                line
+            })
+            .collect();
+        self.range4
+            .write(gen * RANGES4_PER_GEN / RANGE4_LINE as u32, &lines);
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
         clear_trie(&mut self.dst6, gen, map_names::DST6)?;
         self.bitmaps.write(gen * SLOTS_PER_GEN, &t.bitmaps);
@@ -343,6 +339,21 @@ impl Maps {
     /// Global counter `index` (one of [`stat`]), summed over CPUs.
     pub fn stat(&self, index: u32) -> Result<Count, LoadError> {
         sum(&self.stats, index, map_names::STATS)
+    }
+
+    /// The hit counters of the first `rules` rules of generation `gen`, summed over CPUs: the
+    /// active one's, or (until the next update zeroes them) those the previous rule set
+    /// counted while it was active.
+    pub fn rule_hits(&self, gen: u32, rules: usize) -> Result<Vec<Count>, LoadError> {
+        (0..rules as u32)
+            .map(|i| {
+                sum(
+                    &self.rule_stats,
+                    (gen & 1) * MAX_RULES as u32 + i,
+                    map_names::RULE_STATS,
+                )
+            })
+            .collect()
     }
 
     /// Reads all counters, summed over CPUs.
@@ -459,24 +470,22 @@ fn batch_err(map: &'static str, call: &'static str) -> impl Fn(std::io::Error) -
     }
 }
 
-/// Writes one family's address-table buckets of generation `gen`, after zeroing the buckets
-/// the generation held before: those recorded in `used` (private maps; updated here), else,
-/// when `stale_bits` (an earlier rule set hashed networks of this family there, in at most
-/// `1 << bits` buckets, see [`GenInfo::addr_bits`]), every bucket found filled by a scan of
-/// those.
-fn write_addr<B: aya::Pod + Default>(
+/// Writes the IPv6 address-table buckets of generation `gen`, after zeroing the buckets the
+/// generation held before: those recorded in `used` (private maps; updated here), else, when
+/// `stale_bits` (an earlier rule set hashed networks there, in at most `1 << bits` buckets, see
+/// [`GenInfo::addr_bits`]), every bucket found filled by a scan of those.
+fn write_addr6(
     table: &mut MmapArray,
     used: Option<&mut Vec<u32>>,
     gen: u32,
     buckets: &crate::addr_table::Buckets,
     stale_bits: Option<u8>,
-    layout: impl Fn(&[crate::addr_table::AddrItem; xdpwall_common::WAYS]) -> B,
 ) {
     let base = gen * ADDR_BUCKETS;
     match (used, stale_bits) {
         (Some(used), _) => {
             for &b in used.iter() {
-                table.write(base + b, &[B::default()]);
+                table.write(base + b, &[Addr6Bucket::default()]);
             }
             *used = buckets.keys().copied().collect();
         }
@@ -489,14 +498,14 @@ fn write_addr<B: aya::Pod + Default>(
             // A used bucket has its first entry filled (entries fill from the first).
             for b in 0..n {
                 if table.first_word(base + b) != 0 {
-                    table.write(base + b, &[B::default()]);
+                    table.write(base + b, &[Addr6Bucket::default()]);
                 }
             }
         }
         (None, None) => {}
     }
     for (&b, items) in buckets {
-        table.write(base + b, &[layout(items)]);
+        table.write(base + b, &[crate::addr_table::bucket6(items)]);
     }
 }
 

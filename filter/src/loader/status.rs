@@ -27,8 +27,11 @@ pub struct ApplyReport {
     /// Networks outside the address tables (both dimensions): IPv6 ones written to the LPM
     /// tries, IPv4 ones (/16 and shorter) folded into the block index.
     pub prefixes: usize,
-    /// Entries written to the address tables.
+    /// Networks in the address tables: IPv4 ones longer than /16 (cut into ranges) and the
+    /// IPv6 ones of the hashed lengths.
     pub hashed: usize,
+    /// IPv4 ranges written.
+    pub ranges4: usize,
     /// Time to compile.
     pub compile: Duration,
     /// Time to write the maps and flip.
