@@ -14,6 +14,8 @@ stage "benchmark smoke run"
 cargo xtask bench --mode both --quick
 stage "NDR/PDR search smoke run"
 cargo xtask bench --search --quick
+stage "sets under traffic patterns smoke run (native, about a minute)"
+cargo xtask bench --patterns --quick
 stage "generator benchmark smoke run"
 cargo xtask bench --generators --quick
 

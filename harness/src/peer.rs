@@ -194,6 +194,13 @@ impl XdpFilter {
         Ok(self.prog.as_mut().expect("set above"))
     }
 
+    /// Frames xdp-filter dropped so far.
+    pub fn dropped(&self) -> Result<u64> {
+        let stats = self.stats.as_ref().context("xdp-filter is not loaded")?;
+        // XDP_DROP is action 1.
+        Ok(stats.get(&1, 0)?.iter().map(|c| c.packets).sum())
+    }
+
     /// Frames xdp-filter judged so far (aborted + dropped + passed, summed over CPUs).
     pub fn judged(&self) -> Result<u64> {
         let stats = self.stats.as_ref().context("xdp-filter is not loaded")?;

@@ -132,3 +132,119 @@ fn a_flood_is_capped_near_the_rate_and_other_sources_pass() {
         .iter()
         .all(|e| e.cause == xdpwall_common::cause::RATE_LIMITED && e.rule == 0 && e.dport == 9000));
 }
+
+/// Two sets of a million entries that share `shared` hosts and nothing of `outside`.
+fn million_sets(shared: &[std::net::IpAddr]) -> [RuleSet; 2] {
+    [42, 43].map(|seed| {
+        let mut nets = harness::blocklist::blocklist(1_000_000 - shared.len(), seed).nets;
+        nets.extend(shared.iter().map(|&a| ipnet::IpNet::from(a)));
+        let mut text = String::from("[set.big]\nentries = [\"192.0.2.1\"]\n");
+        // S frames go to port 7000, P frames to 7001: each verdict has its own rule, so a
+        // wrong one is counted by name, whatever the veth ring loses.
+        for (name, set, dport, action) in [
+            ("wrong-p", true, 7001, "drop"),
+            ("s", true, 7000, "drop"),
+            ("p", false, 7001, "pass"),
+            ("wrong-s", false, 7000, "pass"),
+        ] {
+            text.push_str(&format!(
+                "[[rule]]\nname = \"{name}\"\naction = \"{action}\"\nproto = \"udp\"\ndport = {dport}\n{}",
+                if set { "src = \"@big\"\n" } else { "" }
+            ));
+        }
+        let mut r = RuleSet::parse(&text, "swap").unwrap();
+        r.sets.insert("big".into(), xdpwall::AddrSet::new(nets));
+        r
+    })
+}
+
+#[test]
+fn swapping_a_million_entry_set_under_a_flood_gives_no_frame_a_wrong_verdict() {
+    let id = std::process::id() % 10000;
+    let topo = Topology::standard(&format!("sw-{id}"), &Options::default())
+        .expect("topology (root needed)");
+    // S: hosts in both sets; P: hosts in neither (the topology's own /15, which the
+    // synthetic blocklists never cover).
+    let s_hosts: Vec<std::net::IpAddr> = (0..1000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x6440_0000 + i * 97).into())
+        .collect();
+    let p_hosts: Vec<std::net::IpAddr> = (0..1000u32)
+        .map(|i| std::net::Ipv4Addr::from(0xc613_1000 + i).into())
+        .collect();
+    let sets = million_sets(&s_hosts);
+    // Addressed to another MAC: the DUT's stack drops what passes at once.
+    let frames: Vec<Vec<u8>> = s_hosts
+        .iter()
+        .zip(&p_hosts)
+        .flat_map(|(&s, &p)| {
+            [(s, 7000), (p, 7001)].map(|(src, dport)| {
+                let mut f = FrameSpec::udp(src, topo.dut.ip4.into(), 5000, dport);
+                f.dst_mac = [0x02, 0x58, 0x57, 0, 0xff, 0xff];
+                f.build()
+            })
+        })
+        .collect();
+    let mut filter = {
+        let _ns = topo.dut.enter().unwrap();
+        let mut f = Filter::with_rules(&sets[0]).unwrap();
+        f.attach(&topo.dut.iface, Mode::Native).unwrap();
+        f
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (stop, ns, iface) = (stop.clone(), topo.gen.netns.clone(), topo.gen.iface.clone());
+        std::thread::spawn(move || {
+            harness::netns::run_in(&ns, move || {
+                let s = AfPacket::open(&iface).unwrap();
+                let mut at = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    s.send_batch(&frames, at, 256).unwrap();
+                    at += 256;
+                }
+            })
+            .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut hits = [0u64; 4];
+    let mut add = |f: &Filter, gen: u32| {
+        for (h, c) in hits.iter_mut().zip(f.maps.rule_hits(gen, 4).unwrap()) {
+            *h += c.packets;
+        }
+    };
+    for k in 1..=2 {
+        let t = Instant::now();
+        let report = filter.maps.apply(&sets[k % 2]).unwrap();
+        eprintln!(
+            "swap {k} under the flood: {:.2} s (compile {:.2} s, write and flip {:.2} s)",
+            t.elapsed().as_secs_f64(),
+            report.compile.as_secs_f64(),
+            report.write.as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        // The set just replaced counted into the other generation while it was active; the
+        // next swap zeroes it, so read it now.
+        add(&filter, 1 - report.generation);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    add(&filter, filter.maps.active_generation().unwrap());
+    let default = filter
+        .maps
+        .stat(xdpwall_common::stat::DEFAULT)
+        .unwrap()
+        .packets;
+    eprintln!(
+        "judged: {} S frames dropped, {} P frames passed; wrong: {} P dropped, {} S passed; {default} IP frames matched no rule (the interfaces' own IPv6 chatter)",
+        hits[1], hits[2], hits[0], hits[3]
+    );
+    assert!(
+        hits[1] > 10_000 && hits[2] > 10_000,
+        "the flood reached the filter: {hits:?}"
+    );
+    assert_eq!(hits[0], 0, "P frames (in neither set) dropped");
+    assert_eq!(hits[3], 0, "S frames (in both sets) passed");
+    filter.detach().unwrap();
+}

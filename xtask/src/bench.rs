@@ -21,6 +21,10 @@ pub struct Args {
     /// Search each case's NDR and PDR (and sweep frame sizes) instead of Mpps flat out.
     #[arg(long, conflicts_with = "generators")]
     search: bool,
+    /// Run the sets and deny lists under traffic patterns (random sources over the address
+    /// space, sources drawn from the set, IPv6) instead of the default cases.
+    #[arg(long, conflicts_with_all = ["generators", "search"])]
+    patterns: bool,
     /// Further options for `harness bench` (see `harness bench --help`), after `--`.
     #[arg(last = true)]
     rest: Vec<String>,
@@ -58,6 +62,12 @@ pub fn run(a: Args) -> Result<()> {
     } else if a.search {
         step(&format!("searching NDR and PDR ({} mode{quick})", a.mode));
         cmd.args(["bench", "--search", "--mode", &a.mode]);
+    } else if a.patterns {
+        step(&format!(
+            "traffic patterns against big sets ({} mode{quick})",
+            a.mode
+        ));
+        cmd.args(["bench", "--patterns", "--mode", &a.mode]);
     } else {
         step(&format!("benchmarking ({} mode{quick})", a.mode));
         cmd.args(["bench", "--mode", &a.mode]);

@@ -217,7 +217,7 @@ impl Receiver {
     }
 
     /// Nanoseconds in the program and its runs while BPF run-time statistics were on.
-    fn run_stats(&mut self) -> Result<(u64, u64)> {
+    pub(super) fn run_stats(&mut self) -> Result<(u64, u64)> {
         let info = match self {
             Receiver::Baseline(c, _) => c.program().info()?,
             Receiver::Filter(f) => {
@@ -227,6 +227,15 @@ impl Receiver {
             Receiver::Peer(p) => p.program()?.info()?,
         };
         Ok((info.run_time().as_nanos() as u64, info.run_count()))
+    }
+
+    /// Frames dropped so far (the baseline drops every frame).
+    pub(super) fn dropped(&self) -> Result<u64> {
+        Ok(match self {
+            Receiver::Baseline(c, _) => c.count()?.packets,
+            Receiver::Filter(f) => f.maps.stat(stat::DROP)?.packets,
+            Receiver::Peer(p) => p.dropped()?,
+        })
     }
 
     pub(super) fn judged(&self) -> Result<u64> {

@@ -144,18 +144,45 @@ impl Generator {
         threads: usize,
         until: Instant,
     ) -> Generator {
+        Self::start_from(
+            topo,
+            source,
+            template,
+            flows,
+            Arc::new(Vec::new()),
+            threads,
+            until,
+        )
+    }
+
+    /// Like [`Generator::start`], with whole source addresses taken from `sources` in turn
+    /// (empty: none; the `afpacket` engine cycles through the first 1000).
+    pub(crate) fn start_from(
+        topo: &Topology,
+        source: Source,
+        template: FrameSpec,
+        flows: Flows,
+        sources: Arc<Vec<std::net::IpAddr>>,
+        threads: usize,
+        until: Instant,
+    ) -> Generator {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let handles = (0..threads.max(1))
+        // Engines ready to send (a million-source list takes a second to write).
+        let ready = Arc::new(AtomicU64::new(0));
+        let handles: Vec<_> = (0..threads.max(1))
             .map(|cpu| {
-                let (s2, c2) = (stop.clone(), sent.clone());
+                let (s2, c2, r2) = (stop.clone(), sent.clone(), ready.clone());
                 let (ns, iface, source) = (topo.gen.netns.clone(), topo.gen.iface.clone(), source);
                 let template = template.clone();
+                let sources = sources.clone();
                 std::thread::spawn(move || -> Result<()> {
                     netns::run_in(&ns, move || -> Result<()> {
                         pktgen::pin_to_cpu(cpu);
                         if source == Source::Xdp {
-                            let e = XdpEngine::new(&template, &flows, &iface)?;
+                            let e = XdpEngine::with_sources(&template, &flows, &iface, &sources);
+                            r2.fetch_add(1, Ordering::Relaxed);
+                            let e = e?;
                             let mut slicer = Slicer::new(XdpEngine::CALL_SLICE, 1e6);
                             while !s2.load(Ordering::Relaxed) {
                                 let left = until.saturating_duration_since(Instant::now());
@@ -165,8 +192,18 @@ impl Generator {
                                 c2.fetch_add(n as u64, Ordering::Relaxed);
                             }
                         } else {
-                            let frames = flows.frames(&template, 1000);
-                            let s = AfPacket::open(&iface)?;
+                            let frames = if sources.is_empty() {
+                                flows.frames(&template, 1000)
+                            } else {
+                                sources
+                                    .iter()
+                                    .take(1000)
+                                    .map(|&a| template.clone().with_source(a).build())
+                                    .collect()
+                            };
+                            let s = AfPacket::open(&iface);
+                            r2.fetch_add(1, Ordering::Relaxed);
+                            let s = s?;
                             let mut at = 0;
                             while !s2.load(Ordering::Relaxed) {
                                 s.send_batch(&frames, at, 1024)?;
@@ -179,6 +216,10 @@ impl Generator {
                 })
             })
             .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ready.load(Ordering::Relaxed) < handles.len() as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Generator {
             stop,
             sent,

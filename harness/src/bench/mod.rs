@@ -14,15 +14,17 @@
 //! Results go to `results/bench-<unix time>.json` (schema: [`Report`]) and a matching `.svg`.
 //!
 //! One way in: `measure` (what every benchmark measures with: generators, rates, progress),
-//! `filter` (the filter cases, the main job), `generators` (pktgen's engines against their
-//! peers), `report` (the report, its table) and `chart` (the SVG of a report). Nothing imports
-//! back up.
+//! `filter` (the filter cases, the main job), `patterns` (the sets under traffic patterns:
+//! random sources over the address space, sources drawn from the set, IPv6), `generators`
+//! (pktgen's engines against their peers), `report` (the report, its table) and `chart` (the
+//! SVG of a report). Nothing imports back up.
 
 mod chart;
 mod filter;
 mod generators;
 mod latency;
 mod measure;
+mod patterns;
 mod report;
 mod search;
 
@@ -126,6 +128,11 @@ pub struct Args {
     /// the xdp engine paced in the kernel (see `search`).
     #[arg(long, conflicts_with_all = ["test_run_only", "generators"])]
     pub search: bool,
+    /// Traffic patterns against the sets and a 10,000-host deny list (and xdp-filter's): 200
+    /// sources in one /24, 65,536 and 1,000,000 random sources, sources drawn from the set,
+    /// IPv6 likewise; program time over the baseline and Mpps per mode (see `patterns`).
+    #[arg(long, conflicts_with_all = ["test_run_only", "generators", "search"])]
+    pub patterns: bool,
     /// Loss ratio the PDR allows.
     #[arg(long, default_value_t = 0.005)]
     pub pdr_loss: f64,
@@ -171,6 +178,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.search {
         return search::run(&args);
+    }
+    if args.patterns {
+        return patterns::run(&args);
     }
     filter::run(args)
 }

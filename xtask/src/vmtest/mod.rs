@@ -132,7 +132,8 @@ const PARTS: &[Part] = &[
         name: "flood",
         test: Some(("harness", "veth_flood")),
         filters: &[],
-        limit: 600,
+        // Two million-entry rule sets compiled and swapped under emulation.
+        limit: 900,
     },
     // Both traffic engines (the xdp engine where the kernel has live frames).
     Part {
