@@ -2,7 +2,8 @@
 //! from one source near the configured rate while another source's traffic through the same
 //! rule passes untouched. Datagrams are counted by UDP sockets behind the filter. Under the
 //! same load, sampled verdict events arrive at the configured rate (one drop in 1,000 per
-//! CPU). Needs root; fails (never skips) without it.
+//! CPU). And a million-entry set swapped live under a flood gives no frame a wrong verdict.
+//! Needs root; fails (never skips) without it.
 
 use std::{
     net::UdpSocket,
