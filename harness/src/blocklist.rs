@@ -11,11 +11,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use xdpwall::AddrSet;
 
-/// splitmix64: small, fast, and the same on every machine.
-struct Rng(u64);
+/// splitmix64: small, fast, and the same on every machine (the benchmarks' shuffles use it
+/// too).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number of the stream.
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -3,6 +3,7 @@
 
 use std::{
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -217,7 +218,7 @@ impl Receiver {
     }
 
     /// Nanoseconds in the program and its runs while BPF run-time statistics were on.
-    pub(super) fn run_stats(&mut self) -> Result<(u64, u64)> {
+    fn run_stats(&mut self) -> Result<(u64, u64)> {
         let info = match self {
             Receiver::Baseline(c, _) => c.program().info()?,
             Receiver::Filter(f) => {
@@ -230,7 +231,7 @@ impl Receiver {
     }
 
     /// Frames dropped so far (the baseline drops every frame).
-    pub(super) fn dropped(&self) -> Result<u64> {
+    fn dropped(&self) -> Result<u64> {
         Ok(match self {
             Receiver::Baseline(c, _) => c.count()?.packets,
             Receiver::Filter(f) => f.maps.stat(stat::DROP)?.packets,
@@ -301,50 +302,26 @@ fn program_times(
         return Ok(Vec::new());
     }
     let slice = Duration::from_millis(if args.quick { 100 } else { 150 });
-    const SETTLE: Duration = Duration::from_millis(50);
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("turning on BPF run-time statistics (BPF_ENABLE_STATS)")?;
     let mut out = Vec::new();
     for i in (0..slots.len()).filter(|&i| i != bi) {
-        let until = Instant::now() + (slice + SETTLE * 2) * (2 * rounds as u32 + 2);
-        let g = Generator::start(
+        let (template, program) = (slots[i].template.clone(), slots[i].program.clone());
+        let (base, case) = two_mut(slots, bi, i);
+        let Paired { ns, .. } = paired_rounds(
             topo,
-            source,
-            slots[i].template.clone(),
-            bench_flows(),
-            args.threads,
-            until,
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        let mut ns = [Vec::new(), Vec::new()];
-        for r in 0..rounds {
-            progress(
-                r,
-                rounds,
-                &format!("{mode} {source} {}: program time", slots[i].program),
-            );
-            let order = if r % 2 == 0 { [bi, i] } else { [i, bi] };
-            for k in order {
-                let rx = &mut slots[k].rx;
-                rx.attach(topo, mode)?;
-                let ((t0, n0), (t1, n1), _) = measure::window(SETTLE, slice, || rx.run_stats())?;
-                rx.detach(topo)?;
-                if n1 <= n0 {
-                    bail!(
-                        "{mode} {source} {}: no frame reached the program in {slice:?}",
-                        slots[k].program
-                    );
-                }
-                ns[(k == i) as usize].push((t1 - t0) as f64 / (n1 - n0) as f64);
-            }
-        }
-        g.finish()?;
+            mode,
+            (template, bench_flows(), Arc::new(Vec::new())),
+            [&mut base.rx, &mut case.rx],
+            (rounds, slice, args.threads),
+            &format!("{mode} {source} {program}: program time"),
+        )?;
         let over_runs_ns: Vec<f64> = ns[1].iter().zip(&ns[0]).map(|(p, b)| p - b).collect();
         let (over_baseline_ns, min_over_ns, max_over_ns) = stats(&over_runs_ns);
         out.push(ProgramTime {
             mode: mode.to_string(),
             source,
-            program: slots[i].program.clone(),
+            program,
             rounds,
             slice_s: slice.as_secs_f64(),
             baseline_ns: stats(&ns[0]).0,
@@ -360,6 +337,81 @@ fn program_times(
         });
     }
     Ok(out)
+}
+
+/// `v[a]` and `v[b]` (`a != b`), both mutable.
+fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        (&mut l[a], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        (&mut r[0], &mut l[b])
+    }
+}
+
+/// What [`paired_rounds`] measured: per round, for the baseline (0) and the program (1), ns
+/// per frame (the kernel's run-time statistics) and Mpps judged; and the frames the program
+/// dropped and judged over its slices.
+pub(super) struct Paired {
+    pub(super) ns: [Vec<f64>; 2],
+    pub(super) mpps: [Vec<f64>; 2],
+    pub(super) dropped: u64,
+    pub(super) judged: u64,
+}
+
+/// Program time on the wire, paired: one continuous live-frames flow (template, flows and a
+/// source list for [`Generator::start_from`]), and `rounds` rounds in which the baseline
+/// `rx[0]` and the program `rx[1]` are each attached for one `slice` (in alternating order)
+/// while run-time statistics are on (the caller turns them on).
+pub(super) fn paired_rounds(
+    topo: &Topology,
+    mode: Mode,
+    (template, flows, sources): (FrameSpec, Flows, Arc<Vec<std::net::IpAddr>>),
+    mut rx: [&mut Receiver; 2],
+    (rounds, slice, threads): (usize, Duration, usize),
+    label: &str,
+) -> Result<Paired> {
+    const SETTLE: Duration = Duration::from_millis(50);
+    let until = Instant::now() + (slice + SETTLE * 3) * (2 * rounds as u32 + 4);
+    let g = Generator::start_from(topo, Source::Xdp, template, flows, sources, threads, until);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut m = Paired {
+        ns: [Vec::new(), Vec::new()],
+        mpps: [Vec::new(), Vec::new()],
+        dropped: 0,
+        judged: 0,
+    };
+    for r in 0..rounds {
+        progress(r, rounds, label);
+        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let rx = &mut rx[k];
+            rx.attach(topo, mode)?;
+            let (((t0, n0), d0, j0), ((t1, n1), d1, j1), elapsed) =
+                measure::window(SETTLE, slice, || {
+                    Ok((rx.run_stats()?, rx.dropped()?, rx.judged()?))
+                })?;
+            rx.detach(topo)?;
+            if n1 <= n0 || j1 <= j0 {
+                let what = if k == 0 {
+                    "the baseline"
+                } else {
+                    "the program"
+                };
+                bail!("{label}: no frame reached {what} in {slice:?}");
+            }
+            m.ns[k].push((t1 - t0) as f64 / (n1 - n0) as f64);
+            m.mpps[k].push((j1 - j0) as f64 / elapsed / 1e6);
+            if k == 1 {
+                m.dropped += d1.saturating_sub(d0);
+                m.judged += j1 - j0;
+            }
+        }
+    }
+    g.finish()?;
+    Ok(m)
 }
 
 /// Runs the filter benchmark (options as [`Args::checked`] left them) and writes the report.

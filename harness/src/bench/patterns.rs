@@ -16,13 +16,9 @@
 //! program passes go on to the DUT's stack (which drops them) and that time counts in the
 //! rate, not in the program time.
 
-use std::{
-    net::IpAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use pktgen::{Flows, FrameSpec, Vary};
 use serde::Serialize;
 use xdpwall::{Mode, RuleSet};
@@ -30,8 +26,10 @@ use xdpwall::{Mode, RuleSet};
 use crate::{Options, Topology};
 
 use super::{
-    filter::{bench_flows, deny_list, deny_rules, frame_for_last, set_rules, Receiver},
-    measure::{self, progress, progress_done, stats, Generator, RunInfo, Source},
+    filter::{
+        bench_flows, deny_list, deny_rules, frame_for_last, paired_rounds, set_rules, Receiver,
+    },
+    measure::{progress, progress_done, stats, RunInfo},
     report::write_results,
     Args,
 };
@@ -118,15 +116,10 @@ fn set_sources(rules: &RuleSet, v6: bool) -> Vec<IpAddr> {
         .filter(|n| n.addr().is_ipv6() == v6)
         .map(|n| n.network())
         .collect();
-    // Fisher-Yates with splitmix64.
-    let mut state = 7u64;
+    // Fisher-Yates.
+    let mut rng = crate::blocklist::Rng(7);
     for i in (1..out.len()).rev() {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        out.swap(i, (z % (i as u64 + 1)) as usize);
+        out.swap(i, (rng.next() % (i as u64 + 1)) as usize);
     }
     out
 }
@@ -317,16 +310,15 @@ pub(super) fn run(args: &Args) -> Result<()> {
                     continue;
                 };
                 progress(done, total, &format!("{mode} {} {name}", pattern.name()));
+                let label = format!("{mode} {} {name}", pattern.name());
                 let case = paired(
                     &topo,
                     mode,
                     &traffic,
                     [&mut baseline, rx],
-                    rounds,
-                    slice,
-                    args.threads,
-                )
-                .with_context(|| format!("{mode} {} {name}", pattern.name()))?;
+                    (rounds, slice, args.threads),
+                    &label,
+                )?;
                 cases.push(PatternCase {
                     mode: mode.to_string(),
                     pattern: pattern.name(),
@@ -358,56 +350,28 @@ pub(super) fn run(args: &Args) -> Result<()> {
     write_results(&args.out, "patterns", started, &report, None)
 }
 
-/// Baseline and program, each attached for one slice per round (in alternating order) on
-/// the same continuous traffic: ns per frame from the kernel's run-time statistics, and the
-/// rate of frames judged.
+/// Baseline and program on the pattern's traffic ([`paired_rounds`]), summed up.
 fn paired(
     topo: &Topology,
     mode: Mode,
     traffic: &Traffic,
-    mut rx: [&mut Receiver; 2],
-    rounds: usize,
-    slice: Duration,
-    threads: usize,
+    rx: [&mut Receiver; 2],
+    (rounds, slice, threads): (usize, Duration, usize),
+    label: &str,
 ) -> Result<PatternCase> {
-    const SETTLE: Duration = Duration::from_millis(50);
-    let until = Instant::now() + (slice + SETTLE * 3) * (2 * rounds as u32 + 4);
-    let g = Generator::start_from(
+    let m = paired_rounds(
         topo,
-        Source::Xdp,
-        traffic.template.clone(),
-        traffic.flows,
-        traffic.sources.clone(),
-        threads,
-        until,
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let mut ns = [Vec::new(), Vec::new()];
-    let mut mpps = [Vec::new(), Vec::new()];
-    let (mut dropped, mut judged) = (0u64, 0u64);
-    for r in 0..rounds {
-        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
-        for k in order {
-            let rx = &mut rx[k];
-            rx.attach(topo, mode)?;
-            let (((t0, n0), d0, j0), ((t1, n1), d1, j1), elapsed) =
-                measure::window(SETTLE, slice, || {
-                    Ok((rx.run_stats()?, rx.dropped()?, rx.judged()?))
-                })?;
-            rx.detach(topo)?;
-            if n1 <= n0 || j1 <= j0 {
-                bail!("no frame reached the program in {slice:?}");
-            }
-            ns[k].push((t1 - t0) as f64 / (n1 - n0) as f64);
-            mpps[k].push((j1 - j0) as f64 / elapsed / 1e6);
-            if k == 1 {
-                dropped += d1.saturating_sub(d0);
-                judged += j1 - j0;
-            }
-        }
-    }
-    g.finish()?;
-    let over: Vec<f64> = ns[1].iter().zip(&ns[0]).map(|(p, b)| p - b).collect();
+        mode,
+        (
+            traffic.template.clone(),
+            traffic.flows,
+            traffic.sources.clone(),
+        ),
+        rx,
+        (rounds, slice, threads),
+        label,
+    )?;
+    let over: Vec<f64> = m.ns[1].iter().zip(&m.ns[0]).map(|(p, b)| p - b).collect();
     let (over_baseline_ns, min_over_ns, max_over_ns) = stats(&over);
     Ok(PatternCase {
         mode: mode.to_string(),
@@ -417,11 +381,11 @@ fn paired(
         over_baseline_ns,
         min_over_ns,
         max_over_ns,
-        program_ns: stats(&ns[1]).0,
-        baseline_ns: stats(&ns[0]).0,
-        mpps: stats(&mpps[1]).0,
-        baseline_mpps: stats(&mpps[0]).0,
-        dropped_share: dropped as f64 / judged.max(1) as f64,
+        program_ns: stats(&m.ns[1]).0,
+        baseline_ns: stats(&m.ns[0]).0,
+        mpps: stats(&m.mpps[1]).0,
+        baseline_mpps: stats(&m.mpps[0]).0,
+        dropped_share: m.dropped as f64 / m.judged.max(1) as f64,
     })
 }
 
