@@ -291,14 +291,13 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 }
 
 /// The address tables of one dimension: every distinct network that some rule names (as its
-/// CIDR or as an entry of its set), plus a /0 per family, split into address-table entries,
-/// IPv6 LPM entries and the IPv4 block index.
+/// CIDR or as an entry of its set), plus a /0 per family, split into IPv6 address-table
+/// entries, IPv6 LPM entries and the IPv4 block index with its ranges.
 ///
-/// IPv4: every network longer than /16 is hashed, and the block index ([`Block4`]) records
-/// per /16 which of those lengths occur inside it and the slot of the longest network of at
-/// most 16 bits containing it. A packet probes only the lengths present in its own /16, so
-/// the cost follows how crowded that block is, not the size of the table, and no trie is
-/// walked.
+/// IPv4: networks of /16 or shorter set the slot of every block they cover; longer ones cut
+/// their block into ranges ([`block_ranges`], [`Block4`]). A packet searches only the ranges
+/// of its own /16, so the cost follows how crowded that block is, not the size of the table,
+/// and no trie is walked.
 ///
 /// IPv6: which lengths are hashed: all of them when there are at most [`MAX_HASHED_LENS`]
 /// (the trie keeps only the /0); otherwise host entries (/128) plus as few of the next longest
@@ -312,8 +311,8 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 /// longest such `p` containing `a`; every rule network containing `a` contains that `p` (both
 /// contain `a`, so they nest), so the bitmap is exactly the set of rules accepting `a`. Host
 /// entries are the longest prefixes there are, so looking them up first and the trie (which
-/// then holds only shorter prefixes) second finds the same `p`; likewise the longer-than-/16
-/// networks of a block before the block's own slot.
+/// then holds only shorter prefixes) second finds the same `p`; the IPv4 ranges are cut from
+/// the same longest matches.
 ///
 /// Computed parent-first: bitmap(p) = own(p) | bitmap(parent(p)), where parent(p) is the
 /// longest strictly shorter network of the table containing `p`, so the work grows with the

@@ -30,6 +30,10 @@ use crate::netns::{self, NetnsError, NetnsGuard};
 /// Prefix of every namespace the harness creates (so leftovers can be found).
 pub const PREFIX: &str = "xw-";
 
+/// A unicast MAC that no interface of a topology has: frames sent to it that a DUT's program
+/// passes are dropped by its stack at once (`otherhost`), before any per-source work.
+pub const OTHER_HOST_MAC: [u8; 6] = [0x02, 0x58, 0x57, 0, 0xff, 0xff];
+
 /// A failed topology step.
 #[derive(Debug, thiserror::Error)]
 pub enum TopoError {

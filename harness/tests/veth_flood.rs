@@ -180,7 +180,7 @@ fn swapping_a_million_entry_set_under_a_flood_gives_no_frame_a_wrong_verdict() {
         .flat_map(|(&s, &p)| {
             [(s, 7000), (p, 7001)].map(|(src, dport)| {
                 let mut f = FrameSpec::udp(src, topo.dut.ip4.into(), 5000, dport);
-                f.dst_mac = [0x02, 0x58, 0x57, 0, 0xff, 0xff];
+                f.dst_mac = harness::topo::OTHER_HOST_MAC;
                 f.build()
             })
         })

@@ -192,7 +192,6 @@ impl Maps {
             bitmaps: tables.bitmaps.len(),
             prefixes: tables.src.len() + tables.dst.len(),
             hashed: tables.long4 + tables.src_hashed.len() + tables.dst_hashed.len(),
-            ranges4: tables.ranges4.len(),
             compile: compiled,
             write: t1.elapsed(),
         })

@@ -30,8 +30,6 @@ pub struct ApplyReport {
     /// Networks in the address tables: IPv4 ones longer than /16 (cut into ranges) and the
     /// IPv6 ones of the hashed lengths.
     pub hashed: usize,
-    /// IPv4 ranges written.
-    pub ranges4: usize,
     /// Time to compile.
     pub compile: Duration,
     /// Time to write the maps and flip.

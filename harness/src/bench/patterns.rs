@@ -34,9 +34,6 @@ use super::{
     Args,
 };
 
-/// The destination MAC of the patterns' frames: not the DUT's (see [`Traffic::of`]).
-const OTHER_HOST: [u8; 6] = [0x02, 0x58, 0x57, 0, 0xff, 0xff];
-
 /// Deny-list size of the patterns run: xdp-filter's IPv4 map holds at most 10,000 addresses.
 pub const PATTERN_DENY_LIST: usize = 10_000;
 
@@ -140,8 +137,8 @@ impl Traffic {
         // once as `otherhost`. Addressed to the DUT, each of a million sources made its stack
         // answer (ICMP, one peer entry per source) and the DUT fell to 0.06 Mpps, which says
         // nothing about the program.
-        v4.dst_mac = OTHER_HOST;
-        v6.dst_mac = OTHER_HOST;
+        v4.dst_mac = crate::topo::OTHER_HOST_MAC;
+        v6.dst_mac = crate::topo::OTHER_HOST_MAC;
         let ports = Flows {
             sport: Vary::Range { count: 1000 },
             ..Flows::default()
