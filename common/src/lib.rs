@@ -404,9 +404,8 @@ pub struct GenInfo {
     pub malformed_action: u8,
     /// Action for frames that are neither IPv4 nor IPv6.
     pub non_ip_action: u8,
-    /// 1 when the IPv4 range array holds ranges of this generation (some network of a rule
-    /// or set is longer than /16); the program does not read it.
-    pub ranges4: u8,
+    /// Explicit padding (was the IPv4 table's flag: the range array needs no record).
+    pub _pad0: u8,
     /// Per IPv6 dimension (source, destination): the prefix lengths whose networks are in the
     /// address table instead of the trie, longest first, unused entries [`NO_LEN`]. Every
     /// length left in the trie is shorter than all of them, so the first hash hit, tried

@@ -94,19 +94,25 @@ mod programs {
         ]
     }
 
+    /// The number that picks field `field`'s value: random when its `random` bit is set, else
+    /// the per-CPU sequence number.
+    #[inline(always)]
+    fn pick(cfg: &GenConfig, field: usize, seq: u64) -> u32 {
+        if cfg.random & (1 << field) != 0 {
+            // SAFETY: helper without arguments.
+            unsafe { bpf_get_prandom_u32() }
+        } else {
+            seq as u32
+        }
+    }
+
     #[inline(always)]
     fn value(cfg: &GenConfig, field: usize, seq: u64) -> u32 {
         let span = cfg.span[field];
         if span <= 1 {
             return cfg.base[field];
         }
-        let n = if cfg.random & (1 << field) != 0 {
-            // SAFETY: helper without arguments.
-            unsafe { bpf_get_prandom_u32() }
-        } else {
-            seq as u32
-        };
-        let v = cfg.base[field].wrapping_add(n % span);
+        let v = cfg.base[field].wrapping_add(pick(cfg, field, seq) % span);
         if cfg.spread & (1 << field) != 0 {
             spread(v)
         } else {
@@ -245,12 +251,7 @@ mod programs {
                 (l3 + 12, l3 + 16)
             };
             if cfg.src_list != 0 {
-                let n = if cfg.random & (1 << gen_field::SRC) != 0 {
-                    bpf_get_prandom_u32()
-                } else {
-                    seq as u32
-                };
-                let a = XW_GEN_SRC.get(n % cfg.src_list)?;
+                let a = XW_GEN_SRC.get(pick(cfg, gen_field::SRC, seq) % cfg.src_list)?;
                 // The whole address: IPv6's starts 8 bytes into the header (`src_off` is its
                 // low 32 bits).
                 let (words, src_off) = if cfg.v6 != 0 {

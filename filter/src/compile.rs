@@ -267,7 +267,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
             default_action: set.default.code(),
             malformed_action: set.malformed.code(),
             non_ip_action: set.non_ip.code(),
-            ranges4: !ranges4.is_empty() as u8,
+            _pad0: 0,
             hashed6,
             addr_bits: bits6 as u8,
             few_dims,
@@ -736,7 +736,7 @@ mod tests {
     #[test]
     fn empty_set_has_no_words_and_no_dims() {
         let t = compile(&RuleSet::default()).unwrap();
-        assert_eq!((t.info.ranges4, t.info.addr6_table()), (0, false));
+        assert_eq!((t.ranges4.len(), t.info.addr6_table()), (0, false));
         assert_eq!(t.info.dims, 0);
         assert!(t.sport.is_empty() && t.dport.is_empty());
         assert_eq!(t.src.len(), 2, "a /0 per family");
@@ -884,7 +884,7 @@ mod tests {
         let t = compile(&src_rules(nets.iter().copied())).unwrap();
         assert_eq!(t.long4, 8);
         assert!(t.src_hashed.is_empty());
-        assert_eq!(t.info.ranges4, 1);
+        assert!(!t.ranges4.is_empty());
         assert!(!t.info.addr6_table());
         let block = |a: u8, b: u8| t.blocks[0][(a as usize) << 8 | b as usize];
         // 10.1: .2.0, .2.3, .2.4, .3.0; 10.2: 16.0, 32.0; 10.3: 1.0, 128.0, 255.255 (0.0
@@ -990,7 +990,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(t.info.hashed6[0], [128, 120, 112, NO_LEN]);
-        assert_eq!((t.info.ranges4, t.info.addr6_table()), (0, true));
+        assert_eq!((t.ranges4.len(), t.info.addr6_table()), (0, true));
         assert_eq!(t.src.len(), 2);
         assert_eq!(t.src_hashed.len(), 300);
         // Nine lengths, 100 networks each: hashing four leaves 500 in the trie, so only the
