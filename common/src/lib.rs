@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 12;
+pub const ABI_VERSION: u32 = 13;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -88,6 +88,13 @@ pub const fn range4(start: u16, slot: u16) -> u32 {
 pub const fn range4_key(host: u32) -> u32 {
     host << 16 | 0xffff
 }
+
+/// Flag in [`Block4::first`]: the block is a host list (see [`Block4`]) and `first` counts
+/// 16-bit halves of the range array instead of its words.
+pub const HOSTS4: u32 = 1 << 31;
+/// 16-bit halves per line of the range array: a host list of at most this many halves (its
+/// header and its hosts) is placed within one line.
+pub const HOST4_LINE: usize = 2 * RANGE4_LINE;
 
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
@@ -441,21 +448,34 @@ impl GenInfo {
 /// The networks of a dimension cut each /16 block into ranges of addresses with the same
 /// longest match (any prefix list is a list of ranges). A block's first range starts at its
 /// first address and its slot is `slot` (the longest network of the block's that contains that
-/// address: often one of 16 bits or less containing the whole block); the others are the
-/// `count` entries of the range array from `first` on (see [`range4`]), sorted by their start.
-/// A source (or destination) address `a` in block `b = a >> 16` is looked up as: read the
-/// block's entry, then a binary search of its ranges for the last one starting at or before
-/// `a` (at most [`RANGE4_STEPS`] halvings, no branch on the data; none when `count` is 0). The
-/// cost follows how crowded the packet's own /16 is, a hit costs what a miss costs, and the
-/// ranges of a million hosts take 8 MiB (each 4 bytes, neighbours in one cache line).
+/// address: often one of 16 bits or less containing the whole block). The other ranges are
+/// stored in one of two forms in the range array:
+///
+/// - **Ranges**: the `count` words of the range array from `first` on (see [`range4`]), sorted
+///   by their start. An address `a` of the block gets the slot of the last range starting at or
+///   before it.
+/// - **Host list** (`first` has [`HOSTS4`]): when every other range is a handful of addresses
+///   with one slot of their own between stretches of `slot` (a set of hosts, say), the block
+///   keeps only their low 16 bits: the 16-bit halves of the range array from `first & !HOSTS4`
+///   on hold that slot, then the `count` addresses, sorted. An address in the list gets the
+///   list's slot, any other `slot`. A host takes 2 bytes instead of two 4-byte ranges, and a
+///   list of up to [`HOST4_LINE`] halves lies within one cache line.
+///
+/// Either way, an address `a` in block `b = a >> 16` is looked up as: read the block's entry,
+/// then a binary search of its `count` entries for the last one at or before `a` (at most
+/// [`RANGE4_STEPS`] halvings, no branch on the data; none when `count` is 0). The cost follows
+/// how crowded the packet's own /16 is, and a hit costs what a miss costs; the host lists of a
+/// million hosts take 2 MiB, each lookup one line of them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Block4 {
-    /// Index of the block's second range in its generation's part of the range array.
+    /// Where the block's entries start in its generation's part of the range array: a word
+    /// index, or with [`HOSTS4`] the index of a 16-bit half (the list's slot; its addresses
+    /// follow).
     pub first: u32,
-    /// Bitmap slot of the block's first range.
+    /// Bitmap slot of the block's first range (with a host list: of every address not in it).
     pub slot: u16,
-    /// Ranges after the first (at most 65,535: they start at distinct addresses of the block).
+    /// Ranges after the first, or addresses in the host list (at most 65,535).
     pub count: u16,
 }
 const _: () = assert!(core::mem::size_of::<Block4>() == 8);

@@ -11,10 +11,10 @@ use xdpwall_common::{
     action, addr_buckets, addr_key, cause, dim, matcher, range4_key, stat, Addr6Bucket, Bitmap,
     Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RangeLine, RateKey, RuleEntry,
     SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4, EVENT_RING_BYTES, FEW_DST,
-    FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE,
-    MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES,
-    RANGE4_LINE, RANGE4_STEPS, RANGES4_PER_GEN, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX,
-    TOKEN,
+    FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, HOST4_LINE, HOSTS4, LPM_ENTRIES_PER_GEN,
+    MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
+    PROTO_ENTRIES, RANGE4_LINE, RANGE4_STEPS, RANGES4_PER_GEN, RATE_ENTRIES, SLOTS_PER_GEN,
+    SLOT_ALL, SNAP_MAX, TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -500,44 +500,68 @@ fn addr_slot(gen: u32, dim: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
 }
 
 /// Looks an IPv4 address (network order) up in dimension `dim`: its /16's entry of the block
-/// index, then a binary search of the block's ranges (Block4) for the last one that starts at or
-/// before the address. Branch-free halving: each step keeps the upper half when its first
-/// entry starts at or before the address, by a mask rather than a jump, so every address takes
+/// index, then a binary search of the block's entries (Block4): its ranges for the last one that
+/// starts at or before the address, or its host list for the address. Both are one search over
+/// sorted numbers (range words, or 16-bit halves of the same array), the form choosing the
+/// width of an entry and the key. Branch-free halving: each step keeps the upper half when its
+/// first entry is at or before the key, by a mask rather than a jump, so every address takes
 /// the same path through the same number of steps and the verifier meets one state per step.
 #[inline(always)]
 fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     let host = u32::from_be(addr);
     let block = XW_BLOCK4.get((gen * 2 + dim) * BLOCKS4 + (host >> BLOCK4_BITS))?;
-    let key = range4_key(host) as u64;
-    let mut at = gen * RANGES4_PER_GEN + block.first;
     let mut n = block.count as u32;
     if n == 0 {
         return Some(block.slot as u32);
     }
+    // `wide` 0 for a host list (entries are halves), 1 for ranges (entries are words).
+    let list = block.first & HOSTS4 != 0;
+    let wide = (!list) as u32;
+    let key = if list {
+        host & 0xffff
+    } else {
+        range4_key(host)
+    } as u64;
+    // The generation's part of the array, in halves; the block's first entry, in entries.
+    let base = gen * RANGES4_PER_GEN * 2;
+    let first = (block.first & !HOSTS4) + list as u32;
+    let mut at = first;
     for _ in 0..RANGE4_STEPS {
         if n <= 1 {
             break;
         }
         let half = n / 2;
-        let e = range4_at(at + half)? as u64;
-        // All ones when e <= key (the upper half starts at or before the address), else 0.
+        let e = entry4(base, at + half, wide)? as u64;
+        // All ones when e <= key (the upper half starts at or before the key), else 0.
         let keep = ((key.wrapping_sub(e) >> 63) as u32).wrapping_sub(1);
         at += half & keep;
         n -= half;
     }
-    let e = range4_at(at)?;
-    Some(if e as u64 <= key {
-        e & 0xffff
+    let e = entry4(base, at, wide)? as u64;
+    Some(if list {
+        if e == key {
+            entry4(base, first - 1, 0)?
+        } else {
+            block.slot as u32
+        }
+    } else if e <= key {
+        e as u32 & 0xffff
     } else {
         block.slot as u32
     })
 }
 
-/// Word `i` of the range array.
+/// Entry `i` of a block (see [`addr4_slot`]): the word `i` of the range array when `wide` is 1,
+/// else its half `i`, counted from half `base`.
 #[inline(always)]
-fn range4_at(i: u32) -> Option<u32> {
-    let line = XW_RANGE4.get(i / RANGE4_LINE as u32)?;
-    Some(line[i as usize % RANGE4_LINE])
+fn entry4(base: u32, i: u32, wide: u32) -> Option<u32> {
+    let half = base + (i << wide);
+    let line = XW_RANGE4.get(half / HOST4_LINE as u32)?;
+    let word = line[(half / 2) as usize % RANGE4_LINE];
+    // A word is its two halves, the lower one first; a range word is read whole.
+    let shift = (half & 1) * 16;
+    let mask = u32::MAX >> (16 - 16 * wide);
+    Some(word >> shift & mask)
 }
 
 /// Looks an IPv6 address up: first in the address table, one probe of two buckets per hashed

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 use xdpwall_common::{
     dim, matcher, range4, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, ADDR_CAPACITY, BITMAP_WORDS,
-    BLOCK4_BITS, BLOCKS4, FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, MAX_HASHED_LENS, MAX_RULES,
-    NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, TRIE_TARGET,
+    BLOCK4_BITS, BLOCKS4, FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, HOST4_LINE, HOSTS4,
+    MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN,
+    SLOT_ALL, TRIE_TARGET,
 };
 
 use crate::rules::{AddrMatch, PortRange, Rule, RuleAction, RuleSet};
@@ -44,7 +45,8 @@ pub struct Tables {
     /// The IPv4 block index of the source and the destination dimension, [`BLOCKS4`] entries
     /// each, or none for a dimension no rule matches (the program does not read it then).
     pub blocks: [Vec<Block4>; 2],
-    /// The IPv4 range array of both dimensions ([`Block4::first`] indexes it).
+    /// The IPv4 range array of both dimensions: ranges and host lists ([`Block4::first`]
+    /// indexes it, see [`Block4`]).
     pub ranges4: Vec<u32>,
     /// IPv4 networks longer than /16 of both dimensions (cut into `ranges4`).
     pub long4: usize,
@@ -189,28 +191,29 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         lpm: src,
         hashed: src_hashed,
         lens6: src_lens,
-        blocks: src_blocks,
-        ranges: mut ranges4,
-        long4: src_long4,
+        blocks: mut src_blocks,
+        long4: mut src_long4,
     } = addr_entries(&mut slots, set, dims & dim::SRC != 0, |r| r.src.as_ref())?;
     let AddrTables {
         lpm: dst,
         hashed: dst_hashed,
         lens6: dst_lens,
         blocks: mut dst_blocks,
-        ranges: dst_ranges,
-        long4: dst_long4,
+        long4: mut dst_long4,
     } = addr_entries(&mut slots, set, dims & dim::DST != 0, |r| r.dst.as_ref())?;
-    let long4 = src_long4 + dst_long4;
+    let long4 = src_long4.len() + dst_long4.len();
     if long4 > ADDR_CAPACITY {
         return Err(crate::addr_table::TableError::TooMany(long4).into());
     }
-    // The destination's ranges follow the source's in the generation's range array.
-    let shift = ranges4.len() as u32;
-    for b in dst_blocks.iter_mut().filter(|b| b.count > 0) {
-        b.first += shift;
-    }
-    ranges4.extend(dst_ranges);
+    // Both dimensions' ranges and host lists share the generation's range array, the
+    // destination's after the source's.
+    let mut halves = Vec::new();
+    block_ranges(&mut src_blocks, &mut src_long4, &mut halves);
+    block_ranges(&mut dst_blocks, &mut dst_long4, &mut halves);
+    let ranges4: Vec<u32> = halves
+        .chunks(2)
+        .map(|w| w[0] as u32 | (*w.get(1).unwrap_or(&0) as u32) << 16)
+        .collect();
     let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
     for (row, lens) in [&src_lens, &dst_lens].into_iter().enumerate() {
         hashed6[row][..lens.len()].copy_from_slice(lens);
@@ -430,34 +433,34 @@ fn addr_entries<'a>(
             IpNet::V6(_) => lpm.push(e),
         }
     }
-    let ranges = block_ranges(&mut blocks, &mut long4);
     Ok(AddrTables {
         lpm,
         hashed: host,
         lens6,
         blocks,
-        ranges,
-        long4: long4.len(),
+        long4,
     })
 }
 
 /// Cuts every /16 block that holds IPv4 networks longer than /16 into ranges of one longest
 /// match each (see [`Block4`]): fills the blocks' `first`, `count` and (when a network starts
-/// at the block's first address) `slot`, and returns the range words of all blocks, block by
-/// block. `long` (sorted here) holds those networks, `blocks` already the slot of each block's
+/// at the block's first address) `slot`, and appends each block's entries to `halves`, the
+/// range array as 16-bit halves (kept at an even length: words of [`range4`] stay whole).
+/// `long` (sorted here) holds those networks, `blocks` already the slot of each block's
 /// longest network of at most 16 bits.
 ///
 /// Per block, a sweep over its networks by first address (outer before inner, as nested
 /// prefixes are): a stack holds the networks open at the current address, each range starts
 /// where a network starts or where the innermost open one ends, and a range with the slot of
-/// the range before it is merged into it. Each network adds at most two ranges.
-fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry]) -> Vec<u32> {
+/// the range before it is merged into it. Each network adds at most two ranges. The block then
+/// takes the host-list form when it has one ([`host_list`]) and that takes no more room than
+/// its ranges, so the array never outgrows two words per network.
+fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry], halves: &mut Vec<u16>) {
     let start = |e: &LpmEntry| match e.net {
         IpNet::V4(n) => u32::from(n.network()),
         IpNet::V6(_) => unreachable!("IPv4 networks only"),
     };
     long.sort_unstable_by_key(|e| (start(e), e.net.prefix_len()));
-    let mut words = Vec::new();
     let mut i = 0;
     while i < long.len() {
         let block = start(&long[i]) >> BLOCK4_BITS;
@@ -498,15 +501,75 @@ fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry]) -> Vec<u32> {
         }
         let b = &mut blocks[block as usize];
         b.slot = out[0].1 as u16;
-        b.first = words.len() as u32;
-        b.count = (out.len() - 1) as u16;
-        words.extend(
-            out[1..]
-                .iter()
-                .map(|&(at, slot)| range4(at as u16, slot as u16)),
-        );
+        let words = out.len() - 1;
+        match host_list(&out).filter(|(_, _, hosts)| hosts.len() < 1 << 16) {
+            Some((outer, slot, hosts))
+                if (list_pad(halves.len(), hosts.len()) + 1 + hosts.len()).next_multiple_of(2)
+                    <= 2 * words =>
+            {
+                halves.resize(halves.len() + list_pad(halves.len(), hosts.len()), 0);
+                b.slot = outer as u16;
+                b.first = HOSTS4 | halves.len() as u32;
+                b.count = hosts.len() as u16;
+                halves.push(slot as u16);
+                halves.extend(hosts.iter().map(|&h| h as u16));
+            }
+            _ => {
+                b.first = (halves.len() / 2) as u32;
+                b.count = words as u16;
+                for &(at, slot) in &out[1..] {
+                    let w = range4(at as u16, slot as u16);
+                    halves.extend([w as u16, (w >> 16) as u16]);
+                }
+            }
+        }
+        if halves.len() % 2 == 1 {
+            halves.push(0);
+        }
     }
-    words
+}
+
+/// The padding a host list of `hosts` addresses appended at half `at` needs so that a list
+/// that fits in one line (its slot and addresses, [`HOST4_LINE`] halves at most) lies within
+/// one.
+fn list_pad(at: usize, hosts: usize) -> usize {
+    let len = 1 + hosts;
+    if len <= HOST4_LINE && at % HOST4_LINE + len > HOST4_LINE {
+        HOST4_LINE - at % HOST4_LINE
+    } else {
+        0
+    }
+}
+
+/// A block's host-list form (see [`Block4`]), when its ranges `out` (first address relative to
+/// the block, slot; the first at 0) have one: the ranges alternate between two slots, those of
+/// one of them (the hosts') at most 4 addresses long. Returns the other slot (the block's), the
+/// hosts' slot and the addresses that have it, ascending.
+fn host_list(out: &[(u32, u32)]) -> Option<(u32, u32, Vec<u32>)> {
+    const LONGEST: u32 = 4;
+    if out.len() < 2 {
+        return None;
+    }
+    // The hosts' ranges are every other one from the second on, or from the first on when the
+    // block starts with a host.
+    (1..=2).find_map(|from| {
+        let inner = out[from % 2].1;
+        let outer = out[(from + 1) % 2].1;
+        let mut hosts = Vec::new();
+        for (k, &(at, slot)) in out.iter().enumerate() {
+            let end = out.get(k + 1).map_or(1 << BLOCK4_BITS, |r| r.0);
+            if k % 2 != from % 2 {
+                if slot != outer {
+                    return None;
+                }
+            } else if slot != inner || end - at > LONGEST {
+                return None;
+            } else {
+                hosts.extend(at..end);
+            }
+        }
+        Some((outer, inner, hosts))
+    })
 }
 
 /// One dimension's address tables.
@@ -519,10 +582,8 @@ struct AddrTables {
     lens6: Vec<u8>,
     /// The IPv4 block index.
     blocks: Vec<Block4>,
-    /// The IPv4 ranges of `blocks` (their `first` counts from 0).
-    ranges: Vec<u32>,
-    /// IPv4 networks longer than /16 (cut into `ranges`).
-    long4: usize,
+    /// IPv4 networks longer than /16 (still to be cut into ranges: [`block_ranges`]).
+    long4: Vec<LpmEntry>,
 }
 
 /// One slot per port and one for packets without ports: computed per elementary interval
@@ -840,10 +901,31 @@ mod tests {
     }
 
     /// The program's IPv4 lookup, in user space: block entry, then the last range of the block
-    /// starting at or before `addr` (a plain scan, not the program's halving).
+    /// starting at or before `addr`, or whether its host list holds `addr` (a plain scan, not
+    /// the program's halving). Checks the entries' order, and that a short list lies in one
+    /// line, on the way.
     fn lookup4(t: &Tables, dim: usize, addr: std::net::Ipv4Addr) -> u32 {
         let host = u32::from(addr);
         let b = t.blocks[dim][(host >> BLOCK4_BITS) as usize];
+        if b.first & HOSTS4 != 0 {
+            let half = |i: usize| (t.ranges4[i / 2] >> (i % 2 * 16)) as u16;
+            let at = (b.first & !HOSTS4) as usize;
+            let end = at + b.count as usize;
+            let hosts: Vec<u16> = (at + 1..=end).map(half).collect();
+            assert!(hosts.windows(2).all(|w| w[0] < w[1]), "sorted hosts");
+            if end - at < HOST4_LINE {
+                assert_eq!(
+                    at / HOST4_LINE,
+                    end / HOST4_LINE,
+                    "a short list in one line"
+                );
+            }
+            return if hosts.contains(&(host as u16)) {
+                half(at) as u32
+            } else {
+                b.slot as u32
+            };
+        }
         let ranges = &t.ranges4[b.first as usize..][..b.count as usize];
         assert!(ranges.windows(2).all(|w| w[0] < w[1]), "sorted ranges");
         ranges
@@ -975,6 +1057,91 @@ mod tests {
                     .iter()
                     .map(|&i| nets[i])
                     .collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn blocks_of_hosts_with_one_slot_become_host_lists() {
+        // A set of hosts (one slot) under a covering /8 and /24, with neighbours (a run of 3,
+        // stored as hosts; a run of 5, which is a range), hosts at a block's first and last
+        // address, a host that another rule names as well (its own slot), and blocks crowded
+        // enough that their lists cross lines.
+        let mut x = 0x2545_f491u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let v4 = |a: u32| std::net::Ipv4Addr::from(a);
+        let mut hosts: Vec<u32> = (0..3000)
+            .map(|_| 0x0a00_0000 | (next() % 40) << 16 | next() & 0xffff)
+            .collect();
+        hosts.extend([
+            0x0a30_0005,
+            0x0a30_0006,
+            0x0a30_0007,
+            0x0a31_0000,
+            0x0a31_ffff,
+        ]);
+        hosts.extend((0..5).map(|i| 0x0a32_0100 + i));
+        hosts.extend([0x0a33_0001, 0x0a33_0203]);
+        let nets: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "10.34.2.0/24".parse().unwrap(),
+            "10.51.2.3/32".parse().unwrap(),
+        ];
+        let mut s = set(nets
+            .iter()
+            .map(|&n| {
+                let mut r = Rule::new(Action::Drop);
+                r.src = Some(n.into());
+                r
+            })
+            .collect());
+        let mut r = Rule::new(Action::Pass);
+        r.src = Some(AddrMatch::Set("s".into()));
+        s.rules.push(r);
+        s.sets.insert(
+            "s".into(),
+            crate::rules::AddrSet::new(
+                hosts
+                    .iter()
+                    .map(|&h| IpNet::from(std::net::IpAddr::V4(v4(h))))
+                    .collect(),
+            ),
+        );
+        let t = compile(&s).unwrap();
+        let block = |b: u32| t.blocks[0][(0x0a00 | b) as usize];
+        let lists = (0..0x40).filter(|&b| block(b).first & HOSTS4 != 0).count();
+        // Every block of random hosts but the one with the /24 (10.34), the run of 3 and the
+        // block's edges are lists; the run of 5 makes ranges, so does the host named twice (a
+        // third slot).
+        assert_eq!(lists, 39 + 2, "host lists");
+        for b in [0x22, 0x32, 0x33] {
+            assert_eq!(block(b).first & HOSTS4, 0, "block 10.{b}");
+        }
+        // Host lists take less than the ranges would: 2 bytes per host, not 8.
+        assert!(t.ranges4.len() * 4 < 3000 * 3, "{} words", t.ranges4.len());
+        let contains = |a: u32| {
+            let mut r = containing(&nets, v4(a));
+            if hosts.contains(&a) {
+                r.push(nets.len());
+            }
+            r
+        };
+        let probes = hosts
+            .iter()
+            .flat_map(|&h| [h.wrapping_sub(1), h, h + 1])
+            .chain((0..20_000).map(|_| 0x0a00_0000 | (next() % 0x40) << 16 | next() & 0xffff));
+        for a in probes {
+            let slot = lookup4(&t, 0, v4(a));
+            assert_eq!(
+                rules_of(&t.bitmaps[slot as usize], nets.len() + 1),
+                contains(a),
+                "{}",
+                v4(a)
             );
         }
     }
