@@ -92,8 +92,11 @@ pub const fn range4_key(host: u32) -> u32 {
 /// Flag in [`Block4::first`]: the block is a host list (see [`Block4`]) and `first` counts
 /// 16-bit halves of the range array instead of its words.
 pub const HOSTS4: u32 = 1 << 31;
-/// 16-bit halves per line of the range array: a host list of at most this many halves (its
-/// header and its hosts) is placed within one line.
+/// Flag in [`Block4::first`]: the block is a switch list (see [`Block4`]) and `first` counts
+/// 16-bit halves of the range array instead of its words.
+pub const SWITCH4: u32 = 1 << 30;
+/// 16-bit halves per line of the range array: a list of at most this many halves (its slot
+/// and its entries) is placed within one line.
 pub const HOST4_LINE: usize = 2 * RANGE4_LINE;
 
 /// Maximum number of named address sets per rule set.
@@ -458,24 +461,31 @@ impl GenInfo {
 ///   with one slot of their own between stretches of `slot` (a set of hosts, say), the block
 ///   keeps only their low 16 bits: the 16-bit halves of the range array from `first & !HOSTS4`
 ///   on hold that slot, then the `count` addresses, sorted. An address in the list gets the
-///   list's slot, any other `slot`. A host takes 2 bytes instead of two 4-byte ranges, and a
-///   list of up to [`HOST4_LINE`] halves lies within one cache line.
+///   list's slot, any other `slot`. A host takes 2 bytes instead of two 4-byte ranges.
+/// - **Switch list** (`first` has [`SWITCH4`]): when the ranges have only two slots between
+///   them (`slot` and one other: the hosts and networks of one set, say), they alternate, so
+///   only their starts are kept: the halves from `first & !SWITCH4` on hold the other slot,
+///   then the `count` starts (low 16 bits), sorted. An address gets the other slot when the
+///   last start at or before it is the first, third, fifth... of the list, else `slot`.
+///
+/// A list of up to [`HOST4_LINE`] halves (a block of about 30 hosts) lies within one cache
+/// line.
 ///
 /// Either way, an address `a` in block `b = a >> 16` is looked up as: read the block's entry,
 /// then a binary search of its `count` entries for the last one at or before `a` (at most
 /// [`RANGE4_STEPS`] halvings, no branch on the data; none when `count` is 0). The cost follows
-/// how crowded the packet's own /16 is, and a hit costs what a miss costs; the host lists of a
-/// million hosts take 2 MiB, each lookup one line of them.
+/// how crowded the packet's own /16 is, and a hit costs what a miss costs; the lists of a
+/// million-entry set take 2 to 4 MiB (ranges would take 8), each lookup one line of them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Block4 {
     /// Where the block's entries start in its generation's part of the range array: a word
-    /// index, or with [`HOSTS4`] the index of a 16-bit half (the list's slot; its addresses
-    /// follow).
+    /// index, or with [`HOSTS4`] or [`SWITCH4`] the index of a 16-bit half (the list's slot;
+    /// its entries follow).
     pub first: u32,
     /// Bitmap slot of the block's first range (with a host list: of every address not in it).
     pub slot: u16,
-    /// Ranges after the first, or addresses in the host list (at most 65,535).
+    /// Ranges after the first, or entries of the list (at most 65,535).
     pub count: u16,
 }
 const _: () = assert!(core::mem::size_of::<Block4>() == 8);

@@ -14,7 +14,7 @@ use xdpwall_common::{
     FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, HOST4_LINE, HOSTS4, LPM_ENTRIES_PER_GEN,
     MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
     PROTO_ENTRIES, RANGE4_LINE, RANGE4_STEPS, RANGES4_PER_GEN, RATE_ENTRIES, SLOTS_PER_GEN,
-    SLOT_ALL, SNAP_MAX, TOKEN,
+    SLOT_ALL, SNAP_MAX, SWITCH4, TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -500,12 +500,13 @@ fn addr_slot(gen: u32, dim: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
 }
 
 /// Looks an IPv4 address (network order) up in dimension `dim`: its /16's entry of the block
-/// index, then a binary search of the block's entries (Block4): its ranges for the last one that
-/// starts at or before the address, or its host list for the address. Both are one search over
-/// sorted numbers (range words, or 16-bit halves of the same array), the form choosing the
-/// width of an entry and the key. Branch-free halving: each step keeps the upper half when its
-/// first entry is at or before the key, by a mask rather than a jump, so every address takes
-/// the same path through the same number of steps and the verifier meets one state per step.
+/// index, then a binary search of the block's entries (Block4): its ranges or its switch list
+/// for the last one that starts at or before the address, or its host list for the address.
+/// All are one search over sorted numbers (range words, or 16-bit halves of the same array),
+/// the form choosing the width of an entry and the key. Branch-free halving: each step keeps
+/// the upper half when its first entry is at or before the key, by a mask rather than a jump,
+/// so every address takes the same path through the same number of steps and the verifier
+/// meets one state per step.
 #[inline(always)]
 fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     let host = u32::from_be(addr);
@@ -514,8 +515,8 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     if n == 0 {
         return Some(block.slot as u32);
     }
-    // `wide` 0 for a host list (entries are halves), 1 for ranges (entries are words).
-    let list = block.first & HOSTS4 != 0;
+    // `wide` 0 for a list (entries are halves), 1 for ranges (entries are words).
+    let list = block.first & (HOSTS4 | SWITCH4) != 0;
     let wide = (!list) as u32;
     let key = if list {
         host & 0xffff
@@ -524,7 +525,7 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     } as u64;
     // The generation's part of the array, in halves; the block's first entry, in entries.
     let base = gen * RANGES4_PER_GEN * 2;
-    let first = (block.first & !HOSTS4) + list as u32;
+    let first = (block.first & !(HOSTS4 | SWITCH4)) + list as u32;
     let mut at = first;
     for _ in 0..RANGE4_STEPS {
         if n <= 1 {
@@ -539,7 +540,14 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     }
     let e = entry4(base, at, wide)? as u64;
     Some(if list {
-        if e == key {
+        // Whether the address has the list's slot (in the list's first half): it is one of a
+        // host list's addresses, or a switch list's last start at or before it is an odd one.
+        let other = if block.first & HOSTS4 != 0 {
+            e == key
+        } else {
+            e <= key && (at - first) & 1 == 0
+        };
+        if other {
             entry4(base, first - 1, 0)?
         } else {
             block.slot as u32

@@ -10,7 +10,7 @@ use xdpwall_common::{
     dim, matcher, range4, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, ADDR_CAPACITY, BITMAP_WORDS,
     BLOCK4_BITS, BLOCKS4, FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, HOST4_LINE, HOSTS4,
     MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN,
-    SLOT_ALL, TRIE_TARGET,
+    SLOT_ALL, SWITCH4, TRIE_TARGET,
 };
 
 use crate::rules::{AddrMatch, PortRange, Rule, RuleAction, RuleSet};
@@ -453,8 +453,9 @@ fn addr_entries<'a>(
 /// prefixes are): a stack holds the networks open at the current address, each range starts
 /// where a network starts or where the innermost open one ends, and a range with the slot of
 /// the range before it is merged into it. Each network adds at most two ranges. The block then
-/// takes the host-list form when it has one ([`host_list`]) and that takes no more room than
-/// its ranges, so the array never outgrows two words per network.
+/// takes a list form when it has one ([`host_list`]; a switch list needs only two slots) and
+/// that takes no more room than its ranges (the denser list when both do), so the array never
+/// outgrows two words per network.
 fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry], halves: &mut Vec<u16>) {
     let start = |e: &LpmEntry| match e.net {
         IpNet::V4(n) => u32::from(n.network()),
@@ -502,19 +503,32 @@ fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry], halves: &mut Vec<u
         let b = &mut blocks[block as usize];
         b.slot = out[0].1 as u16;
         let words = out.len() - 1;
-        match host_list(&out).filter(|(_, _, hosts)| hosts.len() < 1 << 16) {
-            Some((outer, slot, hosts))
-                if (list_pad(halves.len(), hosts.len()) + 1 + hosts.len()).next_multiple_of(2)
-                    <= 2 * words =>
-            {
-                halves.resize(halves.len() + list_pad(halves.len(), hosts.len()), 0);
+        // The densest form the block has (see [`Block4`]): ranges take two halves each, a list
+        // one per entry (plus its slot and the padding that keeps it within a line).
+        let room =
+            |entries: usize| (list_pad(halves.len(), entries) + 1 + entries).next_multiple_of(2);
+        let hosts =
+            host_list(&out).filter(|(_, _, h)| h.len() < 1 << 16 && room(h.len()) <= 2 * words);
+        let switch = (out.len() > 1 && out.iter().all(|r| r.1 == out[0].1 || r.1 == out[1].1))
+            .then_some(())
+            .filter(|_| room(words) <= 2 * words);
+        let list = match (hosts, switch) {
+            (Some((outer, slot, h)), sw) if sw.is_none() || h.len() <= words => {
                 b.slot = outer as u16;
-                b.first = HOSTS4 | halves.len() as u32;
-                b.count = hosts.len() as u16;
-                halves.push(slot as u16);
-                halves.extend(hosts.iter().map(|&h| h as u16));
+                Some((HOSTS4, slot, h))
             }
-            _ => {
+            (_, Some(())) => Some((SWITCH4, out[1].1, out[1..].iter().map(|r| r.0).collect())),
+            _ => None,
+        };
+        match list {
+            Some((form, slot, entries)) => {
+                halves.resize(halves.len() + list_pad(halves.len(), entries.len()), 0);
+                b.first = form | halves.len() as u32;
+                b.count = entries.len() as u16;
+                halves.push(slot as u16);
+                halves.extend(entries.iter().map(|&h| h as u16));
+            }
+            None => {
                 b.first = (halves.len() / 2) as u32;
                 b.count = words as u16;
                 for &(at, slot) in &out[1..] {
@@ -529,11 +543,10 @@ fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry], halves: &mut Vec<u
     }
 }
 
-/// The padding a host list of `hosts` addresses appended at half `at` needs so that a list
-/// that fits in one line (its slot and addresses, [`HOST4_LINE`] halves at most) lies within
-/// one.
-fn list_pad(at: usize, hosts: usize) -> usize {
-    let len = 1 + hosts;
+/// The padding a list of `entries` appended at half `at` needs so that a list that fits in one
+/// line (its slot and entries, [`HOST4_LINE`] halves at most) lies within one.
+fn list_pad(at: usize, entries: usize) -> usize {
+    let len = 1 + entries;
     if len <= HOST4_LINE && at % HOST4_LINE + len > HOST4_LINE {
         HOST4_LINE - at % HOST4_LINE
     } else {
@@ -907,12 +920,12 @@ mod tests {
     fn lookup4(t: &Tables, dim: usize, addr: std::net::Ipv4Addr) -> u32 {
         let host = u32::from(addr);
         let b = t.blocks[dim][(host >> BLOCK4_BITS) as usize];
-        if b.first & HOSTS4 != 0 {
+        if b.first & (HOSTS4 | SWITCH4) != 0 {
             let half = |i: usize| (t.ranges4[i / 2] >> (i % 2 * 16)) as u16;
-            let at = (b.first & !HOSTS4) as usize;
+            let at = (b.first & !(HOSTS4 | SWITCH4)) as usize;
             let end = at + b.count as usize;
-            let hosts: Vec<u16> = (at + 1..=end).map(half).collect();
-            assert!(hosts.windows(2).all(|w| w[0] < w[1]), "sorted hosts");
+            let entries: Vec<u16> = (at + 1..=end).map(half).collect();
+            assert!(entries.windows(2).all(|w| w[0] < w[1]), "sorted entries");
             if end - at < HOST4_LINE {
                 assert_eq!(
                     at / HOST4_LINE,
@@ -920,7 +933,12 @@ mod tests {
                     "a short list in one line"
                 );
             }
-            return if hosts.contains(&(host as u16)) {
+            let other = if b.first & HOSTS4 != 0 {
+                entries.contains(&(host as u16))
+            } else {
+                entries.iter().filter(|&&e| e <= host as u16).count() % 2 == 1
+            };
+            return if other {
                 half(at) as u32
             } else {
                 b.slot as u32
@@ -1062,11 +1080,11 @@ mod tests {
     }
 
     #[test]
-    fn blocks_of_hosts_with_one_slot_become_host_lists() {
-        // A set of hosts (one slot) under a covering /8 and /24, with neighbours (a run of 3,
-        // stored as hosts; a run of 5, which is a range), hosts at a block's first and last
-        // address, a host that another rule names as well (its own slot), and blocks crowded
-        // enough that their lists cross lines.
+    fn blocks_of_one_sets_hosts_and_networks_become_lists() {
+        // A set of hosts (one slot) under a covering /8 and /24, with neighbours (runs of 3
+        // and 5), hosts at a block's first and last
+        // address, a host that another rule names as well (its own slot), blocks crowded
+        // enough that their lists cross lines, and blocks where the set has networks too.
         let mut x = 0x2545_f491u32;
         let mut next = || {
             x ^= x << 13;
@@ -1087,6 +1105,20 @@ mod tests {
         ]);
         hosts.extend((0..5).map(|i| 0x0a32_0100 + i));
         hosts.extend([0x0a33_0001, 0x0a33_0203]);
+        // Blocks 10.64 to 10.79 hold set networks too (/17 to /28) besides hosts: two slots,
+        // switch lists.
+        let set_nets: Vec<IpNet> = (0..16u32)
+            .map(|b| {
+                let len = 17 + next() % 12;
+                IpNet::new(
+                    v4(0x0a40_0000 | b << 16 | next() & 0xffff).into(),
+                    len as u8,
+                )
+                .unwrap()
+                .trunc()
+            })
+            .collect();
+        hosts.extend((0..16 * 40).map(|i| 0x0a40_0000 | (i % 16) << 16 | next() & 0xffff));
         let nets: Vec<IpNet> = vec![
             "10.0.0.0/8".parse().unwrap(),
             "10.34.2.0/24".parse().unwrap(),
@@ -1109,24 +1141,45 @@ mod tests {
                 hosts
                     .iter()
                     .map(|&h| IpNet::from(std::net::IpAddr::V4(v4(h))))
+                    .chain(set_nets.iter().copied())
                     .collect(),
             ),
         );
         let t = compile(&s).unwrap();
         let block = |b: u32| t.blocks[0][(0x0a00 | b) as usize];
-        let lists = (0..0x40).filter(|&b| block(b).first & HOSTS4 != 0).count();
-        // Every block of random hosts but the one with the /24 (10.34), the run of 3 and the
-        // block's edges are lists; the run of 5 makes ranges, so does the host named twice (a
-        // third slot).
-        assert_eq!(lists, 39 + 2, "host lists");
-        for b in [0x22, 0x32, 0x33] {
-            assert_eq!(block(b).first & HOSTS4, 0, "block 10.{b}");
+        let lists = (0..0x50).filter(|&b| block(b).first & HOSTS4 != 0).count();
+        // Every block of random hosts but the one with the /24 (10.34) and the block's edges
+        // are host lists; the runs of 3 (two starts are fewer than three hosts) and 5 (a range
+        // longer than 4) and the blocks with set networks are switch lists; the /24 (three
+        // slots) and the host named twice (a third slot) make ranges.
+        assert_eq!(lists, 39 + 1, "host lists");
+        for b in [0x22, 0x33] {
+            assert_eq!(block(b).first & (HOSTS4 | SWITCH4), 0, "block 10.{b}");
         }
-        // Host lists take less than the ranges would: 2 bytes per host, not 8.
-        assert!(t.ranges4.len() * 4 < 3000 * 3, "{} words", t.ranges4.len());
+        let switches: Vec<u32> = (0..0x50)
+            .filter(|&b| block(b).first & SWITCH4 != 0)
+            .collect();
+        assert_eq!(
+            switches,
+            [0x30, 0x32]
+                .into_iter()
+                .chain(0x40..0x50)
+                .collect::<Vec<_>>()
+        );
+        // The lists take less than ranges would: under 3 bytes per host (with the padding),
+        // not 8.
+        assert!(
+            t.ranges4.len() * 4 < 3 * hosts.len(),
+            "{} words",
+            t.ranges4.len()
+        );
         let contains = |a: u32| {
             let mut r = containing(&nets, v4(a));
-            if hosts.contains(&a) {
+            if hosts.contains(&a)
+                || set_nets
+                    .iter()
+                    .any(|n| n.contains(&std::net::IpAddr::V4(v4(a))))
+            {
                 r.push(nets.len());
             }
             r
@@ -1134,7 +1187,16 @@ mod tests {
         let probes = hosts
             .iter()
             .flat_map(|&h| [h.wrapping_sub(1), h, h + 1])
-            .chain((0..20_000).map(|_| 0x0a00_0000 | (next() % 0x40) << 16 | next() & 0xffff));
+            .chain(set_nets.iter().flat_map(|n| {
+                let (lo, hi) = match (n.network(), n.broadcast()) {
+                    (std::net::IpAddr::V4(lo), std::net::IpAddr::V4(hi)) => {
+                        (u32::from(lo), u32::from(hi))
+                    }
+                    _ => unreachable!(),
+                };
+                [lo - 1, lo, lo + 1, hi - 1, hi, hi + 1]
+            }))
+            .chain((0..20_000).map(|_| 0x0a00_0000 | (next() % 0x50) << 16 | next() & 0xffff));
         for a in probes {
             let slot = lookup4(&t, 0, v4(a));
             assert_eq!(
