@@ -97,7 +97,7 @@ pub const HOSTS4: u32 = 1 << 31;
 pub const SWITCH4: u32 = 1 << 30;
 /// 16-bit halves per line of the range array: a list of at most this many halves (its slot
 /// and its entries) is placed within one line.
-pub const HOST4_LINE: usize = 2 * RANGE4_LINE;
+pub const LIST4_LINE: usize = 2 * RANGE4_LINE;
 
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
@@ -452,7 +452,7 @@ impl GenInfo {
 /// longest match (any prefix list is a list of ranges). A block's first range starts at its
 /// first address and its slot is `slot` (the longest network of the block's that contains that
 /// address: often one of 16 bits or less containing the whole block). The other ranges are
-/// stored in one of two forms in the range array:
+/// stored in one of three forms in the range array, whichever takes least room:
 ///
 /// - **Ranges**: the `count` words of the range array from `first` on (see [`range4`]), sorted
 ///   by their start. An address `a` of the block gets the slot of the last range starting at or
@@ -468,14 +468,14 @@ impl GenInfo {
 ///   then the `count` starts (low 16 bits), sorted. An address gets the other slot when the
 ///   last start at or before it is the first, third, fifth... of the list, else `slot`.
 ///
-/// A list of up to [`HOST4_LINE`] halves (a block of about 30 hosts) lies within one cache
+/// A list of up to [`LIST4_LINE`] halves (a block of about 30 hosts) lies within one cache
 /// line.
 ///
 /// Either way, an address `a` in block `b = a >> 16` is looked up as: read the block's entry,
 /// then a binary search of its `count` entries for the last one at or before `a` (at most
 /// [`RANGE4_STEPS`] halvings, no branch on the data; none when `count` is 0). The cost follows
-/// how crowded the packet's own /16 is, and a hit costs what a miss costs; the lists of a
-/// million-entry set take 2 to 4 MiB (ranges would take 8), each lookup one line of them.
+/// how crowded the packet's own /16 is, and a hit costs what a miss costs; the benchmarks'
+/// million-entry blocklist takes 3 MiB of lists (8.5 as ranges), a lookup one line of them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Block4 {

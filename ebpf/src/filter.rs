@@ -11,7 +11,7 @@ use xdpwall_common::{
     action, addr_buckets, addr_key, cause, dim, matcher, range4_key, stat, Addr6Bucket, Bitmap,
     Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RangeLine, RateKey, RuleEntry,
     SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4, EVENT_RING_BYTES, FEW_DST,
-    FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, HOST4_LINE, HOSTS4, LPM_ENTRIES_PER_GEN,
+    FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, HOSTS4, LIST4_LINE, LPM_ENTRIES_PER_GEN,
     MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
     PROTO_ENTRIES, RANGE4_LINE, RANGE4_STEPS, RANGES4_PER_GEN, RATE_ENTRIES, SLOTS_PER_GEN,
     SLOT_ALL, SNAP_MAX, SWITCH4, TOKEN,
@@ -564,7 +564,7 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
 #[inline(always)]
 fn entry4(base: u32, i: u32, wide: u32) -> Option<u32> {
     let half = base + (i << wide);
-    let line = XW_RANGE4.get(half / HOST4_LINE as u32)?;
+    let line = XW_RANGE4.get(half / LIST4_LINE as u32)?;
     let word = line[(half / 2) as usize % RANGE4_LINE];
     // A word is its two halves, the lower one first; a range word is read whole.
     let shift = (half & 1) * 16;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 use xdpwall_common::{
     dim, matcher, range4, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, ADDR_CAPACITY, BITMAP_WORDS,
-    BLOCK4_BITS, BLOCKS4, FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, HOST4_LINE, HOSTS4,
+    BLOCK4_BITS, BLOCKS4, FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, HOSTS4, LIST4_LINE,
     MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN,
     SLOT_ALL, SWITCH4, TRIE_TARGET,
 };
@@ -544,11 +544,11 @@ fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry], halves: &mut Vec<u
 }
 
 /// The padding a list of `entries` appended at half `at` needs so that a list that fits in one
-/// line (its slot and entries, [`HOST4_LINE`] halves at most) lies within one.
+/// line (its slot and entries, [`LIST4_LINE`] halves at most) lies within one.
 fn list_pad(at: usize, entries: usize) -> usize {
     let len = 1 + entries;
-    if len <= HOST4_LINE && at % HOST4_LINE + len > HOST4_LINE {
-        HOST4_LINE - at % HOST4_LINE
+    if len <= LIST4_LINE && at % LIST4_LINE + len > LIST4_LINE {
+        LIST4_LINE - at % LIST4_LINE
     } else {
         0
     }
@@ -565,13 +565,13 @@ fn host_list(out: &[(u32, u32)]) -> Option<(u32, u32, Vec<u32>)> {
     }
     // The hosts' ranges are every other one from the second on, or from the first on when the
     // block starts with a host.
-    (1..=2).find_map(|from| {
-        let inner = out[from % 2].1;
-        let outer = out[(from + 1) % 2].1;
+    [1, 0].into_iter().find_map(|first: usize| {
+        let inner = out[first].1;
+        let outer = out[1 - first].1;
         let mut hosts = Vec::new();
         for (k, &(at, slot)) in out.iter().enumerate() {
             let end = out.get(k + 1).map_or(1 << BLOCK4_BITS, |r| r.0);
-            if k % 2 != from % 2 {
+            if k % 2 != first {
                 if slot != outer {
                     return None;
                 }
@@ -926,10 +926,10 @@ mod tests {
             let end = at + b.count as usize;
             let entries: Vec<u16> = (at + 1..=end).map(half).collect();
             assert!(entries.windows(2).all(|w| w[0] < w[1]), "sorted entries");
-            if end - at < HOST4_LINE {
+            if end - at < LIST4_LINE {
                 assert_eq!(
-                    at / HOST4_LINE,
-                    end / HOST4_LINE,
+                    at / LIST4_LINE,
+                    end / LIST4_LINE,
                     "a short list in one line"
                 );
             }
@@ -1037,16 +1037,20 @@ mod tests {
         assert!(t.blocks[1].is_empty());
     }
 
-    #[test]
-    fn random_ipv4_networks_match_like_a_linear_scan() {
-        // Nested and neighbouring networks in a few blocks, and addresses all over them.
-        let mut x = 0x9e37_79b9u32;
-        let mut next = || {
+    /// A small, reproducible stream of numbers for the random tests (xorshift32).
+    fn xorshift(mut x: u32) -> impl FnMut() -> u32 {
+        move || {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
             x
-        };
+        }
+    }
+
+    #[test]
+    fn random_ipv4_networks_match_like_a_linear_scan() {
+        // Nested and neighbouring networks in a few blocks, and addresses all over them.
+        let mut next = xorshift(0x9e37_79b9);
         let nets: Vec<IpNet> = (0..600)
             .map(|_| {
                 let r = next();
@@ -1082,16 +1086,10 @@ mod tests {
     #[test]
     fn blocks_of_one_sets_hosts_and_networks_become_lists() {
         // A set of hosts (one slot) under a covering /8 and /24, with neighbours (runs of 3
-        // and 5), hosts at a block's first and last
-        // address, a host that another rule names as well (its own slot), blocks crowded
-        // enough that their lists cross lines, and blocks where the set has networks too.
-        let mut x = 0x2545_f491u32;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        };
+        // and 5), hosts at a block's first and last address, a host that another rule names as
+        // well (its own slot), blocks crowded enough that their lists cross lines, and blocks
+        // where the set has networks too.
+        let mut next = xorshift(0x2545_f491);
         let v4 = |a: u32| std::net::Ipv4Addr::from(a);
         let mut hosts: Vec<u32> = (0..3000)
             .map(|_| 0x0a00_0000 | (next() % 40) << 16 | next() & 0xffff)
