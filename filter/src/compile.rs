@@ -45,8 +45,8 @@ pub struct Tables {
     /// The IPv4 block index of the source and the destination dimension, [`BLOCKS4`] entries
     /// each, or none for a dimension no rule matches (the program does not read it then).
     pub blocks: [Vec<Block4>; 2],
-    /// The IPv4 range array of both dimensions: ranges and host lists ([`Block4::first`]
-    /// indexes it, see [`Block4`]).
+    /// The IPv4 range array of both dimensions: ranges and lists ([`Block4::first`] indexes
+    /// it, see [`Block4`]).
     pub ranges4: Vec<u32>,
     /// IPv4 networks longer than /16 of both dimensions (cut into `ranges4`).
     pub long4: usize,
@@ -212,7 +212,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     block_ranges(&mut dst_blocks, &mut dst_long4, &mut halves);
     let ranges4: Vec<u32> = halves
         .chunks(2)
-        .map(|w| w[0] as u32 | (*w.get(1).unwrap_or(&0) as u32) << 16)
+        .map(|w| w[0] as u32 | (w[1] as u32) << 16)
         .collect();
     let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
     for (row, lens) in [&src_lens, &dst_lens].into_iter().enumerate() {
