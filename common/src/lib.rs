@@ -19,7 +19,7 @@
 #![no_std]
 
 /// Version of the map layout; user space refuses pinned maps with a different value.
-pub const ABI_VERSION: u32 = 13;
+pub const ABI_VERSION: u32 = 14;
 
 /// Maximum number of ordered rules in one rule set.
 pub const MAX_RULES: usize = 1024;
@@ -62,18 +62,20 @@ pub const ADDR_CAPACITY: usize = (1 << 20) + 2 * MAX_RULES;
 pub const BLOCK4_BITS: u32 = 16;
 /// IPv4 blocks (/16s) per dimension in the block index (see [`Block4`]).
 pub const BLOCKS4: u32 = 1 << BLOCK4_BITS;
-/// Entries per generation of the IPv4 range array (see [`Block4`]): every IPv4 network longer
-/// than /16 starts at most two ranges (at its first address and after its last), and a
-/// generation holds at most [`ADDR_CAPACITY`] of them.
-pub const RANGES4_PER_GEN: u32 = 2 * ADDR_CAPACITY as u32;
+/// Words per generation of the range array: IPv4 ranges and lists (see [`Block4`]), then the
+/// IPv6 blocks' ranges (see [`block6_key`]), which take what room the IPv4 ones leave. Every
+/// IPv4 network longer than /16 starts at most two ranges (at its first address and after its
+/// last), and a generation holds at most [`ADDR_CAPACITY`] of them.
+pub const RANGES_PER_GEN: u32 = 2 * ADDR_CAPACITY as u32;
 /// Halving steps that find a range among the at most 65,535 of one block.
 pub const RANGE4_STEPS: usize = 16;
 /// Range words per element of the range array: one cache line (array elements are padded to
 /// 8 bytes, so one word per element would take twice the memory and half the line).
-pub const RANGE4_LINE: usize = 16;
-/// One element of the range array: [`RANGE4_LINE`] consecutive [`range4`] words.
-pub type RangeLine = [u32; RANGE4_LINE];
-const _: () = assert!((RANGES4_PER_GEN as usize).is_multiple_of(RANGE4_LINE));
+pub const RANGE_LINE: usize = 16;
+/// One element of the range array: [`RANGE_LINE`] consecutive words ([`range4`] words, list
+/// halves or IPv6 ranges).
+pub type RangeLine = [u32; RANGE_LINE];
+const _: () = assert!((RANGES_PER_GEN as usize).is_multiple_of(RANGE_LINE));
 
 /// One entry of the IPv4 range array: the first address of a range (the low 16 bits of the
 /// address, its block being implied) in the high half, its bitmap slot in the low half. Entries
@@ -97,7 +99,30 @@ pub const HOSTS4: u32 = 1 << 31;
 pub const SWITCH4: u32 = 1 << 30;
 /// 16-bit halves per line of the range array: a list of at most this many halves (its slot
 /// and its entries) is placed within one line.
-pub const LIST4_LINE: usize = 2 * RANGE4_LINE;
+pub const LIST4_LINE: usize = 2 * RANGE_LINE;
+
+/// Words of one IPv6 range in the range array (see [`block6_key`]): the range's first address
+/// without its first word (address words 1 to 3, host order), then its bitmap slot. Four to a
+/// line; a generation's IPv6 ranges follow its IPv4 entries.
+pub const RANGE6_WORDS: usize = 4;
+/// Halving steps that find a range among the at most 4,096 of one IPv6 block.
+pub const RANGE6_STEPS: usize = 12;
+/// Shortest IPv6 block ([`GenInfo::block6`]): the ranges of a block compare the address's
+/// last three words, so a block lies within one value of the first.
+pub const BLOCK6_MIN: u8 = 32;
+/// Longest IPv6 block: a block's entry in the address table is found by its first two words.
+pub const BLOCK6_MAX: u8 = 64;
+
+/// The key word of an IPv6 block's entry in the address table (see [`GenInfo::block6`]); no
+/// network's [`addr_key`] (lengths end at 128). Such an entry is hashed over the block's first
+/// two words (the other two taken as 0) and holds, in the place of the last two, the index of
+/// the block's first range (in ranges of [`RANGE6_WORDS`] from the generation's start of the
+/// range array) and the number of its ranges. The first range starts at the block's first
+/// address; a block's ranges are sorted, each with the slot of the longest network containing
+/// it (the block's own, from networks of its length or shorter, where no longer one does).
+pub const fn block6_key(dim: u32) -> u32 {
+    (dim + 1) << 8 | 0xff
+}
 
 /// Maximum number of named address sets per rule set.
 pub const MAX_SETS: u32 = 64;
@@ -149,9 +174,10 @@ pub mod map_names {
     pub const RULE_STATS: &str = "XW_RULE_STATS";
     /// Per-CPU [`super::Counter`] per rule of packets over a rate limit: `gen * MAX_RULES + rule`.
     pub const RULE_LIMITED: &str = "XW_RULE_LIMITED";
-    /// Array of [`super::RangeLine`]s: the IPv4 ranges of the block index, word
-    /// `gen * RANGES4_PER_GEN + Block4::first + i` in element `word / RANGE4_LINE`.
-    pub const RANGE4: &str = "XW_RANGE4";
+    /// Array of [`super::RangeLine`]s: the range array, IPv4 ranges and lists of the block
+    /// index (word `gen * RANGES_PER_GEN + Block4::first + i` in element
+    /// `word / RANGE_LINE`), then the IPv6 blocks' ranges ([`super::block6_key`]).
+    pub const RANGES: &str = "XW_RANGES";
     /// Array of [`super::Addr6Bucket`].
     pub const ADDR6: &str = "XW_ADDR6";
     /// [`super::SetInfo`] per set: `gen * MAX_SETS + set`.
@@ -176,7 +202,7 @@ pub mod map_names {
         STATS,
         RULE_STATS,
         RULE_LIMITED,
-        RANGE4,
+        RANGES,
         ADDR6,
         SETS,
         RATE,
@@ -434,15 +460,20 @@ pub struct GenInfo {
     /// in the other address dimension is absent or an IPv4 network (a set cannot be checked
     /// from the rule entry; an IPv6 network would cost the verifier a four-word compare).
     pub few_dims: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 2],
+    /// Per IPv6 dimension (source, destination): the length of its blocks (from [`BLOCK6_MIN`]
+    /// to [`BLOCK6_MAX`]), or 0 for none. The networks longer than that (hosts aside, which
+    /// stay hashed) are then cut into ranges per block ([`block6_key`]) and the trie keeps only
+    /// networks of that length or shorter. A packet that misses the hashed lengths looks its
+    /// block up (one probe of two buckets) and searches the block's ranges; only an address in
+    /// no block walks the trie.
+    pub block6: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<GenInfo>() == 24);
 
 impl GenInfo {
-    /// Whether the IPv6 address table holds networks of this generation.
+    /// Whether the IPv6 address table holds networks or blocks of this generation.
     pub fn addr6_table(&self) -> bool {
-        self.hashed6.iter().any(|row| row[0] != NO_LEN)
+        self.hashed6.iter().any(|row| row[0] != NO_LEN) || self.block6 != [0; 2]
     }
 }
 

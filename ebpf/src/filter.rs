@@ -8,13 +8,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use xdpwall_common::{
-    action, addr_buckets, addr_key, cause, dim, matcher, range4_key, stat, Addr6Bucket, Bitmap,
-    Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RangeLine, RateKey, RuleEntry,
-    SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4, EVENT_RING_BYTES, FEW_DST,
-    FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, HOSTS4, LIST4_LINE, LPM_ENTRIES_PER_GEN,
-    MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT, PORT_ENTRIES,
-    PROTO_ENTRIES, RANGE4_LINE, RANGE4_STEPS, RANGES4_PER_GEN, RATE_ENTRIES, SLOTS_PER_GEN,
-    SLOT_ALL, SNAP_MAX, SWITCH4, TOKEN,
+    action, addr_buckets, addr_key, block6_key, cause, dim, matcher, range4_key, stat, Addr6Bucket,
+    Bitmap, Block4, Bucket, Config, Counter, Event, GenInfo, Lpm6Key, RangeLine, RateKey,
+    RuleEntry, SetInfo, ADDR_BUCKETS, BITMAP_WORDS, BLOCK4_BITS, BLOCKS4, EVENT_RING_BYTES,
+    FEW_DST, FEW_RULES, FEW_SRC, GENERATIONS, GEN_PREFIX_BITS, HOSTS4, LIST4_LINE,
+    LPM_ENTRIES_PER_GEN, MAP_F_MMAPABLE, MAX_HASHED_LENS, MAX_RULES, MAX_SETS, NO_LEN, NO_PORT,
+    PORT_ENTRIES, PROTO_ENTRIES, RANGE4_STEPS, RANGE6_STEPS, RANGE6_WORDS, RANGES_PER_GEN,
+    RANGE_LINE, RATE_ENTRIES, SLOTS_PER_GEN, SLOT_ALL, SNAP_MAX, SWITCH4, TOKEN,
 };
 
 use crate::parse::{parse, Packet, Parsed};
@@ -52,8 +52,8 @@ static XW_RULE_STATS: PerCpuArray<Counter> =
 static XW_RULE_LIMITED: PerCpuArray<Counter> =
     PerCpuArray::with_max_entries(GENERATIONS * MAX_RULES as u32, 0);
 #[map]
-static XW_RANGE4: Array<RangeLine> = Array::with_max_entries(
-    GENERATIONS * RANGES4_PER_GEN / RANGE4_LINE as u32,
+static XW_RANGES: Array<RangeLine> = Array::with_max_entries(
+    GENERATIONS * RANGES_PER_GEN / RANGE_LINE as u32,
     MAP_F_MMAPABLE,
 );
 #[map]
@@ -503,10 +503,10 @@ fn addr_slot(gen: u32, dim: u32, info: &GenInfo, pkt: &Packet) -> Option<u32> {
 /// index, then a binary search of the block's entries (Block4): its ranges or its switch list
 /// for the last one that starts at or before the address, or its host list for the address.
 /// All are one search over sorted numbers (range words, or 16-bit halves of the same array),
-/// the form choosing the width of an entry and the key. Branch-free halving: each step keeps
-/// the upper half when its first entry is at or before the key, by a mask rather than a jump,
-/// so every address takes the same path through the same number of steps and the verifier
-/// meets one state per step.
+/// the form choosing the width of an entry and the key. Each halving step keeps the upper half
+/// when its first entry is at or before the key, written as a mask; the compiler turns that
+/// mask into one conditional jump per step, which the verifier prunes well here (the mask made
+/// opaque, as [`range6_slot`] has it, multiplied the instructions it processed by 3.7).
 #[inline(always)]
 fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
     let host = u32::from_be(addr);
@@ -524,7 +524,7 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
         range4_key(host)
     } as u64;
     // The generation's part of the array, in halves; the block's first entry, in entries.
-    let base = gen * RANGES4_PER_GEN * 2;
+    let base = gen * RANGES_PER_GEN * 2;
     let first = (block.first & !(HOSTS4 | SWITCH4)) + list as u32;
     let mut at = first;
     for _ in 0..RANGE4_STEPS {
@@ -564,8 +564,8 @@ fn addr4_slot(gen: u32, dim: u32, addr: u32) -> Option<u32> {
 #[inline(always)]
 fn entry4(base: u32, i: u32, wide: u32) -> Option<u32> {
     let half = base + (i << wide);
-    let line = XW_RANGE4.get(half / LIST4_LINE as u32)?;
-    let word = line[(half / 2) as usize % RANGE4_LINE];
+    let line = XW_RANGES.get(half / LIST4_LINE as u32)?;
+    let word = line[(half / 2) as usize % RANGE_LINE];
     // A word is its two halves, the lower one first; a range word is read whole.
     let shift = (half & 1) * 16;
     let mask = u32::MAX >> (16 - 16 * wide);
@@ -573,9 +573,10 @@ fn entry4(base: u32, i: u32, wide: u32) -> Option<u32> {
 }
 
 /// Looks an IPv6 address up: first in the address table, one probe of two buckets per hashed
-/// prefix length (longest first; every length in the trie is shorter), then in the LPM trie of
-/// the remaining prefixes; every generation has a /0 entry, so a well-formed table always
-/// answers.
+/// prefix length (longest first; every length in the trie is shorter), then, where the
+/// dimension has blocks ([`GenInfo::block6`]), the address's block (one more probe) and its
+/// ranges, and last in the LPM trie of the remaining prefixes; every generation has a /0
+/// entry, so a well-formed table always answers.
 #[inline(always)]
 fn addr6_slot(
     gen: u32,
@@ -603,9 +604,85 @@ fn addr6_slot(
             }
         }
     }
+    let len = info.block6[(dim & 1) as usize];
+    if len != 0 {
+        if let Some((first, count)) = block6(base, dim, len, addr, bits) {
+            return range6_slot(gen, first, count, addr);
+        }
+    }
     let words = [gen.to_be(), addr[0], addr[1], addr[2], addr[3]];
     // SAFETY: [u32; 5] and [u8; 20] have the same size and no invalid values.
     let k: [u8; 20] = unsafe { core::mem::transmute(words) };
     trie.get(Key::new(GEN_PREFIX_BITS + 128, Lpm6Key(k)))
         .copied()
+}
+
+/// The first range and the number of ranges of the IPv6 block of length `len` that holds
+/// `addr`, from its entry in the address table (see [`block6_key`]), or `None` when the
+/// address lies in no block.
+#[inline(always)]
+fn block6(base: u32, dim: u32, len: u8, addr: &[u32; 4], bits: u32) -> Option<(u32, u32)> {
+    let key = block6_key(dim);
+    // The block's first two words: the first whole (blocks are at least /32), the second's
+    // first `len - 32` bits, masked without a branch.
+    let mask = (0xffff_ffff_0000_0000u64 >> ((len as u32).wrapping_sub(32) & 63)) as u32;
+    let words = [addr[0], (u32::from_be(addr[1]) & mask).to_be()];
+    let (b1, b2) = addr_buckets(key, &[words[0], words[1], 0, 0], bits);
+    for b in [b1, b2] {
+        let bucket = XW_ADDR6.get(base + b)?;
+        for e in bucket.e.iter() {
+            if e.tag >> 16 == key && e.addr[0] == words[0] && e.addr[1] == words[1] {
+                return Some((e.addr[2], e.addr[3]));
+            }
+        }
+    }
+    None
+}
+
+/// The slot of `addr` in its IPv6 block: the slot of the last of the block's `count` ranges
+/// (from range `first`) that starts at or before it, found by halving as the IPv4 ranges are
+/// ([`addr4_slot`]). A range's start and the address compare as 96-bit numbers (their last
+/// three words; the first is the block's own), by the borrow of a subtraction carried word by
+/// word. The first range starts at the block's first address, so the range found always holds
+/// the address. Not inlined: the source's and the destination's lookups share one copy, and
+/// the verifier processes fewer instructions for the whole program than it did before the
+/// blocks came (125,737 against 143,039 on 6.18; inlined: 152,923).
+#[inline(never)]
+fn range6_slot(gen: u32, first: u32, count: u32, addr: &[u32; 4]) -> Option<u32> {
+    // Opaque to the compiler, which would otherwise see two 32-bit numbers in each difference
+    // and turn its sign into a comparison and a jump.
+    let key = core::hint::black_box([
+        u32::from_be(addr[1]) as u64,
+        u32::from_be(addr[2]) as u64,
+        u32::from_be(addr[3]) as u64,
+    ]);
+    let base = gen * (RANGES_PER_GEN / RANGE6_WORDS as u32);
+    let mut at = first;
+    let mut n = count;
+    for _ in 0..RANGE6_STEPS {
+        if n <= 1 {
+            break;
+        }
+        let half = n / 2;
+        let e = range6(base + at + half)?;
+        let borrow3 = key[2].wrapping_sub(e[2] as u64) >> 63;
+        let borrow2 = key[1].wrapping_sub(e[1] as u64).wrapping_sub(borrow3) >> 63;
+        let borrow1 = key[0].wrapping_sub(e[0] as u64).wrapping_sub(borrow2) >> 63;
+        // All ones when there is no borrow (the range starts at or before the address); opaque
+        // too, or the mask becomes a jump.
+        let keep = (core::hint::black_box(borrow1) as u32).wrapping_sub(1);
+        at += half & keep;
+        n -= half;
+    }
+    Some(range6(base + at)?[3])
+}
+
+/// IPv6 range `i` of the range array (see [`RANGE6_WORDS`]).
+#[inline(always)]
+fn range6(i: u32) -> Option<[u32; RANGE6_WORDS]> {
+    let line = XW_RANGES.get(i / (RANGE_LINE / RANGE6_WORDS) as u32)?;
+    // SAFETY: [u32; 16] and [[u32; 4]; 4] have the same size and no invalid values.
+    let ranges: &[[u32; RANGE6_WORDS]; RANGE_LINE / RANGE6_WORDS] =
+        unsafe { &*(line as *const RangeLine as *const _) };
+    Some(ranges[i as usize % (RANGE_LINE / RANGE6_WORDS)])
 }

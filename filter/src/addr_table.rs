@@ -1,12 +1,12 @@
-//! The IPv6 address table's contents: the networks of the hashed prefix lengths of one
-//! generation, placed into a bucketed cuckoo table (two candidate buckets of [`WAYS`] entries each, see
+//! The IPv6 address table's contents: the networks of the hashed prefix lengths and the blocks
+//! ([`xdpwall_common::block6_key`]) of one generation, placed into a bucketed cuckoo table (two candidate buckets of [`WAYS`] entries each, see
 //! [`xdpwall_common::addr_buckets`]) that the program probes inline. Only the buckets that hold
 //! entries are built; the loader writes them into the generation's part of the array.
 
 use std::collections::HashMap;
 
 use xdpwall_common::{
-    addr_buckets, addr_key, Addr6Bucket, Addr6Entry, ADDR_BUCKET_BITS, ADDR_CAPACITY,
+    addr_buckets, addr_key, block6_key, Addr6Bucket, Addr6Entry, ADDR_BUCKET_BITS, ADDR_CAPACITY,
     MIN_ADDR_BUCKET_BITS, WAYS,
 };
 
@@ -39,9 +39,31 @@ impl AddrItem {
         }
     }
 
-    /// Its two candidate buckets in a table of `1 << bits`: the program's hash.
+    /// The entry of IPv6 block `net` in dimension `dim` (see [`block6_key`]): its ranges are
+    /// `count` from range `first` of the range array.
+    pub fn block(dim: u32, net: ipnet::Ipv6Net, first: u32, count: u32) -> AddrItem {
+        let o = net.network().octets();
+        AddrItem {
+            key: block6_key(dim),
+            words: [
+                u32::from_ne_bytes([o[0], o[1], o[2], o[3]]),
+                u32::from_ne_bytes([o[4], o[5], o[6], o[7]]),
+                first,
+                count,
+            ],
+            slot: 0,
+        }
+    }
+
+    /// Its two candidate buckets in a table of `1 << bits`: the program's hash (a block's over
+    /// its first two words).
     pub fn buckets(&self, bits: u32) -> (u32, u32) {
-        addr_buckets(self.key, &self.words, bits)
+        let w = self.words;
+        if self.key == block6_key(0) || self.key == block6_key(1) {
+            addr_buckets(self.key, &[w[0], w[1], 0, 0], bits)
+        } else {
+            addr_buckets(self.key, &w, bits)
+        }
     }
 }
 

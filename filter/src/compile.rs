@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use xdpwall_common::{
     dim, matcher, range4, Bitmap, Block4, GenInfo, RuleEntry, SetInfo, ADDR_CAPACITY, BITMAP_WORDS,
     BLOCK4_BITS, BLOCKS4, FEW_DST, FEW_MANY, FEW_RULES, FEW_SRC, HOSTS4, LIST4_LINE,
-    MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, SLOTS_PER_GEN,
-    SLOT_ALL, SWITCH4, TRIE_TARGET,
+    MAX_HASHED_LENS, MAX_RULES, NO_LEN, NO_PORT, PORT_ENTRIES, PROTO_ENTRIES, RANGE6_WORDS,
+    RANGES_PER_GEN, SLOTS_PER_GEN, SLOT_ALL, SWITCH4,
 };
 
 use crate::rules::{AddrMatch, PortRange, Rule, RuleAction, RuleSet};
@@ -45,11 +45,14 @@ pub struct Tables {
     /// The IPv4 block index of the source and the destination dimension, [`BLOCKS4`] entries
     /// each, or none for a dimension no rule matches (the program does not read it then).
     pub blocks: [Vec<Block4>; 2],
-    /// The IPv4 range array of both dimensions: ranges and lists ([`Block4::first`] indexes
-    /// it, see [`Block4`]).
-    pub ranges4: Vec<u32>,
-    /// IPv4 networks longer than /16 of both dimensions (cut into `ranges4`).
+    /// The range array of both dimensions: IPv4 ranges and lists ([`Block4::first`] indexes
+    /// it, see [`Block4`]), then the IPv6 blocks' ranges
+    /// ([`xdpwall_common::block6_key`]).
+    pub ranges: Vec<u32>,
+    /// IPv4 networks longer than /16 of both dimensions (cut into `ranges`).
     pub long4: usize,
+    /// IPv6 networks of both dimensions cut into blocks' ranges (in `ranges` too).
+    pub long6: usize,
     /// The hashed networks of both dimensions placed into the IPv6 address table.
     pub addr6: crate::addr_table::Buckets,
     /// One entry per set of the rule set, in name order (a rule's set index points here).
@@ -188,16 +191,14 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         .map(|(i, k)| (k.as_str(), i))
         .collect();
     let AddrTables {
-        lpm: src,
-        hashed: src_hashed,
-        lens6: src_lens,
+        lpm: mut src,
+        v6: src6,
         blocks: mut src_blocks,
         long4: mut src_long4,
     } = addr_entries(&mut slots, set, dims & dim::SRC != 0, |r| r.src.as_ref())?;
     let AddrTables {
-        lpm: dst,
-        hashed: dst_hashed,
-        lens6: dst_lens,
+        lpm: mut dst,
+        v6: dst6,
         blocks: mut dst_blocks,
         long4: mut dst_long4,
     } = addr_entries(&mut slots, set, dims & dim::DST != 0, |r| r.dst.as_ref())?;
@@ -210,14 +211,30 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     let mut halves = Vec::new();
     block_ranges(&mut src_blocks, &mut src_long4, &mut halves);
     block_ranges(&mut dst_blocks, &mut dst_long4, &mut halves);
-    let ranges4: Vec<u32> = halves
+    let mut ranges: Vec<u32> = halves
         .chunks(2)
         .map(|w| w[0] as u32 | (w[1] as u32) << 16)
         .collect();
+    // IPv6 blocks' ranges follow, whole ranges from a range boundary on.
+    ranges.resize(ranges.len().next_multiple_of(RANGE6_WORDS), 0);
     let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
-    for (row, lens) in [&src_lens, &dst_lens].into_iter().enumerate() {
-        hashed6[row][..lens.len()].copy_from_slice(lens);
+    let mut block6 = [0u8; 2];
+    let mut split = Vec::with_capacity(2);
+    for (d, v6) in [src6, dst6].into_iter().enumerate() {
+        let at = ranges.len() / RANGE6_WORDS;
+        let room = RANGES_PER_GEN as usize / RANGE6_WORDS - at;
+        let s = crate::ranges::split6(v6, at, room);
+        hashed6[d][..s.lens.len()].copy_from_slice(&s.lens);
+        block6[d] = s.block_len;
+        ranges.extend_from_slice(&s.ranges);
+        split.push(s);
     }
+    let [src_split, dst_split]: [crate::ranges::Split6; 2] =
+        split.try_into().expect("two dimensions");
+    src.extend(src_split.lpm);
+    dst.extend(dst_split.lpm);
+    let (src_hashed, dst_hashed) = (src_split.hashed, dst_split.hashed);
+    let long6 = src_split.long + dst_split.long;
     let sets = set
         .sets
         .iter()
@@ -252,6 +269,13 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     if slots.bitmaps.len() > SLOTS_PER_GEN as usize {
         return Err(CompileError::TooManySlots);
     }
+    let blocks6 = [(0, &src_split.blocks), (1, &dst_split.blocks)]
+        .into_iter()
+        .flat_map(|(dim, blocks)| {
+            blocks.iter().map(move |&(net, first, count)| {
+                crate::addr_table::AddrItem::block(dim, net, first, count)
+            })
+        });
     let items: Vec<crate::addr_table::AddrItem> = [(0, &src_hashed), (1, &dst_hashed)]
         .into_iter()
         .flat_map(|(dim, entries)| {
@@ -259,6 +283,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
                 .iter()
                 .map(move |e| crate::addr_table::AddrItem::new(dim, &e.net, e.slot))
         })
+        .chain(blocks6)
         .collect();
     let bits6 = crate::addr_table::bits_for(items.len());
     let addr6 = crate::addr_table::build(&items, bits6)?;
@@ -274,7 +299,7 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
             hashed6,
             addr_bits: bits6 as u8,
             few_dims,
-            _pad: [0; 2],
+            block6,
         },
         rules: rules.iter().map(|r| rule_entry(r, &set_index)).collect(),
         bitmaps: slots.bitmaps,
@@ -283,8 +308,9 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
         src_hashed,
         dst_hashed,
         blocks: [src_blocks, dst_blocks],
-        ranges4,
+        ranges,
         long4,
+        long6,
         addr6,
         sets,
         proto,
@@ -294,20 +320,16 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
 }
 
 /// The address tables of one dimension: every distinct network that some rule names (as its
-/// CIDR or as an entry of its set), plus a /0 per family, split into IPv6 address-table
-/// entries, IPv6 LPM entries and the IPv4 block index with its ranges.
+/// CIDR or as an entry of its set), plus a /0 per family, with their slots: the IPv4 block
+/// index (to be cut into ranges) and the IPv6 networks (to be placed).
 ///
 /// IPv4: networks of /16 or shorter set the slot of every block they cover; longer ones cut
 /// their block into ranges ([`block_ranges`], [`Block4`]). A packet searches only the ranges
 /// of its own /16, so the cost follows how crowded that block is, not the size of the table,
 /// and no trie is walked.
 ///
-/// IPv6: which lengths are hashed: all of them when there are at most [`MAX_HASHED_LENS`]
-/// (the trie keeps only the /0); otherwise host entries (/128) plus as few of the next longest
-/// lengths as leave at most [`TRIE_TARGET`] prefixes in the trie, or only the host entries when
-/// that is out of reach. A packet then needs one hash lookup per hashed length and, on a miss,
-/// one trie lookup. Every length left in the trie is shorter than the hashed ones, so the
-/// first hash hit (longest first) is the longest match.
+/// IPv6: placed afterwards, by [`crate::ranges::split6`] (the address table, blocks of ranges,
+/// the trie).
 ///
 /// The bitmap of network `p` holds the rules with no matcher in this dimension and those with a
 /// network (CIDR or set entry) containing `p`. The longest-prefix match of an address `a` is the
@@ -350,9 +372,8 @@ fn addr_entries<'a>(
     let mut lens: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut index: HashMap<IpNet, u32> = HashMap::with_capacity(named.len());
     let mut lpm = Vec::new();
-    let mut host = Vec::new();
+    let mut v6 = Vec::new();
     let mut all = Vec::new();
-    let mut per_len6 = [0usize; 129];
     let mut i = 0;
     while i < named.len() {
         let net = named[i].0;
@@ -384,29 +405,9 @@ fn addr_entries<'a>(
         if lens[family].last() != Some(&net.prefix_len()) {
             lens[family].push(net.prefix_len());
         }
-        if family == 1 {
-            per_len6[net.prefix_len() as usize] += 1;
-        }
         all.push(LpmEntry { net, slot });
         i = j;
     }
-    // IPv6: how many entries each length has, longest first (without the /0).
-    let counts: Vec<(u8, usize)> = lens[1]
-        .iter()
-        .rev()
-        .filter(|&&l| l > 0)
-        .map(|&l| (l, per_len6[l as usize]))
-        .collect();
-    let base = usize::from(counts.first().is_some_and(|c| c.0 == 128));
-    let total: usize = counts.iter().map(|c| c.1).sum();
-    let k = if counts.len() <= MAX_HASHED_LENS {
-        counts.len()
-    } else {
-        (base..=MAX_HASHED_LENS)
-            .find(|&k| total - counts[..k].iter().map(|c| c.1).sum::<usize>() <= TRIE_TARGET)
-            .unwrap_or(base)
-    };
-    let lens6: Vec<u8> = counts[..k].iter().map(|c| c.0).collect();
     // The program reads the block index only when some rule matches this dimension (`used`);
     // without one it stays empty (and unwritten). IPv4 networks come in ascending length
     // order: a longer network's block slot overwrites the shorter one it lies in.
@@ -429,14 +430,12 @@ fn addr_entries<'a>(
                 }
                 lpm.push(e);
             }
-            IpNet::V6(n) if lens6.contains(&n.prefix_len()) => host.push(e),
-            IpNet::V6(_) => lpm.push(e),
+            IpNet::V6(_) => v6.push(e),
         }
     }
     Ok(AddrTables {
         lpm,
-        hashed: host,
-        lens6,
+        v6,
         blocks,
         long4,
     })
@@ -449,10 +448,8 @@ fn addr_entries<'a>(
 /// `long` (sorted here) holds those networks, `blocks` already the slot of each block's
 /// longest network of at most 16 bits.
 ///
-/// Per block, a sweep over its networks by first address (outer before inner, as nested
-/// prefixes are): a stack holds the networks open at the current address, each range starts
-/// where a network starts or where the innermost open one ends, and a range with the slot of
-/// the range before it is merged into it. Each network adds at most two ranges. The block then
+/// Per block, the sweep of [`crate::ranges::cut`] over its networks by first address (each adds
+/// at most two ranges). The block then
 /// takes a list form when it has one ([`host_list`]; a switch list needs only two slots) and
 /// that takes no more room than its ranges (the denser list when both do), so the array never
 /// outgrows two words per network.
@@ -465,41 +462,19 @@ fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry], halves: &mut Vec<u
     let mut i = 0;
     while i < long.len() {
         let block = start(&long[i]) >> BLOCK4_BITS;
-        // (first address, slot) of the block's ranges, relative to the block.
-        let mut out: Vec<(u32, u32)> = vec![(0, blocks[block as usize].slot as u32)];
-        let push = |out: &mut Vec<(u32, u32)>, at: u32, slot: u32| {
-            let last = out.len() - 1;
-            if out[last].0 == at {
-                out[last].1 = slot;
-                if last > 0 && out[last - 1].1 == slot {
-                    out.pop();
-                }
-            } else if out[last].1 != slot {
-                out.push((at, slot));
-            }
-        };
-        // Open networks: (end, exclusive, relative to the block; slot). The block itself is
-        // the outermost.
-        let mut open: Vec<(u32, u32)> = vec![(1 << BLOCK4_BITS, out[0].1)];
+        let mut nets = Vec::new();
         while i < long.len() && start(&long[i]) >> BLOCK4_BITS == block {
             let e = &long[i];
-            let lo = start(e) & 0xffff;
-            let hi = lo + (1u32 << (32 - e.net.prefix_len() as u32));
-            while open.last().is_some_and(|o| o.0 <= lo) {
-                let (end, _) = open.pop().expect("the block stays open");
-                push(&mut out, end, open.last().expect("the block stays open").1);
-            }
-            push(&mut out, lo, e.slot);
-            open.push((hi, e.slot));
+            let lo = (start(e) & 0xffff) as u128;
+            nets.push((lo, lo + (1 << (32 - e.net.prefix_len() as u32)), e.slot));
             i += 1;
         }
-        while open.len() > 1 {
-            let (end, _) = open.pop().expect("checked");
-            // A network that ends with the block starts no range after it.
-            if end < 1 << BLOCK4_BITS {
-                push(&mut out, end, open.last().expect("checked").1);
-            }
-        }
+        // (first address, slot) of the block's ranges, relative to the block.
+        let out: Vec<(u32, u32)> =
+            crate::ranges::cut(&nets, 1 << BLOCK4_BITS, blocks[block as usize].slot as u32)
+                .into_iter()
+                .map(|(at, slot)| (at as u32, slot))
+                .collect();
         let b = &mut blocks[block as usize];
         b.slot = out[0].1 as u16;
         let words = out.len() - 1;
@@ -587,12 +562,10 @@ fn host_list(out: &[(u32, u32)]) -> Option<(u32, u32, Vec<u32>)> {
 
 /// One dimension's address tables.
 struct AddrTables {
-    /// Entries outside the address tables (IPv6: the LPM trie; IPv4: in `blocks`).
+    /// IPv4 networks of /16 or shorter (also folded into `blocks`).
     lpm: Vec<LpmEntry>,
-    /// Entries for the IPv6 address table.
-    hashed: Vec<LpmEntry>,
-    /// Hashed IPv6 prefix lengths, longest first.
-    lens6: Vec<u8>,
+    /// IPv6 networks, the /0 among them (still to be placed: [`crate::ranges::split6`]).
+    v6: Vec<LpmEntry>,
     /// The IPv4 block index.
     blocks: Vec<Block4>,
     /// IPv4 networks longer than /16 (still to be cut into ranges: [`block_ranges`]).
@@ -810,7 +783,7 @@ mod tests {
     #[test]
     fn empty_set_has_no_words_and_no_dims() {
         let t = compile(&RuleSet::default()).unwrap();
-        assert_eq!((t.ranges4.len(), t.info.addr6_table()), (0, false));
+        assert_eq!((t.ranges.len(), t.info.addr6_table()), (0, false));
         assert_eq!(t.info.dims, 0);
         assert!(t.sport.is_empty() && t.dport.is_empty());
         assert_eq!(t.src.len(), 2, "a /0 per family");
@@ -921,7 +894,7 @@ mod tests {
         let host = u32::from(addr);
         let b = t.blocks[dim][(host >> BLOCK4_BITS) as usize];
         if b.first & (HOSTS4 | SWITCH4) != 0 {
-            let half = |i: usize| (t.ranges4[i / 2] >> (i % 2 * 16)) as u16;
+            let half = |i: usize| (t.ranges[i / 2] >> (i % 2 * 16)) as u16;
             let at = (b.first & !(HOSTS4 | SWITCH4)) as usize;
             let end = at + b.count as usize;
             let entries: Vec<u16> = (at + 1..=end).map(half).collect();
@@ -944,7 +917,7 @@ mod tests {
                 b.slot as u32
             };
         }
-        let ranges = &t.ranges4[b.first as usize..][..b.count as usize];
+        let ranges = &t.ranges[b.first as usize..][..b.count as usize];
         assert!(ranges.windows(2).all(|w| w[0] < w[1]), "sorted ranges");
         ranges
             .iter()
@@ -984,7 +957,7 @@ mod tests {
         let t = compile(&src_rules(nets.iter().copied())).unwrap();
         assert_eq!(t.long4, 8);
         assert!(t.src_hashed.is_empty());
-        assert!(!t.ranges4.is_empty());
+        assert!(!t.ranges.is_empty());
         assert!(!t.info.addr6_table());
         let block = |a: u8, b: u8| t.blocks[0][(a as usize) << 8 | b as usize];
         // 10.1: .2.0, .2.3, .2.4, .3.0; 10.2: 16.0, 32.0; 10.3: 1.0, 128.0, 255.255 (0.0
@@ -1167,9 +1140,9 @@ mod tests {
         // The lists take less than ranges would: under 3 bytes per host (with the padding),
         // not 8.
         assert!(
-            t.ranges4.len() * 4 < 3 * hosts.len(),
+            t.ranges.len() * 4 < 3 * hosts.len(),
             "{} words",
-            t.ranges4.len()
+            t.ranges.len()
         );
         let contains = |a: u32| {
             let mut r = containing(&nets, v4(a));
@@ -1217,14 +1190,41 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(t.info.hashed6[0], [128, 120, 112, NO_LEN]);
-        assert_eq!((t.ranges4.len(), t.info.addr6_table()), (0, true));
+        assert_eq!((t.ranges.len(), t.info.addr6_table()), (0, true));
         assert_eq!(t.src.len(), 2);
         assert_eq!(t.src_hashed.len(), 300);
+        assert_eq!(t.info.block6, [0, 0]);
         // Nine lengths, 100 networks each: hashing four leaves 500 in the trie, so only the
-        // hosts are hashed.
+        // hosts are hashed and the others go into blocks (/64: none is that short), their
+        // ranges after the IPv4 ones, whole ranges from a boundary on.
         let many = (0..900u128).map(|i| net(top | i << 64, 128 - (i % 9) as u8));
-        let t = compile(&src_rules(many)).unwrap();
+        let mut rules = src_rules(many);
+        let mut v4 = Rule::new(Action::Drop);
+        v4.src = Some(AddrMatch::Net("10.1.2.0/24".parse().unwrap()));
+        rules.rules.push(v4);
+        let t = compile(&rules).unwrap();
         assert_eq!(t.info.hashed6[0], [128, NO_LEN, NO_LEN, NO_LEN]);
+        assert_eq!(t.info.block6, [64, 0]);
+        assert_eq!(t.src_hashed.len(), 100);
+        assert!(
+            t.src.iter().all(|e| e.net.prefix_len() <= 24),
+            "{:?}",
+            t.src
+        );
+        // 800 blocks of two ranges (the block's own, the network's), after IPv4's one word.
+        let block = xdpwall_common::block6_key(0);
+        let items: Vec<_> = t
+            .addr6
+            .values()
+            .flatten()
+            .filter(|e| e.key == block)
+            .collect();
+        assert_eq!(items.len(), 800);
+        assert!(items.iter().all(|e| e.words[3] == 2 && e.words[2] % 2 == 1));
+        assert_eq!(t.ranges.len(), RANGE6_WORDS * (1 + 1600));
+        // Too many networks of /32 and shorter to leave the trie short: no blocks.
+        let many = (0..900u128).map(|i| net(0x2001u128 << 112 | i << 100, 32 + (i % 9) as u8));
+        assert_eq!(compile(&src_rules(many)).unwrap().info.block6, [0, 0]);
         // Nine lengths, most networks long (a set): hashing /128, /127 and /126 leaves 60 <= 64.
         let skewed: Vec<IpNet> = (0..1000u128)
             .map(|i| net(top | i << 64, 128))
@@ -1238,7 +1238,8 @@ mod tests {
         let t = compile(&s).unwrap();
         assert_eq!(t.info.hashed6[0], [128, 127, 126, NO_LEN]);
         assert!(t.src.iter().all(|e| e.net.prefix_len() < 126));
-        assert!(t.src.len() - 2 <= TRIE_TARGET);
+        assert!(t.src.len() - 2 <= xdpwall_common::TRIE_TARGET);
+        assert_eq!(t.info.block6, [0, 0]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod features;
 pub mod loader;
 pub mod model;
 pub mod netns;
+pub mod ranges;
 pub mod rules;
 pub mod service;
 pub mod trace;

@@ -119,7 +119,8 @@ fn set_membership_at_prefix_boundaries_in_both_families() {
 }
 
 /// Rules before the set that nest with its entries, and a set of 100,000 entries: every
-/// boundary of a sample of entries agrees with the model.
+/// boundary of a sample of entries agrees with the model (IPv4 lists and ranges, IPv6 hosts
+/// and blocks).
 #[test]
 fn large_sets_agree_with_the_model() {
     let big = blocklist(100_000, 1);
@@ -136,6 +137,11 @@ fn large_sets_agree_with_the_model() {
         .into_iter()
         .map(|a| udp(a, dst_for(a), 53))
         .collect();
+    // The set's 5,000 IPv6 networks of 80 lengths go into blocks of ranges (/47: the longest
+    // that leaves at most 64 in the trie), its hosts into the hash: the frames cover both.
+    let tables = xdpwall::compile::compile(&set).unwrap();
+    assert_eq!(tables.info.block6, [47, 0]);
+    assert_eq!(tables.info.hashed6[0][0], 128);
     let mut c = checker(set);
     let r = c.check_batch(&frames).unwrap_or_else(|e| panic!("{e}"));
     let snap = c.filter.maps.snapshot().unwrap();

@@ -10,8 +10,8 @@ use aya::maps::{
 use xdpwall_common::{
     map_names, stat, Addr6Bucket, Bitmap, Block4, Config, Counter, Divisor, GenInfo, Lpm6Key,
     RangeLine, RuleEntry, SetInfo, ABI_VERSION, ADDR_BUCKETS, BLOCKS4, GENERATIONS,
-    GEN_PREFIX_BITS, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES, PROTO_ENTRIES, RANGE4_LINE,
-    RANGES4_PER_GEN, SLOTS_PER_GEN, SNAP_MAX,
+    GEN_PREFIX_BITS, MAX_RULES, MAX_SETS, NO_LEN, PORT_ENTRIES, PROTO_ENTRIES, RANGES_PER_GEN,
+    RANGE_LINE, SLOTS_PER_GEN, SNAP_MAX,
 };
 
 use crate::{
@@ -36,7 +36,7 @@ pub struct Maps {
     stats: PerCpuArray<MapData, Counter>,
     rule_stats: PerCpuArray<MapData, Counter>,
     rule_limited: PerCpuArray<MapData, Counter>,
-    range4: MmapArray,
+    ranges: MmapArray,
     addr6: MmapArray,
     sets: Array<MapData, SetInfo>,
     /// Token buckets: only the program uses them; kept so they are pinned.
@@ -82,10 +82,10 @@ impl Maps {
             stats: typed!(map_names::STATS, PerCpuArray),
             rule_stats: typed!(map_names::RULE_STATS, PerCpuArray),
             rule_limited: typed!(map_names::RULE_LIMITED, PerCpuArray),
-            range4: mmapped!(
-                map_names::RANGE4,
+            ranges: mmapped!(
+                map_names::RANGES,
                 RangeLine,
-                GENERATIONS * RANGES4_PER_GEN / RANGE4_LINE as u32
+                GENERATIONS * RANGES_PER_GEN / RANGE_LINE as u32
             ),
             addr6: mmapped!(map_names::ADDR6, Addr6Bucket, GENERATIONS * ADDR_BUCKETS),
             sets: typed!(map_names::SETS, Array),
@@ -191,7 +191,7 @@ impl Maps {
             rules: tables.rules.len(),
             bitmaps: tables.bitmaps.len(),
             prefixes: tables.src.len() + tables.dst.len(),
-            hashed: tables.long4 + tables.src_hashed.len() + tables.dst_hashed.len(),
+            hashed: tables.long4 + tables.long6 + tables.src_hashed.len() + tables.dst_hashed.len(),
             compile: compiled,
             write: t1.elapsed(),
         })
@@ -229,6 +229,11 @@ impl Maps {
                     *old = new;
                 }
             }
+            for (old, new) in stale_info.block6.iter_mut().zip(t.info.block6) {
+                if *old == 0 {
+                    *old = new;
+                }
+            }
             stale_info.addr_bits = stale_info.addr_bits.max(t.info.addr_bits);
             self.gen_info
                 .set(gen, stale_info, 0)
@@ -243,16 +248,16 @@ impl Maps {
             stale6.then_some(stale_bits),
         );
         let lines: Vec<RangeLine> = t
-            .ranges4
-            .chunks(RANGE4_LINE)
+            .ranges
+            .chunks(RANGE_LINE)
             .map(|c| {
-                let mut line = [0u32; RANGE4_LINE];
+                let mut line = [0u32; RANGE_LINE];
                 line[..c.len()].copy_from_slice(c);
                 line
             })
             .collect();
-        self.range4
-            .write(gen * RANGES4_PER_GEN / RANGE4_LINE as u32, &lines);
+        self.ranges
+            .write(gen * RANGES_PER_GEN / RANGE_LINE as u32, &lines);
         clear_trie(&mut self.src6, gen, map_names::SRC6)?;
         clear_trie(&mut self.dst6, gen, map_names::DST6)?;
         self.bitmaps.write(gen * SLOTS_PER_GEN, &t.bitmaps);

@@ -28,7 +28,7 @@ pub struct ApplyReport {
     /// tries, IPv4 ones (/16 and shorter) folded into the block index.
     pub prefixes: usize,
     /// Networks in the address tables: IPv4 ones longer than /16 (cut into ranges) and the
-    /// IPv6 ones of the hashed lengths.
+    /// IPv6 ones of the hashed lengths or in blocks (cut into ranges).
     pub hashed: usize,
     /// Time to compile.
     pub compile: Duration,
