@@ -107,8 +107,8 @@ pub const LIST4_LINE: usize = 2 * RANGE_LINE;
 pub const RANGE6_WORDS: usize = 4;
 /// Halving steps that find a range among the at most 4,096 of one IPv6 block.
 pub const RANGE6_STEPS: usize = 12;
-/// Shortest IPv6 block ([`GenInfo::block6`]): the ranges of a block compare the address's
-/// last three words, so a block lies within one value of the first.
+/// Shortest IPv6 block ([`GenInfo::block6`]): a block's ranges compare only the address's last
+/// three words, so all of a block's addresses must share the first.
 pub const BLOCK6_MIN: u8 = 32;
 /// Longest IPv6 block: a block's entry in the address table is found by its first two words.
 pub const BLOCK6_MAX: u8 = 64;

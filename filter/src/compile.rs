@@ -219,11 +219,15 @@ pub fn compile(set: &RuleSet) -> Result<Tables, CompileError> {
     ranges.resize(ranges.len().next_multiple_of(RANGE6_WORDS), 0);
     let mut hashed6 = [[NO_LEN; MAX_HASHED_LENS]; 2];
     let mut block6 = [0u8; 2];
-    let mut split = Vec::with_capacity(2);
+    let mut split: Vec<crate::ranges::Split6> = Vec::with_capacity(2);
+    // What the address table leaves the source's blocks when the destination hashes every
+    // IPv6 network it has, and what the source then leaves the destination's.
+    let mut entries = ADDR_CAPACITY.saturating_sub(dst6.len());
     for (d, v6) in [src6, dst6].into_iter().enumerate() {
         let at = ranges.len() / RANGE6_WORDS;
-        let room = RANGES_PER_GEN as usize / RANGE6_WORDS - at;
-        let s = crate::ranges::split6(v6, at, room);
+        let room = (RANGES_PER_GEN as usize / RANGE6_WORDS).saturating_sub(at);
+        let s = crate::ranges::split6(v6, at, room, entries);
+        entries = ADDR_CAPACITY.saturating_sub(s.hashed.len() + s.blocks.len());
         hashed6[d][..s.lens.len()].copy_from_slice(&s.lens);
         block6[d] = s.block_len;
         ranges.extend_from_slice(&s.ranges);
@@ -448,11 +452,10 @@ fn addr_entries<'a>(
 /// `long` (sorted here) holds those networks, `blocks` already the slot of each block's
 /// longest network of at most 16 bits.
 ///
-/// Per block, the sweep of [`crate::ranges::cut`] over its networks by first address (each adds
-/// at most two ranges). The block then
-/// takes a list form when it has one ([`host_list`]; a switch list needs only two slots) and
-/// that takes no more room than its ranges (the denser list when both do), so the array never
-/// outgrows two words per network.
+/// Per block, the sweep of [`crate::ranges::cut`] over its networks by first address (each
+/// adds at most two ranges). The block then takes a list form when it has one ([`host_list`];
+/// a switch list needs only two slots) and that takes no more room than its ranges (the
+/// denser list when both do), so the array never outgrows two words per network.
 fn block_ranges(blocks: &mut [Block4], long: &mut [LpmEntry], halves: &mut Vec<u16>) {
     let start = |e: &LpmEntry| match e.net {
         IpNet::V4(n) => u32::from(n.network()),

@@ -85,10 +85,11 @@ pub(crate) struct Split6 {
 /// When that cannot get the trie down to [`TRIE_TARGET`] (a blocklist of networks of many
 /// lengths), blocks instead ([`blocks6`]): hosts stay hashed, the other networks longer than
 /// the block length are cut into ranges per block, and the trie keeps the rest. Blocks take
-/// `first` on in the range array (counted in ranges), at most `room` ranges; when they do not
-/// fit, or a block would hold more ranges than the program's search reaches, the split falls
-/// back to hashing and the trie.
-pub(crate) fn split6(v6: Vec<LpmEntry>, first: usize, room: usize) -> Split6 {
+/// `first` on in the range array (counted in ranges), at most `room` ranges, and the hosts and
+/// blocks at most `entries` of the address table; when they do not fit, or a block would hold
+/// more ranges than the program's search reaches, the split falls back to hashing and the
+/// trie (which keeps the address table at most as full as before).
+pub(crate) fn split6(v6: Vec<LpmEntry>, first: usize, room: usize, entries: usize) -> Split6 {
     let mut per_len = [0usize; 129];
     for e in v6.iter().filter(|e| e.net.prefix_len() > 0) {
         per_len[e.net.prefix_len() as usize] += 1;
@@ -111,7 +112,9 @@ pub(crate) fn split6(v6: Vec<LpmEntry>, first: usize, room: usize) -> Split6 {
     };
     if left(k) > TRIE_TARGET {
         if let Some(s) = blocks6(&v6, &per_len, first, room) {
-            return s;
+            if s.hashed.len() + s.blocks.len() <= entries {
+                return s;
+            }
         }
     }
     let lens: Vec<u8> = counts[..k].iter().map(|c| c.0).collect();
@@ -340,7 +343,7 @@ mod tests {
     fn ipv6_blocks_find_the_longest_network() {
         let v = blocklist();
         let first = 1234;
-        let s = split6(v.clone(), first, usize::MAX);
+        let s = split6(v.clone(), first, usize::MAX, usize::MAX);
         // 2 short networks and about 37 per length from /48 on: the longest block length that
         // leaves at most TRIE_TARGET in the trie.
         assert_eq!(s.block_len, 48);
@@ -374,9 +377,12 @@ mod tests {
     #[test]
     fn ipv6_blocks_give_way_when_they_do_not_fit() {
         let v = blocklist();
-        let s = split6(v.clone(), 0, 100);
+        let s = split6(v.clone(), 0, 100, usize::MAX);
         assert_eq!(s.block_len, 0);
         assert!(s.blocks.is_empty() && s.ranges.is_empty());
+        // Nor when the address table could not take the blocks besides the hosts.
+        let hosts = v.iter().filter(|e| e.net.prefix_len() == 128).count();
+        assert_eq!(split6(v.clone(), 0, usize::MAX, hosts + 10).block_len, 0);
         assert_eq!(
             s.lens,
             vec![128],
@@ -395,10 +401,10 @@ mod tests {
             e.slot = 1 + i as u32 % 3;
         }
         crowded.push(net(0, 0));
-        let s = split6(crowded.clone(), 0, usize::MAX);
+        let s = split6(crowded.clone(), 0, usize::MAX, usize::MAX);
         assert_eq!(s.block_len, 0, "4,201 ranges in one block");
         // Fewer fit.
-        let s = split6(crowded[1000..].to_vec(), 0, usize::MAX);
+        let s = split6(crowded[1000..].to_vec(), 0, usize::MAX, usize::MAX);
         assert_eq!(s.block_len, BLOCK6_MAX);
         assert_eq!(s.blocks.len(), 1);
         for a in edges(&crowded[1000..]) {
@@ -411,7 +417,7 @@ mod tests {
     fn few_ipv6_lengths_are_hashed_not_blocked() {
         let base = 0x2001_0db8u128 << 96;
         let v = vec![net(0, 0), net(base, 48), net(base | 5, 128), net(base, 64)];
-        let s = split6(v, 0, usize::MAX);
+        let s = split6(v, 0, usize::MAX, usize::MAX);
         assert_eq!(s.block_len, 0);
         assert_eq!(s.lens, vec![128, 64, 48]);
         assert_eq!(s.lpm.len(), 1);
