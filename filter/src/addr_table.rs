@@ -42,17 +42,11 @@ impl AddrItem {
     /// The entry of IPv6 block `net` in dimension `dim` (see [`block6_key`]): its ranges are
     /// `count` from range `first` of the range array.
     pub fn block(dim: u32, net: ipnet::Ipv6Net, first: u32, count: u32) -> AddrItem {
-        let o = net.network().octets();
-        AddrItem {
-            key: block6_key(dim),
-            words: [
-                u32::from_ne_bytes([o[0], o[1], o[2], o[3]]),
-                u32::from_ne_bytes([o[4], o[5], o[6], o[7]]),
-                first,
-                count,
-            ],
-            slot: 0,
-        }
+        // A block is /64 or shorter: its network's last two words are 0 and carry the ranges.
+        let mut item = AddrItem::new(dim, &net.into(), 0);
+        item.key = block6_key(dim);
+        item.words[2..].copy_from_slice(&[first, count]);
+        item
     }
 
     /// Its two candidate buckets in a table of `1 << bits`: the program's hash (a block's over
