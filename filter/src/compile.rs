@@ -1214,7 +1214,8 @@ mod tests {
             "{:?}",
             t.src
         );
-        // 800 blocks of two ranges (the block's own, the network's), after IPv4's one word.
+        // 800 blocks of two ranges (the block's own, the network's), after the IPv4 switch
+        // list (two words, padded to one range).
         let block = xdpwall_common::block6_key(0);
         let items: Vec<_> = t
             .addr6
